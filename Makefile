@@ -1,0 +1,37 @@
+# connmeter: every target installs what it needs, so a fresh machine only needs Node 20 and Go.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+NPM_STAMP := node_modules/.package-lock.stamp
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: $(NPM_STAMP) ## install npm dependencies (npm ci)
+
+build: $(NPM_STAMP) ## compile TypeScript into dist/
+	npm run --silent build
+
+typecheck: $(NPM_STAMP) ## type-check everything, tests included
+	npm run --silent typecheck
+
+lint: $(NPM_STAMP) ## eslint
+	npm run --silent lint
+
+test: build typecheck lint ## type-check, lint and run every test (unit, integration, e2e)
+	npx vitest run
+
+demo: build ## run the local demo: Phoenix test app + sidecar + the official phoenix client
+	node dist/test/support/demo.js
+
+bench: build ## benchmarks: direct vs sidecar vs nginx (installs nginx with apt-get if missing)
+	bash bench/run.sh
+
+clean: ## remove build output
+	rm -rf dist
+
+.PHONY: help deps build typecheck lint test demo bench clean
