@@ -1,0 +1,121 @@
+/**
+ * The sidecar's admin port, a server of its own so app traffic can never starve it:
+ *
+ *   GET /healthz   200 while the process is alive
+ *   GET /readyz    200 when new connections are welcome; 503 when draining or at
+ *                  --reject-at-percent of --max-connections (with hysteresis)
+ *   GET /stats     JSON counts: connections, channels, longpoll, topics{}, ...
+ *   GET /metrics   Prometheus text, every name prefixed connmeter_
+ *   GET /config    the limits and topic groups in force
+ *   PUT /config    replace them (partial JSON merged over the current values); requires
+ *                  `Authorization: Bearer $CONNMETER_ADMIN_TOKEN`
+ */
+import { timingSafeEqual } from "node:crypto";
+import { once } from "node:events";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Registry } from "prom-client";
+import type { TopicGroupSpec } from "../ledger/topic-groups.js";
+import type { Limits } from "../limits/admission.js";
+import type { HostPort, Sidecar } from "../sidecar.js";
+import { parseConfigUpdate } from "./config-update.js";
+
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+export class AdminServer {
+  private readonly server: http.Server;
+
+  constructor(
+    private readonly sidecar: Sidecar,
+    private readonly metrics: Registry,
+    private readonly token: string | undefined,
+  ) {
+    this.server = http.createServer((req, res) => {
+      this.route(req, res).catch((err: unknown) => send(res, 500, { error: String(err) }));
+    });
+  }
+
+  async start(at: HostPort): Promise<HostPort> {
+    this.server.listen(at.port, at.host);
+    await once(this.server, "listening");
+    const a = this.server.address() as AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = (req.url ?? "/").split("?")[0];
+    const key = `${req.method} ${path}`;
+    switch (key) {
+      case "GET /healthz":
+        return sendText(res, 200, "ok\n");
+      case "GET /readyz":
+        return this.sidecar.isReady()
+          ? sendText(res, 200, "ready\n")
+          : sendText(res, 503, this.sidecar.admission.isDraining ? "draining\n" : "at capacity\n");
+      case "GET /stats":
+        return send(res, 200, this.sidecar.stats());
+      case "GET /metrics":
+        res.writeHead(200, { "content-type": this.metrics.contentType });
+        res.end(await this.metrics.metrics());
+        return;
+      case "GET /config":
+        return send(res, 200, this.currentConfig());
+      case "PUT /config":
+        return this.putConfig(req, res);
+      default:
+        return send(res, 404, { error: `no such endpoint ${key}; see GET /healthz /readyz /stats /metrics /config, PUT /config` });
+    }
+  }
+
+  private currentConfig(): Limits & { topics: TopicGroupSpec[] } {
+    return { ...this.sidecar.admission.current, topics: this.sidecar.ledger.topicGroups.toJSON() };
+  }
+
+  private async putConfig(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (this.token === undefined || this.token === "") {
+      return send(res, 403, { error: "PUT /config is disabled: start the sidecar with CONNMETER_ADMIN_TOKEN set and send it as `Authorization: Bearer <token>`" });
+    }
+    if (!bearerMatches(req.headers.authorization, this.token)) {
+      return send(res, 401, { error: "missing or wrong bearer token: send `Authorization: Bearer $CONNMETER_ADMIN_TOKEN`" });
+    }
+    const body = await readBody(req);
+    if (body === null) return send(res, 413, { error: `config body over ${MAX_CONFIG_BYTES} bytes` });
+    const update = parseConfigUpdate(body, this.sidecar.admission.current);
+    if (!update.ok) return send(res, 400, { error: update.error });
+    this.sidecar.configure(update.limits, update.topics);
+    return send(res, 200, this.currentConfig());
+  }
+}
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(header?.startsWith("Bearer ") ? header.slice(7) : "");
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+async function readBody(req: http.IncomingMessage): Promise<string | null> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_CONFIG_BYTES) return null;
+    parts.push(chunk as Buffer);
+  }
+  return Buffer.concat(parts).toString("utf8");
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendText(res: http.ServerResponse, status: number, text: string): void {
+  res.writeHead(status, { "content-type": "text/plain", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}

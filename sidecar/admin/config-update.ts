@@ -1,0 +1,61 @@
+import type { TopicGroupSpec } from "../ledger/topic-groups.js";
+import type { Limits } from "../limits/admission.js";
+
+export type ConfigUpdate = { ok: true; limits: Limits; topics: TopicGroupSpec[] | undefined } | { ok: false; error: string };
+
+const LIMIT_FIELDS = {
+  maxConnections: { min: 0, max: 10_000_000 },
+  rejectAtPercent: { min: 1, max: 100 },
+  upgradeRatePerSecond: { min: 0, max: 1_000_000 },
+  upgradeBurst: { min: 1, max: 1_000_000 },
+} as const satisfies Record<keyof Limits, { min: number; max: number }>;
+
+/**
+ * Validates a PUT /config body: a JSON object with any of the {@link Limits} fields and
+ * `topics: [{match, maxChannels?}]`, merged over the current limits. Errors name the field
+ * and what it must be.
+ */
+export function parseConfigUpdate(body: string, current: Limits): ConfigUpdate {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(body);
+  } catch (err) {
+    return { ok: false, error: `body is not JSON: ${(err as Error).message}` };
+  }
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return { ok: false, error: "body must be a JSON object" };
+  const input = doc as Record<string, unknown>;
+  const known = new Set([...Object.keys(LIMIT_FIELDS), "topics"]);
+  const unknown = Object.keys(input).filter((k) => !known.has(k));
+  if (unknown.length > 0) return { ok: false, error: `unknown field(s) ${unknown.join(", ")}; allowed: ${[...known].join(", ")}` };
+  const limits: Limits = { ...current };
+  for (const [field, range] of Object.entries(LIMIT_FIELDS) as [keyof Limits, { min: number; max: number }][]) {
+    const v = input[field];
+    if (v === undefined) continue;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < range.min || v > range.max) {
+      return { ok: false, error: `${field} must be an integer in ${range.min}..${range.max}, got ${JSON.stringify(v)}` };
+    }
+    limits[field] = v;
+  }
+  if (input.topics === undefined) return { ok: true, limits, topics: undefined };
+  const topics = parseTopics(input.topics);
+  return typeof topics === "string" ? { ok: false, error: topics } : { ok: true, limits, topics };
+}
+
+/** Topic groups from config or flags; a string is the error. */
+export function parseTopics(value: unknown): TopicGroupSpec[] | string {
+  if (!Array.isArray(value)) return "topics must be an array of {match, maxChannels?}";
+  const out: TopicGroupSpec[] = [];
+  const seen = new Set<string>();
+  for (const [i, t] of value.entries()) {
+    if (typeof t !== "object" || t === null) return `topics[${i}] must be an object {match, maxChannels?}`;
+    const { match, maxChannels } = t as Record<string, unknown>;
+    if (typeof match !== "string" || match === "") return `topics[${i}].match must be a non-empty glob such as "room:*"`;
+    if (seen.has(match)) return `topics[${i}].match "${match}" appears twice; each group needs its own glob`;
+    seen.add(match);
+    if (maxChannels !== undefined && (typeof maxChannels !== "number" || !Number.isInteger(maxChannels) || maxChannels < 0)) {
+      return `topics[${i}].maxChannels must be a non-negative integer, got ${JSON.stringify(maxChannels)}`;
+    }
+    out.push(maxChannels === undefined ? { match } : { match, maxChannels });
+  }
+  return out;
+}

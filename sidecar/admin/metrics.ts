@@ -1,0 +1,91 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { END_CAUSES, JOIN_RESULTS, KIND_LONGPOLL } from "../ledger/channel-ledger.js";
+import type { Sidecar } from "../sidecar.js";
+
+/**
+ * The sidecar's Prometheus metrics. The data path only bumps plain numbers; every metric
+ * here reads them in `collect()` at scrape time, so the hot path never calls `labels()`.
+ * Topic labels are topic groups, then raw topics up to the label cap, then `_other`.
+ */
+export function createMetrics(sidecar: Sidecar): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "connmeter_" });
+
+  new Gauge({
+    name: "connmeter_connections",
+    help: "Open client connections through this sidecar, by transport.",
+    labelNames: ["transport"],
+    registers: [registry],
+    collect() {
+      this.set({ transport: "websocket" }, sidecar.connectionCount);
+      this.set({ transport: "longpoll" }, sidecar.ledger.sockets[KIND_LONGPOLL]!);
+    },
+  });
+  new Gauge({
+    name: "connmeter_channels",
+    help: "Joined Phoenix channels (confirmed joins), by topic group or topic.",
+    labelNames: ["topic"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [topic, n] of Object.entries(sidecar.topicCounts())) this.set({ topic }, n);
+    },
+  });
+  new Gauge({
+    name: "connmeter_max_connections",
+    help: "Connection cap of this pod (0 = none).",
+    registers: [registry],
+    collect() {
+      this.set(sidecar.admission.current.maxConnections);
+    },
+  });
+  new Gauge({
+    name: "connmeter_ready",
+    help: "1 when /readyz admits new connections, 0 when at capacity or draining.",
+    registers: [registry],
+    collect() {
+      this.set(sidecar.isReady() ? 1 : 0);
+    },
+  });
+  counterFrom(registry, "connmeter_connections_accepted_total", "WebSocket upgrades proxied to the app.", [], () => [[{}, sidecar.counters.accepted]]);
+  counterFrom(registry, "connmeter_connections_rejected_total", "WebSocket upgrades refused, by reason.", ["reason"], () =>
+    [...sidecar.counters.rejected].map(([reason, n]) => [{ reason }, n]),
+  );
+  counterFrom(registry, "connmeter_channel_joins_total", "Channel join outcomes: ok, error (refused by the app), refused (by the sidecar).", ["result"], () =>
+    JOIN_RESULTS.map((result, i) => [{ result }, sidecar.ledger.joinsByResult[i]!]),
+  );
+  counterFrom(registry, "connmeter_channel_leaves_total", "Joined channels that ended, by cause.", ["cause"], () =>
+    END_CAUSES.map((cause, i) => [{ cause }, sidecar.ledger.leavesByCause[i]!]),
+  );
+  counterFrom(registry, "connmeter_connection_seconds_total", "Connection-seconds of WebSocket connections (billing, cost attribution).", [], () => [
+    [{}, sidecar.connectionSeconds()],
+  ]);
+  counterFrom(registry, "connmeter_unparsed_messages_total", "Messages relayed untouched that were not readable Phoenix messages, by direction.", ["direction"], () => [
+    [{ direction: "client_to_server" }, sidecar.counters.unparsedFromClient],
+    [{ direction: "server_to_client" }, sidecar.counters.unparsedFromServer],
+  ]);
+  const durations = new Histogram({
+    name: "connmeter_connection_duration_seconds",
+    help: "Lifetime of closed WebSocket connections.",
+    buckets: [1, 10, 60, 300, 1800, 3600, 4 * 3600, 24 * 3600],
+    registers: [registry],
+  });
+  sidecar.onConnectionDuration = (seconds) => durations.observe(seconds);
+  return registry;
+}
+
+type Sample = [labels: Record<string, string>, value: number];
+
+/** A counter whose value is read from the data path's own totals at scrape time. */
+function counterFrom(registry: Registry, name: string, help: string, labelNames: string[], read: () => Sample[]): void {
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [labels, value] of read()) this.inc(labels, value);
+    },
+  });
+}

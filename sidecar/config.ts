@@ -1,0 +1,117 @@
+import { parseArgs } from "node:util";
+import type { TopicGroupSpec } from "./ledger/topic-groups.js";
+import { DEFAULT_LIMITS, type Limits } from "./limits/admission.js";
+import type { HostPort } from "./sidecar.js";
+
+/** Everything main.ts needs to start a sidecar. */
+export interface SidecarConfig {
+  listen: HostPort;
+  upstream: string;
+  admin: HostPort;
+  limits: Limits;
+  topics: TopicGroupSpec[];
+  maxTopicLabels: number;
+  drainSeconds: number;
+  longpollTimeoutSeconds: number;
+  adminToken: string | undefined;
+}
+
+/** Each flag, its env var and default. Flags win over env vars. */
+const FLAGS = {
+  listen: { env: "CONNMETER_LISTEN", default: "0.0.0.0:4001", help: "public port (HTTP + WebSocket to the app)" },
+  upstream: { env: "CONNMETER_UPSTREAM", default: "http://127.0.0.1:4000", help: "the app container" },
+  admin: { env: "CONNMETER_ADMIN", default: "0.0.0.0:9090", help: "admin port: /metrics /stats /healthz /readyz /config" },
+  "max-connections": { env: "CONNMETER_MAX_CONNECTIONS", default: "0", help: "refuse upgrades past this many open connections (0 = no cap)" },
+  "reject-at-percent": { env: "CONNMETER_REJECT_AT_PERCENT", default: "90", help: "/readyz turns 503 at this % of --max-connections" },
+  "upgrade-rate": { env: "CONNMETER_UPGRADE_RATE", default: "0", help: "sustained upgrades per second admitted (0 = unlimited)" },
+  "upgrade-burst": { env: "CONNMETER_UPGRADE_BURST", default: "100", help: "upgrades admitted in a burst above --upgrade-rate" },
+  "topic-group": { env: "CONNMETER_TOPIC_GROUPS", default: "", help: "topic group glob[=maxChannels], repeatable (env: comma-separated)" },
+  "max-topic-labels": { env: "CONNMETER_MAX_TOPIC_LABELS", default: "100", help: "ungrouped topics named in /stats and metrics before `_other`" },
+  "drain-seconds": { env: "CONNMETER_DRAIN_SECONDS", default: "25", help: "on SIGTERM, how long open sockets may stay before a 1001 close" },
+  "longpoll-timeout-seconds": { env: "CONNMETER_LONGPOLL_TIMEOUT_SECONDS", default: "20", help: "a long-poll session idle this long is over (Phoenix: 2 poll windows)" },
+} as const;
+
+type FlagName = keyof typeof FLAGS;
+
+export class ConfigError extends Error {}
+
+/** Usage text for --help and for errors. */
+export function usage(): string {
+  const lines = Object.entries(FLAGS).map(([name, f]) => `  --${name.padEnd(26)} ${f.help} [env ${f.env}, default ${f.default || "none"}]`);
+  return ["usage: connmeter-sidecar [flags]", ...lines, "  env CONNMETER_ADMIN_TOKEN        bearer token that guards PUT /config"].join("\n");
+}
+
+/** Reads flags, then env vars, then defaults; throws ConfigError naming the bad input and the fix. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConfig | "help" {
+  const options = Object.fromEntries(
+    Object.keys(FLAGS).map((name) => [name, { type: "string" as const, multiple: name === "topic-group" }]),
+  ) as Record<FlagName, { type: "string"; multiple: boolean }>;
+  let values: Record<string, string | string[] | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { ...options, help: { type: "boolean" } }, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message}\n${usage()}`);
+  }
+  if (values.help === true) return "help";
+  const get = (name: FlagName): string => {
+    const v = values[name];
+    if (typeof v === "string") return v;
+    return env[FLAGS[name].env] ?? FLAGS[name].default;
+  };
+  const groupArgs = values["topic-group"];
+  const groups = Array.isArray(groupArgs) && groupArgs.length > 0 ? groupArgs : get("topic-group").split(",").filter((s) => s.trim() !== "");
+  return {
+    listen: parseHostPort("listen", get("listen")),
+    upstream: parseUpstream(get("upstream")),
+    admin: parseHostPort("admin", get("admin")),
+    limits: {
+      ...DEFAULT_LIMITS,
+      maxConnections: parseInteger("max-connections", get("max-connections"), 0),
+      rejectAtPercent: parseInteger("reject-at-percent", get("reject-at-percent"), 1, 100),
+      upgradeRatePerSecond: parseInteger("upgrade-rate", get("upgrade-rate"), 0),
+      upgradeBurst: parseInteger("upgrade-burst", get("upgrade-burst"), 1),
+    },
+    topics: groups.map(parseTopicGroup),
+    maxTopicLabels: parseInteger("max-topic-labels", get("max-topic-labels"), 0),
+    drainSeconds: parseInteger("drain-seconds", get("drain-seconds"), 0),
+    longpollTimeoutSeconds: parseInteger("longpoll-timeout-seconds", get("longpoll-timeout-seconds"), 1),
+    adminToken: env.CONNMETER_ADMIN_TOKEN,
+  };
+}
+
+/** `host:port`, `[v6]:port` or `:port` (all interfaces). */
+export function parseHostPort(flag: string, value: string): HostPort {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value.trim());
+  const port = m === null ? NaN : Number(m[3]);
+  if (m === null || !(port >= 0 && port <= 65535)) {
+    throw new ConfigError(`--${flag} must be host:port (e.g. 0.0.0.0:4001 or 127.0.0.1:0), got "${value}"`);
+  }
+  return { host: m[1] ?? (m[2] === "" ? "0.0.0.0" : m[2]!), port };
+}
+
+function parseUpstream(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`--upstream must be a URL such as http://127.0.0.1:4000, got "${value}"`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new ConfigError(`--upstream must use http:// or https:// (WebSockets are upgraded from it), got "${value}"`);
+  }
+  return url.toString().replace(/\/$/, "");
+}
+
+function parseInteger(flag: string, value: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`--${flag} must be an integer in ${min}..${max === Number.MAX_SAFE_INTEGER ? "∞" : max}, got "${value}"`);
+  }
+  return n;
+}
+
+function parseTopicGroup(spec: string): TopicGroupSpec {
+  const [match, max] = spec.trim().split("=");
+  if (match === undefined || match === "") throw new ConfigError(`--topic-group must be glob[=maxChannels] such as room:*=1000, got "${spec}"`);
+  return max === undefined ? { match } : { match, maxChannels: parseInteger("topic-group maxChannels", max, 0) };
+}

@@ -1,0 +1,231 @@
+import { once } from "node:events";
+import http from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { ChannelLedger, KIND_LONGPOLL, KIND_WEBSOCKET } from "./ledger/channel-ledger.js";
+import { TopicGroups, type TopicGroupSpec } from "./ledger/topic-groups.js";
+import { Admission, REFUSE_REASONS, REFUSE_UPSTREAM, type Limits, type Refusal } from "./limits/admission.js";
+import { LongPollTracker } from "./longpoll/longpoll-tracker.js";
+import { vsnFromUrl } from "./phoenix/message.js";
+import { ProxyServer } from "./proxy/http-proxy.js";
+import { TappedConnection, type ConnectionObserver } from "./proxy/tapped-connection.js";
+import { parseDeflateExtension } from "./ws/frame-reader.js";
+
+/** Where a server listens. */
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface SidecarOptions {
+  /** Public port: HTTP and WebSocket traffic for the app. */
+  listen: HostPort;
+  /** The app, e.g. http://127.0.0.1:4000. */
+  upstream: string;
+  limits: Limits;
+  topics: TopicGroupSpec[];
+  /** Ungrouped topics listed by name in /stats and metrics before the rest fold into `_other`. */
+  maxTopicLabels: number;
+  /** A long-poll session with no request for this long is over (Phoenix drops it then too). */
+  longpollTimeoutSeconds: number;
+  now?: () => number;
+}
+
+/** The /stats document (DESIGN.md's contract, extended). */
+export interface Stats {
+  connections: number;
+  channels: number;
+  longpoll: number;
+  topics: Record<string, number>;
+  ready: boolean;
+  draining: boolean;
+  maxConnections: number;
+  unparsedMessages: number;
+}
+
+/** Label for topics past the label cap. */
+export const OTHER_TOPICS = "_other";
+
+/**
+ * The sidecar's data path: the public server that proxies HTTP and WebSocket traffic to the
+ * app, the admission checks in front of upgrades, the tapped connections, and the ledger
+ * their messages feed. The admin server reads it; main.ts wires both.
+ */
+export class Sidecar implements ConnectionObserver {
+  readonly ledger: ChannelLedger;
+  readonly admission: Admission;
+  readonly longpoll: LongPollTracker;
+  /** Accepted upgrades, refused upgrades by reason, unparsed messages by direction. */
+  readonly counters = {
+    accepted: 0,
+    rejected: new Map<string, number>(REFUSE_REASONS.map((r) => [r, 0])),
+    unparsedFromClient: 0,
+    unparsedFromServer: 0,
+    connectionSecondsClosed: 0,
+  };
+  /** Called with each closed connection's lifetime (the metrics histogram observes it). */
+  onConnectionDuration: ((seconds: number) => void) | null = null;
+  private readonly connections = new Set<TappedConnection>();
+  /** Sum of open connections' start times, so connection-seconds cost O(1) per scrape. */
+  private openedAtSumMs = 0;
+  private upgradesInFlight = 0;
+  private readonly server: http.Server;
+  private readonly proxy: ProxyServer;
+  private maxTopicLabels: number;
+  readonly now: () => number;
+
+  constructor(private readonly options: SidecarOptions) {
+    this.now = options.now ?? Date.now;
+    this.ledger = new ChannelLedger(new TopicGroups(options.topics));
+    this.admission = new Admission(options.limits, this.now);
+    this.maxTopicLabels = options.maxTopicLabels;
+    this.longpoll = new LongPollTracker(this.ledger, options.longpollTimeoutSeconds * 1000, this);
+    this.proxy = new ProxyServer(options.upstream, {
+      onWebSocketOpen: (req, client, upstream, extensions) => this.onWebSocketOpen(req, client, upstream, extensions),
+      onUpstreamError: () => this.countRejected(REFUSE_UPSTREAM),
+      onUpgradeSettled: () => this.upgradesInFlight--,
+      longpoll: this.longpoll,
+    });
+    this.server = http.createServer(this.proxy.onRequest);
+    this.server.on("upgrade", this.onUpgrade);
+    // Long-lived sockets: never let Node's default timeouts cut them.
+    this.server.requestTimeout = 0;
+    this.server.headersTimeout = 60_000;
+    this.server.keepAliveTimeout = 65_000;
+  }
+
+  async start(): Promise<HostPort> {
+    this.server.listen(this.options.listen.port, this.options.listen.host);
+    await once(this.server, "listening");
+    const a = this.server.address() as AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  /** Open WebSocket connections. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Connection-seconds of every connection so far, open ones up to now (billing). */
+  connectionSeconds(): number {
+    const openMs = this.connections.size * this.now() - this.openedAtSumMs;
+    return this.counters.connectionSecondsClosed + openMs / 1000;
+  }
+
+  isReady(): boolean {
+    return this.admission.isReady(this.connections.size);
+  }
+
+  /** Applies limits and topic groups pushed by the operator, without a restart. */
+  configure(limits: Limits, topics: TopicGroupSpec[] | undefined, maxTopicLabels?: number): void {
+    this.admission.update(limits);
+    if (topics !== undefined) this.ledger.setGroups(new TopicGroups(topics));
+    if (maxTopicLabels !== undefined) this.maxTopicLabels = maxTopicLabels;
+  }
+
+  /** Joined channels per topic group, then per topic up to the label cap, the rest as `_other`. */
+  topicCounts(maxNamed = this.maxTopicLabels): Record<string, number> {
+    const out: Record<string, number> = {};
+    const groups = this.ledger.topicGroups;
+    for (let g = 0; g < groups.size; g++) out[groups.name(g)] = this.ledger.groupChannels(g);
+    let named = 0;
+    for (const [topic, n] of this.ledger.topics()) {
+      if (groups.groupOf(topic) >= 0) continue;
+      if (named < maxNamed || out[topic] !== undefined) {
+        if (out[topic] === undefined) named++;
+        out[topic] = (out[topic] ?? 0) + n;
+      } else {
+        out[OTHER_TOPICS] = (out[OTHER_TOPICS] ?? 0) + n;
+      }
+    }
+    return out;
+  }
+
+  stats(): Stats {
+    return {
+      connections: this.connections.size,
+      channels: this.ledger.channels,
+      longpoll: this.ledger.sockets[KIND_LONGPOLL]!,
+      topics: this.topicCounts(),
+      ready: this.isReady(),
+      draining: this.admission.isDraining,
+      maxConnections: this.admission.current.maxConnections,
+      unparsedMessages: this.counters.unparsedFromClient + this.counters.unparsedFromServer,
+    };
+  }
+
+  /**
+   * SIGTERM: readiness off and no new upgrades at once; open sockets get until the deadline
+   * to leave by themselves, then a close 1001. Resolves with how it ended.
+   */
+  async drain(deadlineMs: number): Promise<"graceful" | "forced"> {
+    this.admission.startDraining();
+    const until = this.now() + deadlineMs;
+    while (this.connections.size > 0 && this.now() < until) await sleep(Math.min(200, deadlineMs));
+    if (this.connections.size === 0) return "graceful";
+    for (const c of this.connections) c.goAway();
+    const cutAt = this.now() + 2000;
+    while (this.connections.size > 0 && this.now() < cutAt) await sleep(50);
+    for (const c of this.connections) c.destroy();
+    return "forced";
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.connections) c.destroy();
+    this.longpoll.close();
+    this.proxy.close();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  onUnparsed(fromClient: boolean): void {
+    if (fromClient) this.counters.unparsedFromClient++;
+    else this.counters.unparsedFromServer++;
+  }
+
+  onConnectionClosed(connection: TappedConnection): void {
+    if (!this.connections.delete(connection)) return;
+    this.openedAtSumMs -= connection.openedAtMs;
+    const seconds = (this.now() - connection.openedAtMs) / 1000;
+    this.counters.connectionSecondsClosed += seconds;
+    this.onConnectionDuration?.(seconds);
+  }
+
+  private readonly onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const refusal = this.admission.checkUpgrade(this.connections.size + this.upgradesInFlight);
+    if (refusal !== null) {
+      this.refuse(socket, refusal);
+      return;
+    }
+    this.upgradesInFlight++;
+    this.proxy.upgrade(req, socket as Socket, head);
+  };
+
+  private onWebSocketOpen(req: http.IncomingMessage, client: Duplex, upstream: Duplex, extensions: string | string[] | undefined): void {
+    const channels = this.ledger.openSocket(KIND_WEBSOCKET);
+    const nowMs = this.now();
+    const connection = new TappedConnection(client, upstream, channels, vsnFromUrl(req.url), parseDeflateExtension(extensions), this, nowMs);
+    this.connections.add(connection);
+    this.openedAtSumMs += nowMs;
+    this.counters.accepted++;
+    connection.start();
+  }
+
+  private refuse(socket: Duplex, refusal: Refusal): void {
+    this.countRejected(refusal.reason);
+    const body = `connmeter: upgrade refused (${refusal.reason}); retry in ${refusal.retryAfterSeconds}s\n`;
+    const status = refusal.statusCode === 429 ? "429 Too Many Requests" : "503 Service Unavailable";
+    socket.end(
+      `HTTP/1.1 ${status}\r\nRetry-After: ${refusal.retryAfterSeconds}\r\nContent-Type: text/plain\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+
+  private countRejected(reason: string): void {
+    this.counters.rejected.set(reason, (this.counters.rejected.get(reason) ?? 0) + 1);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
