@@ -1,0 +1,115 @@
+import http from "node:http";
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket, { WebSocketServer } from "ws";
+import { startSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
+
+/** A plain upstream: echoes request heads over HTTP and messages over WebSocket. */
+async function startUpstream() {
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { "content-type": "application/json", "x-upstream": "yes" });
+    res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers }));
+  });
+  const wss = new WebSocketServer({ server, handleProtocols: (protocols) => (protocols.has("phx") ? "phx" : false) });
+  const received: Buffer[] = [];
+  wss.on("connection", (ws, req) => {
+    ws.on("message", (data: Buffer, isBinary) => {
+      received.push(data);
+      ws.send(data, { binary: isBinary });
+    });
+    ws.send(JSON.stringify({ xff: req.headers["x-forwarded-for"] ?? null }));
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    received,
+    close: async () => {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+function openWs(url: string, protocols?: string[]): Promise<{ ws: WebSocket; first: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url.replace(/^http/, "ws") + "/echo", protocols);
+    ws.once("message", (data) => resolve({ ws, first: String(data) }));
+    ws.once("error", reject);
+  });
+}
+
+function nextMessage(ws: WebSocket): Promise<{ data: Buffer; isBinary: boolean }> {
+  return new Promise((resolve) => ws.once("message", (data: Buffer, isBinary) => resolve({ data, isBinary })));
+}
+
+describe("the sidecar as a proxy", () => {
+  let upstream: Awaited<ReturnType<typeof startUpstream>>;
+  let sidecar: SidecarHandle;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    sidecar = await startSidecar({ upstream: upstream.url });
+  });
+  afterAll(async () => {
+    await sidecar?.close();
+    await upstream?.close();
+  });
+
+  it("forwards plain HTTP as is and sets X-Forwarded-For and -Proto", async () => {
+    const res = await fetch(`${sidecar.url}/some/path?q=1`, { method: "POST", body: "hello", headers: { "x-custom": "kept" } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-upstream")).toBe("yes");
+    const echoed = (await res.json()) as { method: string; url: string; headers: Record<string, string> };
+    expect(echoed).toMatchObject({ method: "POST", url: "/some/path?q=1" });
+    expect(echoed.headers).toMatchObject({ "x-custom": "kept", "x-forwarded-for": "127.0.0.1", "x-forwarded-proto": "http" });
+  });
+
+  it("forwards upgrades with the subprotocol and X-Forwarded-For, relaying every byte unchanged", async () => {
+    const { ws, first } = await openWs(sidecar.url, ["phx"]);
+    expect(ws.protocol).toBe("phx");
+    expect(JSON.parse(first)).toEqual({ xff: "127.0.0.1" });
+    const big = Buffer.alloc(200_000, 7);
+    for (const payload of [Buffer.from("not json at all"), Buffer.from("[1,2"), Buffer.from([0, 9, 9, 9]), big]) {
+      const echoed = nextMessage(ws);
+      ws.send(payload, { binary: payload[0] === 0 || payload === big });
+      expect((await echoed).data.equals(payload)).toBe(true);
+    }
+    ws.close();
+  });
+
+  it("counts malformed Phoenix messages as unparsed and keeps relaying", async () => {
+    const before = (await sidecar.stats()).unparsedMessages;
+    const { ws } = await openWs(sidecar.url);
+    const echoed = nextMessage(ws);
+    ws.send("{{{ definitely not phoenix");
+    await echoed;
+    // the greeting (JSON, but no topic or event), the client's message and its echo
+    const after = await waitFor(sidecar.stats, (s) => s.unparsedMessages >= before + 3, "unparsed messages counted");
+    expect(after.unparsedMessages).toBe(before + 3);
+    ws.close();
+    await waitFor(sidecar.stats, (s) => s.connections === 0, "socket closed");
+  });
+
+  it("answers 502 for HTTP and for upgrades when the app is down", async () => {
+    const dead = await startSidecar({ upstream: "http://127.0.0.1:1" });
+    try {
+      const res = await fetch(`${dead.url}/`);
+      expect(res.status).toBe(502);
+      expect(await res.text()).toMatch(/upstream unavailable/);
+      const status = await new Promise<number>((resolve, reject) => {
+        const ws = new WebSocket(dead.url.replace(/^http/, "ws") + "/socket/websocket");
+        ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on("open", () => reject(new Error("upgrade to a dead app succeeded")));
+        ws.on("error", () => {});
+      });
+      expect(status).toBe(502);
+      expect((await dead.stats()).connections).toBe(0);
+    } finally {
+      await dead.close();
+    }
+  });
+});

@@ -1,0 +1,131 @@
+import type { Channel } from "phoenix";
+import { Socket } from "phoenix";
+import WebSocket from "ws";
+import { AdminServer } from "../../sidecar/admin/admin-server.js";
+import { createMetrics } from "../../sidecar/admin/metrics.js";
+import type { TopicGroupSpec } from "../../sidecar/ledger/topic-groups.js";
+import { DEFAULT_LIMITS, type Limits } from "../../sidecar/limits/admission.js";
+import { Sidecar, type Stats } from "../../sidecar/sidecar.js";
+
+/** A sidecar running in this process on ephemeral loopback ports. */
+export interface SidecarHandle {
+  sidecar: Sidecar;
+  /** http://127.0.0.1:<public port> */
+  url: string;
+  /** http://127.0.0.1:<admin port> */
+  adminUrl: string;
+  stats(): Promise<Stats>;
+  close(): Promise<void>;
+}
+
+export async function startSidecar(opts: {
+  upstream: string;
+  limits?: Partial<Limits>;
+  topics?: TopicGroupSpec[];
+  adminToken?: string;
+  longpollTimeoutSeconds?: number;
+}): Promise<SidecarHandle> {
+  const sidecar = new Sidecar({
+    listen: { host: "127.0.0.1", port: 0 },
+    upstream: opts.upstream,
+    limits: { ...DEFAULT_LIMITS, ...opts.limits },
+    topics: opts.topics ?? [],
+    maxTopicLabels: 100,
+    longpollTimeoutSeconds: opts.longpollTimeoutSeconds ?? 20,
+  });
+  const admin = new AdminServer(sidecar, createMetrics(sidecar), opts.adminToken);
+  const pub = await sidecar.start();
+  const adm = await admin.start({ host: "127.0.0.1", port: 0 });
+  const adminUrl = `http://127.0.0.1:${adm.port}`;
+  return {
+    sidecar,
+    url: `http://127.0.0.1:${pub.port}`,
+    adminUrl,
+    stats: async () => (await (await fetch(`${adminUrl}/stats`)).json()) as Stats,
+    close: async () => {
+      await sidecar.close();
+      await admin.close();
+    },
+  };
+}
+
+/** The official Phoenix JS client on Node, through `ws`; never reconnects unless asked to. */
+export function phoenixSocket(
+  baseUrl: string,
+  opts: { path?: string; vsn?: "1.0.0" | "2.0.0"; reconnect?: boolean; compress?: boolean } = {},
+): Socket {
+  const wsUrl = baseUrl.replace(/^http/, "ws") + (opts.path ?? "/socket");
+  const compress = opts.compress ?? false;
+  // ws offers permessage-deflate by default; turn it off unless the test wants it.
+  const transport = class extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols, { perMessageDeflate: compress });
+    }
+  };
+  const v1 = opts.vsn === "1.0.0";
+  return new Socket(wsUrl, {
+    transport: transport as unknown as typeof globalThis.WebSocket,
+    vsn: opts.vsn ?? "2.0.0",
+    reconnectAfterMs: () => (opts.reconnect === true ? 20 : 3_600_000),
+    rejoinAfterMs: () => 3_600_000,
+    heartbeatIntervalMs: 30_000,
+    ...(v1
+      ? {
+          encode: (msg: unknown, cb: (s: string) => void) => cb(JSON.stringify(msg)),
+          decode: (raw: string, cb: (m: unknown) => void) => cb(JSON.parse(raw)),
+        }
+      : {}),
+  } as ConstructorParameters<typeof Socket>[1]);
+}
+
+/** Resolves once the socket is open. */
+export function connected(socket: Socket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.onOpen(() => resolve());
+    socket.onError((e: unknown) => reject(new Error(`socket error: ${String(e)}`)));
+    socket.connect();
+  });
+}
+
+/** Joins and resolves with the reply status ("ok" | "error"). */
+export function join(channel: Channel): Promise<string> {
+  return new Promise((resolve, reject) => {
+    channel
+      .join(10_000)
+      .receive("ok", () => resolve("ok"))
+      .receive("error", () => resolve("error"))
+      .receive("timeout", () => reject(new Error(`join ${channel.topic} timed out`)));
+  });
+}
+
+export function leave(channel: Channel): Promise<void> {
+  return new Promise((resolve) => {
+    channel.leave(10_000).receive("ok", () => resolve());
+  });
+}
+
+/** Polls until `check` holds; the error names what was awaited and the last value seen. */
+export async function waitFor<T>(read: () => Promise<T> | T, check: (v: T) => boolean, what: string, timeoutMs = 15_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: T = await read();
+  while (!check(last)) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 25));
+    last = await read();
+  }
+  return last;
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+export async function inBatches<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
