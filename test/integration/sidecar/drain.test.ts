@@ -1,0 +1,78 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { once } from "node:events";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { startPhoenixServer, type PhoenixServer } from "../../support/phoenix-server/index.js";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const MAIN = path.join(ROOT, "dist/sidecar/main.js");
+
+/** Starts the built sidecar binary on fixed loopback ports and waits for its listening line. */
+async function startSidecarProcess(args: string[]): Promise<{ child: ChildProcess; output: () => string }> {
+  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`make build\` (make test does it for you)`);
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d));
+  child.stderr!.on("data", (d: Buffer) => (out += d));
+  const until = Date.now() + 10_000;
+  while (!out.includes("listening on")) {
+    if (child.exitCode !== null || Date.now() > until) throw new Error(`sidecar did not start: ${out}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { child, output: () => out };
+}
+
+describe("the sidecar process", () => {
+  let app: PhoenixServer;
+  beforeAll(async () => {
+    app = await startPhoenixServer();
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it("drains on SIGTERM: readiness off, no new upgrades, open sockets closed with 1001 at the deadline, exit 0", async () => {
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const { child, output } = await startSidecarProcess([
+      `--listen=127.0.0.1:${port}`,
+      `--admin=127.0.0.1:${port + 1}`,
+      `--upstream=${app.url}`,
+      "--drain-seconds=2",
+    ]);
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/socket/websocket?vsn=2.0.0`);
+    await once(ws, "open");
+    const closed = once(ws, "close") as Promise<[number, Buffer]>;
+    expect((await fetch(`http://127.0.0.1:${port + 1}/readyz`)).status).toBe(200);
+
+    child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await fetch(`http://127.0.0.1:${port + 1}/readyz`)).status).toBe(503);
+    const refused = await new Promise<number>((resolve) => {
+      const late = new WebSocket(`ws://127.0.0.1:${port}/socket/websocket?vsn=2.0.0`);
+      late.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+      late.on("open", () => resolve(101));
+      late.on("error", () => resolve(-1));
+    });
+    expect(refused).toBe(503);
+    expect(ws.readyState).toBe(WebSocket.OPEN); // existing sockets stay until the deadline
+
+    const [code] = await closed;
+    expect(code).toBe(1001);
+    const [exitCode] = (await once(child, "exit")) as [number];
+    expect(exitCode).toBe(0);
+    expect(output()).toMatch(/drain ended by force/);
+  });
+
+  it("exits 2 with the flag and the fix named on bad flags", async () => {
+    if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`make build\``);
+    const child = spawn(process.execPath, [MAIN, "--listen=nope"], { stdio: ["ignore", "pipe", "pipe"] });
+    let err = "";
+    child.stderr!.on("data", (d: Buffer) => (err += d));
+    const [code] = (await once(child, "exit")) as [number];
+    expect(code).toBe(2);
+    expect(err).toMatch(/--listen must be host:port/);
+  });
+});
