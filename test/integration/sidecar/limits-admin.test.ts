@@ -25,7 +25,10 @@ describe("limits and the admin port", () => {
     app = await startPhoenixServer();
   });
   afterEach(async () => {
-    for (const s of open.splice(0)) (s instanceof WebSocket ? s.terminate() : s.disconnect());
+    for (const s of open.splice(0)) {
+      if (s instanceof WebSocket) s.terminate();
+      else s.disconnect();
+    }
     await sidecar?.close();
   });
   afterAll(async () => {
