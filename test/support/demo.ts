@@ -5,7 +5,8 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startPhoenixServer } from "./phoenix-server/index.js";
-import { connected, inBatches, join, leave, phoenixSocket, waitFor } from "./sidecar-harness.js";
+import { connected, join, leave, phoenixSocket } from "./phoenix-client.js";
+import { inBatches, waitFor } from "./sidecar-harness.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const SOCKETS = 120;

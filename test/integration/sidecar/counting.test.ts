@@ -1,7 +1,8 @@
 import type { Socket } from "phoenix";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startPhoenixServer, type PhoenixServer } from "../../support/phoenix-server/index.js";
-import { connected, inBatches, join, leave, phoenixSocket, startSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
+import { connected, join, leave, phoenixSocket } from "../../support/phoenix-client.js";
+import { inBatches, startSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
 
 const SOCKETS = 1000;
 const TOPICS = ["room:a", "room:b", "room:c"];

@@ -2,7 +2,8 @@ import type { Socket } from "phoenix";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { startPhoenixServer, type PhoenixServer } from "../../support/phoenix-server/index.js";
-import { connected, join, phoenixSocket, startSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
+import { connected, join, phoenixSocket } from "../../support/phoenix-client.js";
+import { startSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
 
 const TOKEN = "test-token";
 
