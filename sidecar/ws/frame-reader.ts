@@ -1,0 +1,500 @@
+// Observe-only WebSocket frame reader (RFC 6455, RFC 7692) for the sidecar's tap.
+//
+// The proxy forwards every chunk first and then hands the same chunk to one FrameReader per direction.
+// The reader never writes to the chunk, never throws out of push(), buffers at most an 8-byte header
+// across chunks, and delivers payload as views: of the chunk itself (server frames), of one reusable
+// scratch buffer (client frames, unmasked only as far as they are delivered) or of the inflater's ring.
+// Bytes nobody wants are skipped by counting them down. Everything happens synchronously inside push(),
+// so the events of the two directions reach the sink in wire order.
+
+import { createFrameError, type FrameError, type FrameErrorCode } from "./errors.js";
+import type { DeflateParams } from "./extension.js";
+import { Inflater } from "./inflater.js";
+
+export { createFrameError, FrameError, type FrameErrorCode } from "./errors.js";
+export { parseDeflateExtension, type DeflateParams } from "./extension.js";
+
+/** Receives what a {@link FrameReader} sees; called synchronously from `push()`. */
+export interface MessageSink {
+  /** A text (binary=false) or binary data message starts (its first frame header is parsed). */
+  onMessageStart(binary: boolean): void;
+  /**
+   * Next unmasked, inflated payload bytes of the current data message, in order. The Buffer may be a
+   * view into a reused scratch buffer or into the relayed chunk itself: valid only during the call,
+   * and never to be modified. Return false when no more bytes of this message are wanted: the reader
+   * then skips the rest of it cheaply (it still inflates, without delivering, when the LZ77 window
+   * must be kept for the next message).
+   */
+  onMessageData(data: Buffer): boolean;
+  /** The current data message is complete (its final fragment ended). */
+  onMessageEnd(): void;
+  /** A close frame was seen (code undefined when the close payload is empty). Nothing follows it. */
+  onClose(code: number | undefined): void;
+  /** The stream violates RFC 6455 or a limit; the reader stops parsing this direction for good. */
+  onError(err: FrameError): void;
+}
+
+/** How a {@link FrameReader} reads one direction of one connection. */
+export interface FrameReaderOptions {
+  /** true for client→server (frames must be masked), false for server→client (must not be). */
+  fromClient: boolean;
+  /** Negotiated permessage-deflate parameters (from the 101 response), or null. */
+  deflate: DeflateParams | null;
+  /**
+   * Max bytes of one message delivered before the reader stops delivering it (default 64 KiB); the
+   * rest is skipped as if the sink had returned false. Not a buffer size: nothing is accumulated.
+   */
+  maxMessageBytes?: number;
+  /** Frames whose payload length exceeds this fail with WS_ERR_FRAME_TOO_LARGE (default 2^53 - 1). */
+  maxFrameBytes?: number;
+}
+
+const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
+/**
+ * Client payload is unmasked into a per-reader scratch buffer, in pieces of at most 16 KiB. It starts
+ * at 512 bytes and doubles only when a delivery needs more, so a connection that only ever carries
+ * small Phoenix messages keeps 512 bytes, not 16 KiB (that multiplies by the connections of a pod).
+ */
+const MAX_SCRATCH_BYTES = 16 * 1024;
+const MIN_SCRATCH_BYTES = 512;
+
+// Reader states; everything from CLOSED on is terminal.
+const FRAME_START = 0;
+const LENGTH_16 = 1;
+const LENGTH_64 = 2;
+const MASK_KEY = 3;
+const DATA_PAYLOAD = 4;
+const CONTROL_PAYLOAD = 5;
+const CLOSED = 6;
+const FAILED = 7;
+const DESTROYED = 8;
+
+const OP_CONTINUATION = 0x0;
+const OP_TEXT = 0x1;
+const OP_BINARY = 0x2;
+const OP_CLOSE = 0x8;
+const OP_PONG = 0xa;
+const MAX_CONTROL_PAYLOAD = 125;
+/** 2^53 - 1 is 2^21 - 1 in the high 32 bits of a 64-bit length. */
+const MAX_HIGH_LENGTH_WORD = 0x1fffff;
+
+/** The sync-flush tail that permessage-deflate strips from each message (RFC 7692 §7.2.2). */
+const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Incremental, allocation-light parser of one direction of a WebSocket connection. Feed it every
+ * relayed chunk with {@link push}; it reports messages, close and errors to its {@link MessageSink}.
+ */
+export class FrameReader {
+  private readonly sink: MessageSink;
+  private readonly fromClient: boolean;
+  private readonly deflate: boolean;
+  private readonly noContextTakeover: boolean;
+  private readonly windowBits: number;
+  private readonly maxMessageBytes: number;
+  private readonly maxFrameBytes: number;
+
+  private state = FRAME_START;
+  private chunk: Buffer = EMPTY;
+  private pos = 0;
+  /** Holds a header field that spans chunks; `at` is where the last consumed field starts. */
+  private readonly carry = Buffer.alloc(8);
+  private carried = 0;
+  private at = 0;
+
+  private fin = false;
+  private opcode = 0;
+  private rsv1 = false;
+  private masked = false;
+  private payloadLength = 0;
+  private remaining = 0;
+  private readonly mask = Buffer.alloc(4);
+  private maskPhase = 0;
+
+  private inMessage = false;
+  private compressed = false;
+  private wanted = false;
+  private delivered = 0;
+  private closeCode = 0;
+  private closeBytes = 0;
+  private scratch: Buffer | null = null;
+  private scratchWords: Uint32Array | null = null;
+  /** The mask rotated to the current phase, as one native-endian word for 4-bytes-at-a-time XOR. */
+  private readonly maskWord = new Uint32Array(1);
+  private readonly maskWordBytes = new Uint8Array(this.maskWord.buffer);
+  private inflater: Inflater | null = null;
+
+  constructor(sink: MessageSink, options: FrameReaderOptions) {
+    this.sink = sink;
+    this.fromClient = options.fromClient;
+    this.deflate = options.deflate !== null;
+    const params = options.deflate;
+    this.noContextTakeover =
+      params !== null && (options.fromClient ? params.clientNoContextTakeover : params.serverNoContextTakeover);
+    this.windowBits = params === null ? 15 : options.fromClient ? params.clientMaxWindowBits : params.serverMaxWindowBits;
+    this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.maxFrameBytes = options.maxFrameBytes ?? Number.MAX_SAFE_INTEGER;
+  }
+
+  /**
+   * Parses the next relayed bytes. Never modifies `chunk`, never keeps a reference to it after
+   * returning, and never throws: a violation (or an exception from the sink) goes to `onError`.
+   */
+  push(chunk: Buffer): void {
+    if (this.state >= CLOSED) return;
+    this.chunk = chunk;
+    this.pos = 0;
+    try {
+      this.run();
+    } catch (err) {
+      if (this.state < CLOSED) this.fail("WS_ERR_INTERNAL", "exception in the frame reader or its sink", err);
+    } finally {
+      this.chunk = EMPTY;
+    }
+  }
+
+  /** Stops parsing for good and drops the inflater's window and the scratch buffer. */
+  destroy(): void {
+    this.state = DESTROYED;
+    this.wanted = false;
+    this.inflater = null;
+    this.scratch = null;
+    this.scratchWords = null;
+  }
+
+  private run(): void {
+    let more = true;
+    while (more) {
+      switch (this.state) {
+        case FRAME_START:
+          more = this.readFrameStart();
+          break;
+        case LENGTH_16:
+          more = this.readLength16();
+          break;
+        case LENGTH_64:
+          more = this.readLength64();
+          break;
+        case MASK_KEY:
+          more = this.readMaskKey();
+          break;
+        case DATA_PAYLOAD:
+          more = this.readDataPayload();
+          break;
+        case CONTROL_PAYLOAD:
+          more = this.readControlPayload();
+          break;
+        default:
+          more = false;
+      }
+    }
+  }
+
+  /**
+   * Takes the next `n` (≤ 8) bytes. Returns the chunk itself when they are all in it (no copy), the
+   * carry buffer once bytes spanning chunks are complete, or null when more input is needed; the
+   * bytes start at `this.at`. Returning a buffer and an offset avoids a view object per header.
+   */
+  private consume(n: number): Buffer | null {
+    const available = this.chunk.length - this.pos;
+    if (this.carried === 0 && available >= n) {
+      this.at = this.pos;
+      this.pos += n;
+      return this.chunk;
+    }
+    const take = Math.min(n - this.carried, available);
+    this.chunk.copy(this.carry, this.carried, this.pos, this.pos + take);
+    this.carried += take;
+    this.pos += take;
+    if (this.carried < n) return null;
+    this.carried = 0;
+    this.at = 0;
+    return this.carry;
+  }
+
+  private readFrameStart(): boolean {
+    const buf = this.consume(2);
+    if (buf === null) return false;
+    const b0 = buf[this.at]!;
+    const b1 = buf[this.at + 1]!;
+    if ((b0 & 0x30) !== 0) return this.fail("WS_ERR_UNEXPECTED_RSV_2_3", "RSV2 and RSV3 must be clear");
+    this.fin = (b0 & 0x80) !== 0;
+    this.rsv1 = (b0 & 0x40) !== 0;
+    this.opcode = b0 & 0x0f;
+    this.masked = (b1 & 0x80) !== 0;
+    this.payloadLength = b1 & 0x7f;
+    if (!this.checkOpcode()) return false;
+    if (this.masked !== this.fromClient) {
+      return this.fromClient
+        ? this.fail("WS_ERR_EXPECTED_MASK", "MASK must be set")
+        : this.fail("WS_ERR_UNEXPECTED_MASK", "MASK must be clear");
+    }
+    if (this.payloadLength === 126) this.state = LENGTH_16;
+    else if (this.payloadLength === 127) this.state = LENGTH_64;
+    else return this.haveLength();
+    return true;
+  }
+
+  /** RFC 6455 §5.2/§5.5 and RFC 7692 §6: which opcode may come now, with which bits. */
+  private checkOpcode(): boolean {
+    const opcode = this.opcode;
+    if (opcode === OP_CONTINUATION) {
+      if (this.rsv1) return this.fail("WS_ERR_UNEXPECTED_RSV_1", "RSV1 must be clear on a continuation frame");
+      if (!this.inMessage) return this.fail("WS_ERR_INVALID_OPCODE", "invalid opcode 0 (no message to continue)");
+      return true;
+    }
+    if (opcode === OP_TEXT || opcode === OP_BINARY) {
+      if (this.inMessage) return this.fail("WS_ERR_INVALID_OPCODE", `invalid opcode ${opcode} inside a fragmented message`);
+      if (this.rsv1 && !this.deflate) return this.fail("WS_ERR_UNEXPECTED_RSV_1", "RSV1 must be clear");
+      return true;
+    }
+    if (opcode >= OP_CLOSE && opcode <= OP_PONG) {
+      if (!this.fin) return this.fail("WS_ERR_EXPECTED_FIN", "FIN must be set on a control frame");
+      if (this.rsv1) return this.fail("WS_ERR_UNEXPECTED_RSV_1", "RSV1 must be clear on a control frame");
+      if (this.payloadLength > MAX_CONTROL_PAYLOAD || (opcode === OP_CLOSE && this.payloadLength === 1)) {
+        return this.fail("WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH", `invalid payload length ${this.payloadLength}`);
+      }
+      return true;
+    }
+    return this.fail("WS_ERR_INVALID_OPCODE", `invalid opcode ${opcode}`);
+  }
+
+  private readLength16(): boolean {
+    const buf = this.consume(2);
+    if (buf === null) return false;
+    this.payloadLength = buf.readUInt16BE(this.at);
+    return this.haveLength();
+  }
+
+  private readLength64(): boolean {
+    const buf = this.consume(8);
+    if (buf === null) return false;
+    const high = buf.readUInt32BE(this.at);
+    if (high > MAX_HIGH_LENGTH_WORD) {
+      return this.fail("WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH", "payload length > 2^53 - 1");
+    }
+    this.payloadLength = high * 0x100000000 + buf.readUInt32BE(this.at + 4);
+    return this.haveLength();
+  }
+
+  /** The limit is checked the moment the length is known, before a byte of payload is looked at. */
+  private haveLength(): boolean {
+    if (this.payloadLength > this.maxFrameBytes) {
+      return this.fail("WS_ERR_FRAME_TOO_LARGE", `payload length ${this.payloadLength} > ${this.maxFrameBytes}`);
+    }
+    this.remaining = this.payloadLength;
+    this.maskPhase = 0;
+    if (this.masked) {
+      this.state = MASK_KEY;
+      return true;
+    }
+    return this.beginPayload();
+  }
+
+  private readMaskKey(): boolean {
+    const buf = this.consume(4);
+    if (buf === null) return false;
+    buf.copy(this.mask, 0, this.at, this.at + 4);
+    return this.beginPayload();
+  }
+
+  private beginPayload(): boolean {
+    if (this.opcode >= OP_CLOSE) {
+      this.closeCode = 0;
+      this.closeBytes = 0;
+      this.state = CONTROL_PAYLOAD;
+      return true;
+    }
+    this.state = DATA_PAYLOAD; // set before calling out: the sink may destroy the reader
+    if (this.opcode !== OP_CONTINUATION) this.startMessage();
+    return this.state === DATA_PAYLOAD;
+  }
+
+  private startMessage(): void {
+    this.inMessage = true;
+    this.compressed = this.rsv1;
+    this.wanted = this.maxMessageBytes > 0;
+    this.delivered = 0;
+    if (this.compressed && this.inflater === null) this.inflater = new Inflater(this.windowBits);
+    this.sink.onMessageStart(this.opcode === OP_BINARY);
+  }
+
+  private readDataPayload(): boolean {
+    const n = Math.min(this.remaining, this.chunk.length - this.pos);
+    if (n > 0) {
+      if (this.compressed) {
+        if (!this.inflatePayload(n)) return false;
+      } else if (this.wanted) {
+        this.deliverPayload(n);
+        if (this.state !== DATA_PAYLOAD) return false;
+      }
+      this.pos += n;
+      this.remaining -= n;
+      this.maskPhase = (this.maskPhase + n) & 3;
+    }
+    if (this.remaining > 0) return false;
+    if (!this.fin) {
+      this.state = FRAME_START;
+      return true;
+    }
+    return this.endMessage();
+  }
+
+  /** Delivers the wanted prefix of the next `n` payload bytes; unmasks only that prefix. */
+  private deliverPayload(n: number): void {
+    let left = Math.min(n, this.maxMessageBytes - this.delivered);
+    let offset = this.pos;
+    if (!this.masked) {
+      this.deliver(this.chunk.subarray(offset, offset + left));
+      return;
+    }
+    let phase = this.maskPhase;
+    while (left > 0 && this.wanted) {
+      const piece = Math.min(left, MAX_SCRATCH_BYTES);
+      this.deliver(this.unmask(offset, piece, phase).subarray(0, piece));
+      offset += piece;
+      left -= piece;
+      phase = (phase + piece) & 3;
+    }
+  }
+
+  /**
+   * Unmasks `n` (≤ MAX_SCRATCH_BYTES) chunk bytes from `offset` into the start of the scratch buffer
+   * and returns that buffer; `phase` is their payload offset modulo 4. Copying first (native) and then
+   * XORing a word at a time is several times faster than a byte loop.
+   */
+  private unmask(offset: number, n: number, phase: number): Buffer {
+    if (this.scratch === null || this.scratch.length < n) this.growScratch(n);
+    const scratch = this.scratch!;
+    const words = this.scratchWords!;
+    const mask = this.mask;
+    this.chunk.copy(scratch, 0, offset, offset + n);
+    const rotated = this.maskWordBytes;
+    for (let i = 0; i < 4; i++) rotated[i] = mask[(phase + i) & 3]!;
+    const word = this.maskWord[0]!;
+    const whole = n >>> 2;
+    for (let i = 0; i < whole; i++) words[i]! ^= word;
+    for (let i = whole << 2; i < n; i++) scratch[i]! ^= rotated[i & 3]!;
+    return scratch;
+  }
+
+  private growScratch(bytes: number): void {
+    let size = Math.max(MIN_SCRATCH_BYTES, this.scratch?.length ?? 0);
+    while (size < bytes) size *= 2;
+    const memory = new ArrayBuffer(size); // own memory, so the word view is aligned
+    this.scratch = Buffer.from(memory);
+    this.scratchWords = new Uint32Array(memory);
+  }
+
+  private deliver(data: Buffer): void {
+    this.delivered += data.length;
+    if (!this.sink.onMessageData(data) || this.delivered >= this.maxMessageBytes) this.wanted = false;
+  }
+
+  /**
+   * Inflates the next `n` payload bytes of a compressed message. A message nobody wants any more is
+   * not even unmasked when its context is discarded at its end anyway (no_context_takeover).
+   * @returns false when the reader failed or was destroyed
+   */
+  private inflatePayload(n: number): boolean {
+    if (!this.wanted && this.noContextTakeover) return true;
+    if (!this.masked) return this.inflate(this.chunk, this.pos, this.pos + n);
+    let offset = this.pos;
+    let left = n;
+    let phase = this.maskPhase;
+    while (left > 0) {
+      // The inflater takes input in any piece size: no need to grow the scratch for it.
+      const piece = Math.min(left, this.scratch?.length ?? MIN_SCRATCH_BYTES);
+      if (!this.inflate(this.unmask(offset, piece, phase), 0, piece)) return false;
+      offset += piece;
+      left -= piece;
+      phase = (phase + piece) & 3;
+    }
+    return true;
+  }
+
+  /** Runs the inflater over `input[start, end)`, delivering each stretch of output while wanted. */
+  private inflate(input: Buffer, start: number, end: number): boolean {
+    const inflater = this.inflater!;
+    let pos = start;
+    for (;;) {
+      pos = inflater.write(input, pos, end);
+      if (inflater.error !== null) return this.fail("WS_ERR_INVALID_DEFLATE_DATA", inflater.error);
+      const full = inflater.full;
+      if (this.wanted && inflater.outEnd > inflater.outStart) {
+        const stop = Math.min(inflater.outEnd, inflater.outStart + this.maxMessageBytes - this.delivered);
+        this.deliver(inflater.ring.subarray(inflater.outStart, stop));
+        if (this.state >= CLOSED) return false;
+      }
+      inflater.release();
+      if (pos === end && !full) return true;
+    }
+  }
+
+  private endMessage(): boolean {
+    if (this.compressed) {
+      const inflater = this.inflater!;
+      const skipped = !this.wanted && this.noContextTakeover;
+      if (!skipped && !this.inflate(DEFLATE_TAIL, 0, DEFLATE_TAIL.length)) return false;
+      inflater.endMessage(this.noContextTakeover);
+    }
+    this.inMessage = false;
+    this.state = FRAME_START;
+    this.sink.onMessageEnd();
+    return this.state === FRAME_START;
+  }
+
+  private readControlPayload(): boolean {
+    const n = Math.min(this.remaining, this.chunk.length - this.pos);
+    if (this.opcode === OP_CLOSE) this.collectCloseCode(n);
+    this.pos += n;
+    this.remaining -= n;
+    this.maskPhase = (this.maskPhase + n) & 3;
+    if (this.remaining > 0) return false;
+    if (this.opcode !== OP_CLOSE) {
+      this.state = FRAME_START; // ping and pong carry nothing the tap needs
+      return true;
+    }
+    return this.finishClose();
+  }
+
+  /** The close code is the first two payload bytes, which may arrive in separate chunks. */
+  private collectCloseCode(n: number): void {
+    for (let i = 0; i < n && this.closeBytes < 2; i++) {
+      let byte = this.chunk[this.pos + i]!;
+      if (this.masked) byte ^= this.mask[(this.maskPhase + i) & 3]!;
+      this.closeCode = (this.closeCode << 8) | byte;
+      this.closeBytes++;
+    }
+  }
+
+  private finishClose(): boolean {
+    const code = this.payloadLength === 0 ? undefined : this.closeCode;
+    if (code !== undefined && !isValidCloseCode(code)) {
+      return this.fail("WS_ERR_INVALID_CLOSE_CODE", `invalid status code ${code}`);
+    }
+    // A peer sends nothing after its close frame (RFC 6455 §5.5.1); the window is no longer needed.
+    this.state = CLOSED;
+    this.inflater = null;
+    this.sink.onClose(code);
+    return false;
+  }
+
+  private fail(code: FrameErrorCode, detail: string, cause?: unknown): false {
+    this.state = FAILED;
+    this.wanted = false;
+    this.inflater = null;
+    try {
+      this.sink.onError(createFrameError(code, detail, cause));
+    } catch {
+      // push() must not throw, and a sink that fails on its own error report has no better outlet.
+    }
+    return false;
+  }
+}
+
+/** Close codes a peer may send (RFC 6455 §7.4, the IANA registry up to 1014, and 3000-4999). */
+function isValidCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+}
