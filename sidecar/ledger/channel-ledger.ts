@@ -102,6 +102,11 @@ export class ChannelLedger {
     return max === undefined || this.groupCounts[g]! + this.groupPending[g]! < max;
   }
 
+  /** Whether any topic group has a channel budget (joins may be refused). */
+  get hasBudgets(): boolean {
+    return this.groups.hasBudgets;
+  }
+
   /** @internal */ addChannel(topic: string): void {
     this.channels++;
     this.topicCounts.set(topic, (this.topicCounts.get(topic) ?? 0) + 1);
@@ -182,6 +187,24 @@ export class SocketChannels {
         this.onChannelEnd(msg.topic, msg.joinRef ?? msg.ref, END_ERROR);
         break;
     }
+  }
+
+  /** Whether joins on this socket may be refused at all (some topic group has a budget). */
+  get budgeted(): boolean {
+    return this.ledger.hasBudgets;
+  }
+
+  /**
+   * Whether a join of `topic` fits its group's budget. A rejoin of a topic this socket holds
+   * replaces its channel and adds nothing, so it always fits.
+   */
+  admitsJoin(topic: string): boolean {
+    return (this.joined?.has(topic) ?? false) || this.ledger.admitsJoin(topic);
+  }
+
+  /** The sidecar refused a join over its group's budget; the app never saw it. */
+  refuseJoin(): void {
+    this.ledger.joinsByResult[JOIN_REFUSED]!++;
   }
 
   /** The socket closed (or the long-poll session lapsed): drop everything it held. */

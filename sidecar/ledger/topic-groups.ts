@@ -15,9 +15,12 @@ export interface TopicGroupSpec {
 export class TopicGroups {
   private readonly matchers: ((topic: string) => boolean)[];
   private readonly specs: TopicGroupSpec[];
+  /** Some group caps its channels, so joins may be refused. */
+  readonly hasBudgets: boolean;
 
   constructor(specs: readonly TopicGroupSpec[] = []) {
     this.specs = specs.map((s) => ({ ...s }));
+    this.hasBudgets = specs.some((s) => s.maxChannels !== undefined);
     // Topics are not paths: `*` must match `:` and `/` alike, so glob the whole string.
     this.matchers = specs.map((s) => picomatch(s.match, { dot: true, nonegate: true, noglobstar: false, contains: false, bash: true }));
   }

@@ -11,6 +11,8 @@ export interface PhoenixMessageHandler {
   onUnparsed(fromClient: boolean): void;
   /** A close frame went by. */
   onCloseFrame(fromClient: boolean, code: number | undefined): void;
+  /** The direction broke the WebSocket framing; it is no longer parsed (bytes still flow). */
+  onStreamError(fromClient: boolean): void;
 }
 
 /**
@@ -53,5 +55,6 @@ export class PhoenixDecoder implements MessageSink {
   onError(_err: FrameError): void {
     // The reader stops parsing this direction; the bytes keep flowing untouched.
     this.handler.onUnparsed(this.fromClient);
+    this.handler.onStreamError(this.fromClient);
   }
 }

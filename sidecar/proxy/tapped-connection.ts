@@ -1,9 +1,10 @@
 import type { Duplex } from "node:stream";
 import type { SocketChannels } from "../ledger/channel-ledger.js";
 import { PhoenixDecoder, type PhoenixMessageHandler } from "../phoenix/phoenix-decoder.js";
-import type { PhoenixMessage, PhoenixVsn } from "../phoenix/message.js";
+import { EVENT_JOIN, VSN_2, type PhoenixMessage, type PhoenixVsn } from "../phoenix/message.js";
 import { FrameReader, type DeflateParams } from "../ws/frame-reader.js";
-import { encodeCloseFrame } from "./frame-writer.js";
+import { encodeCloseFrame, encodeTextFrame } from "./frame-writer.js";
+import { JoinGate } from "./join-gate.js";
 
 /** What a connection reports to the sidecar that owns it. */
 export interface ConnectionObserver {
@@ -20,12 +21,23 @@ const CLOSE_GOING_AWAY = 1001;
  * backpressure, and feeds every forwarded chunk to a frame reader per direction whose
  * decoded Phoenix messages update this socket's channel ledger.
  *
- * Forwarding comes first, parsing second: a parser bug can cost a count, never a byte.
+ * Server→client bytes are forwarded first and parsed second: a parser bug can cost a
+ * count, never a byte. Client→server bytes go through a {@link JoinGate} when joins may be
+ * refused (a topic group has a budget): a join over budget is cut out of the stream and
+ * answered by the sidecar with a `phx_reply` error `{reason: "capacity"}`. That needs the
+ * client's messages to be independently framed: with permessage-deflate context takeover
+ * from the client, cutting one message would corrupt the app's inflater, so such
+ * connections are metered but their joins are never refused.
  */
 export class TappedConnection implements PhoenixMessageHandler {
   readonly openedAtMs: number;
   private readonly c2s: FrameReader;
   private readonly s2c: FrameReader;
+  private readonly gate: JoinGate | null;
+  /** Frames the sidecar writes to the client, waiting for the server stream to reach a message boundary. */
+  private injections: Buffer[] | null = null;
+  /** While injections wait: the offset in the server stream just past the first whole message of the current chunk. */
+  private serverBoundary = -1;
   private closed = false;
   private goingAway = false;
 
@@ -41,7 +53,12 @@ export class TappedConnection implements PhoenixMessageHandler {
     this.openedAtMs = nowMs;
     this.c2s = new FrameReader(new PhoenixDecoder(vsn, true, this), { fromClient: true, deflate, maxMessageBytes: Infinity });
     this.s2c = new FrameReader(new PhoenixDecoder(vsn, false, this), { fromClient: false, deflate, maxMessageBytes: Infinity });
+    const clientContextTakeover = deflate !== null && !deflate.clientNoContextTakeover;
+    this.gate = clientContextTakeover ? null : new JoinGate(this.c2s, this.writeUpstream);
+    this.vsn = vsn;
   }
+
+  private readonly vsn: PhoenixVsn;
 
   /**
    * Takes over relaying from http-proxy's pipes (which cannot pause per direction on our
@@ -85,12 +102,28 @@ export class TappedConnection implements PhoenixMessageHandler {
   };
 
   onPhoenixMessage(msg: PhoenixMessage, fromClient: boolean): void {
-    if (fromClient) this.channels.onClientMessage(msg);
-    else this.channels.onServerMessage(msg);
+    if (!fromClient) {
+      this.noteServerBoundary();
+      this.channels.onServerMessage(msg);
+      return;
+    }
+    if (msg.event === EVENT_JOIN && this.gate !== null && !this.channels.admitsJoin(msg.topic) && this.gate.canDropEndedMessage()) {
+      this.gate.dropEndedMessage();
+      this.channels.refuseJoin();
+      this.injectToClient(encodeTextFrame(capacityReply(msg, this.vsn), false));
+      return;
+    }
+    this.channels.onClientMessage(msg);
   }
 
   onUnparsed(fromClient: boolean): void {
+    if (!fromClient) this.noteServerBoundary();
     this.observer.onUnparsed(fromClient);
+  }
+
+  onStreamError(fromClient: boolean): void {
+    // The reader stopped: nothing held back can be decided any more, so it all goes through.
+    if (fromClient) this.gate?.release();
   }
 
   onCloseFrame(): void {
@@ -100,15 +133,63 @@ export class TappedConnection implements PhoenixMessageHandler {
 
   private readonly onClientData = (chunk: Buffer): void => {
     if (this.goingAway) return;
-    if (!this.upstream.write(chunk)) this.client.pause();
+    const gate = this.gate;
+    if (gate === null) {
+      if (!this.upstream.write(chunk)) this.client.pause();
+      this.c2s.push(chunk);
+      return;
+    }
+    gate.hold(chunk);
     this.c2s.push(chunk);
+    // Without budgets nothing is refused, so nothing needs to wait.
+    const ok = this.channels.budgeted ? gate.flush() : gate.release();
+    if (!ok) this.client.pause();
   };
 
   private readonly onUpstreamData = (chunk: Buffer): void => {
     if (this.goingAway) return;
-    if (!this.client.write(chunk)) this.upstream.pause();
+    if (this.injections === null) {
+      if (!this.client.write(chunk)) this.upstream.pause();
+      this.s2c.push(chunk);
+      return;
+    }
+    // Frames wait to be injected: parse first to find where a server message ends.
+    const chunkStart = this.s2c.offset;
+    this.serverBoundary = -1;
     this.s2c.push(chunk);
+    let ok: boolean;
+    if (this.serverBoundary >= 0) {
+      const cut = this.serverBoundary - chunkStart;
+      this.client.write(chunk.subarray(0, cut));
+      this.flushInjections();
+      ok = this.client.write(chunk.subarray(cut));
+    } else {
+      ok = this.client.write(chunk);
+      if (this.s2c.atMessageBoundary) this.flushInjections();
+    }
+    if (!ok) this.upstream.pause();
   };
+
+  private readonly writeUpstream = (chunk: Buffer): boolean => this.upstream.write(chunk);
+
+  /** Writes a sidecar-made frame to the client between two server messages. */
+  private injectToClient(frame: Buffer): void {
+    if (this.injections === null && this.s2c.atMessageBoundary) {
+      this.client.write(frame);
+      return;
+    }
+    (this.injections ??= []).push(frame);
+  }
+
+  private flushInjections(): void {
+    const frames = this.injections ?? [];
+    this.injections = null;
+    for (const f of frames) this.client.write(f);
+  }
+
+  private noteServerBoundary(): void {
+    if (this.injections !== null && this.serverBoundary < 0) this.serverBoundary = this.s2c.offset;
+  }
 
   private readonly resumeUpstream = (): void => {
     this.upstream.resume();
@@ -140,4 +221,11 @@ export class TappedConnection implements PhoenixMessageHandler {
     this.channels.close();
     this.observer.onConnectionClosed(this);
   };
+}
+
+/** The `phx_reply` a refused join gets, in the client's serializer, as the app would write it. */
+function capacityReply(join: PhoenixMessage, vsn: PhoenixVsn): string {
+  const payload = { response: { reason: "capacity" }, status: "error" };
+  if (vsn === VSN_2) return JSON.stringify([join.joinRef, join.ref, join.topic, "phx_reply", payload]);
+  return JSON.stringify({ event: "phx_reply", payload, ref: join.ref, topic: join.topic });
 }

@@ -98,6 +98,11 @@ export class FrameReader {
   private state = FRAME_START;
   private chunk: Buffer = EMPTY;
   private pos = 0;
+  /** Stream offset of the current chunk's first byte (bytes pushed before it). */
+  private base = 0;
+  /** Stream offsets of the first header byte of the frame being read and of the current data message. */
+  private frameStart = 0;
+  private messageStart = -1;
   /** Holds a header field that spans chunks; `at` is where the last consumed field starts. */
   private readonly carry = Buffer.alloc(8);
   private carried = 0;
@@ -150,8 +155,41 @@ export class FrameReader {
     } catch (err) {
       if (this.state < CLOSED) this.fail("WS_ERR_INTERNAL", "exception in the frame reader or its sink", err);
     } finally {
+      this.base += chunk.length;
+      this.pos = 0;
       this.chunk = EMPTY;
     }
+  }
+
+  /**
+   * Stream offset (bytes since the first push) of the next byte to parse. Inside a sink
+   * callback for the end of a message it is the offset just past that message's last frame.
+   */
+  get offset(): number {
+    return this.base + this.pos;
+  }
+
+  /**
+   * Stream offset of the first header byte of the latest data message: the one in progress,
+   * or during `onMessageEnd` the one ending; -1 before any.
+   */
+  get messageStartOffset(): number {
+    return this.messageStart;
+  }
+
+  /** Stream offset of the first header byte of the frame being read (or last read). */
+  get frameStartOffset(): number {
+    return this.frameStart;
+  }
+
+  /** A data message has started and not ended. */
+  get inDataMessage(): boolean {
+    return this.inMessage;
+  }
+
+  /** True between frames outside any data message: a whole message may be inserted here. */
+  get atMessageBoundary(): boolean {
+    return this.state >= CLOSED || (this.state === FRAME_START && this.carried === 0 && !this.inMessage);
   }
 
   /** Stops parsing for good and drops the inflater's window and the scratch buffer. */
@@ -214,6 +252,7 @@ export class FrameReader {
   }
 
   private readFrameStart(): boolean {
+    if (this.carried === 0) this.frameStart = this.base + this.pos;
     const buf = this.consume(2);
     if (buf === null) return false;
     const b0 = buf[this.at]!;
@@ -313,6 +352,7 @@ export class FrameReader {
 
   private startMessage(): void {
     this.inMessage = true;
+    this.messageStart = this.frameStart;
     this.compressed = this.rsv1;
     this.wanted = this.maxMessageBytes > 0;
     this.delivered = 0;

@@ -51,6 +51,8 @@ class ReplayedSocket implements PhoenixMessageHandler {
   }
 
   onCloseFrame(): void {}
+
+  onStreamError(): void {}
 }
 
 type Event = { t: number; order: number; run: () => void };

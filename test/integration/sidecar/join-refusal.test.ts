@@ -1,0 +1,70 @@
+import type { Socket } from "phoenix";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startPhoenixServer, type PhoenixServer } from "../../support/phoenix-server/index.js";
+import { connected, phoenixSocket } from "../../support/phoenix-client.js";
+import { startSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
+
+/** Joins and resolves with the status and the response the client got. */
+function joinResult(socket: Socket, topic: string): Promise<{ status: string; response: unknown }> {
+  return new Promise((resolve, reject) => {
+    socket
+      .channel(topic)
+      .join(10_000)
+      .receive("ok", (response: unknown) => resolve({ status: "ok", response }))
+      .receive("error", (response: unknown) => resolve({ status: "error", response }))
+      .receive("timeout", () => reject(new Error(`join ${topic} timed out`)));
+  });
+}
+
+describe.each(["2.0.0", "1.0.0"] as const)("joins over a topic group's budget (vsn %s)", (vsn) => {
+  let app: PhoenixServer;
+  let sidecar: SidecarHandle;
+  const sockets: Socket[] = [];
+
+  beforeAll(async () => {
+    app = await startPhoenixServer();
+  });
+  afterEach(async () => {
+    sockets.splice(0).forEach((s) => s.disconnect());
+    await sidecar?.close();
+    await waitFor(() => app.count(), (n) => n === 0, "the app to drop test channels");
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it("are refused exactly at maxChannels with a capacity error written by the sidecar; the app never sees them", async () => {
+    sidecar = await startSidecar({ upstream: app.url, topics: [{ match: "room:*", maxChannels: 5 }] });
+    for (let i = 0; i < 4; i++) {
+      const s = phoenixSocket(sidecar.url, { vsn });
+      sockets.push(s);
+      await connected(s);
+    }
+    // 8 joins over 4 sockets, all in flight at once: pending joins count against the budget.
+    const results = await Promise.all(sockets.flatMap((s, i) => [joinResult(s, `room:${i}a`), joinResult(s, `room:${i}b`)]));
+    expect(results.filter((r) => r.status === "ok")).toHaveLength(5);
+    const refused = results.filter((r) => r.status === "error");
+    expect(refused).toHaveLength(3);
+    expect(refused.every((r) => JSON.stringify(r.response) === '{"reason":"capacity"}')).toBe(true);
+    expect(app.count()).toBe(5);
+    expect(await sidecar.stats()).toMatchObject({ channels: 5, topics: { "room:*": 5 } });
+    // Joins outside the group and other messages still flow on the same sockets.
+    expect((await joinResult(sockets[0]!, "patterns:free")).status).toBe("ok");
+    const metrics = await (await fetch(`${sidecar.adminUrl}/metrics`)).text();
+    expect(metrics).toContain('connmeter_channel_joins_total{result="refused"} 3');
+  });
+
+  it("admit a join again once a channel of the group ends", async () => {
+    sidecar = await startSidecar({ upstream: app.url, topics: [{ match: "room:*", maxChannels: 1 }] });
+    const s = phoenixSocket(sidecar.url, { vsn });
+    sockets.push(s);
+    await connected(s);
+    const first = s.channel("room:1");
+    await new Promise((resolve) => first.join().receive("ok", resolve));
+    expect((await joinResult(s, "room:2")).status).toBe("error");
+    first.leave();
+    await waitFor(sidecar.stats, (st) => st.channels === 0, "the leave");
+    expect((await joinResult(s, "room:3")).status).toBe("ok");
+    expect(app.countByTopic()).toEqual({ "room:3": 1 });
+  });
+});
