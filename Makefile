@@ -31,7 +31,21 @@ demo: build ## run the local demo: Phoenix test app + sidecar + the official pho
 bench: build ## benchmarks: direct vs sidecar vs nginx (installs nginx with apt-get if missing)
 	bash bench/run.sh
 
+# The local Kubernetes control plane (test/env): etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler (built once by test/env/build-k8s.sh) and a node agent that runs pods as local
+# processes. Only test/env is compiled here, so the cluster does not wait on the rest of the tree.
+ENV_JS := dist/test/env/cluster-main.js
+$(ENV_JS): $(NPM_STAMP) test/env/tsconfig.json $(shell find test/env -name '*.ts' ! -name '*.test.ts' 2>/dev/null)
+	npx tsc -p test/env/tsconfig.json
+	@touch $@
+
+cluster-up: $(ENV_JS) ## start the local Kubernetes cluster (or reuse it); writes .local/kubeconfig
+	node $(ENV_JS) up
+
+cluster-down: $(ENV_JS) ## stop the local cluster started by cluster-up and remove its data
+	node $(ENV_JS) down
+
 clean: ## remove build output
 	rm -rf dist
 
-.PHONY: help deps build typecheck lint test demo bench clean
+.PHONY: help deps build typecheck lint test demo bench clean cluster-up cluster-down

@@ -8,6 +8,11 @@
 # names a directory holding all four binaries, or all four are on PATH, they are used as is.
 #
 # Prints the directory holding the four binaries on its last line of stdout.
+#
+# The Kubernetes binaries carry their real version (ldflags, as hack/lib/version.sh sets them),
+# so /version says v1.35.4 and tools that check the server version (kubectl skew warnings,
+# Helm kubeVersion constraints) behave as against a release build. A cached build made
+# without that stamp is relinked (the Go build cache makes this a link step only).
 set -euo pipefail
 
 K8S_VERSION=v1.35.4
@@ -16,7 +21,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${CONNMETER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/connmeter}
 out=$cache/k8s-$K8S_VERSION
 
+STAMP_NAME=.connmeter-build
+STAMP="$K8S_VERSION ldflags-version=1"
 has_all() { local d=$1 n; for n in "${NAMES[@]}"; do [ -x "$d/$n" ] || return 1; done; }
+has_build() { has_all "$1" && [ "$(cat "$1/$STAMP_NAME" 2>/dev/null)" = "$STAMP" ]; }
 
 for d in "${CONNMETER_K8S_BIN:-}" "${KUBEBUILDER_ASSETS:-}"; do
   if [ -n "$d" ] && has_all "$d"; then echo "$d"; exit 0; fi
@@ -24,11 +32,27 @@ done
 if on_path=$(command -v kube-apiserver 2>/dev/null) && has_all "$(dirname "$on_path")"; then
   dirname "$on_path"; exit 0
 fi
-if has_all "$out"; then echo "$out"; exit 0; fi
+if has_build "$out"; then echo "$out"; exit 0; fi
 
 command -v go >/dev/null || { echo "build-k8s: Go is required to build the control plane (or set CONNMETER_K8S_BIN to prebuilt binaries)" >&2; exit 1; }
+# A partial build from an interrupted run is resumed only if it was made with the same flags.
+if [ -d "$out.tmp" ] && [ "$(cat "$out.tmp/$STAMP_NAME.partial" 2>/dev/null)" != "$STAMP" ]; then
+  rm -rf "$out.tmp"
+fi
 mkdir -p "$out.tmp"
+echo "$STAMP" >"$out.tmp/$STAMP_NAME.partial"
+# An older cache without the stamp: keep etcd (its version is compiled in), relink the rest.
+if has_all "$out" && [ ! -x "$out.tmp/etcd" ]; then cp "$out/etcd" "$out.tmp/etcd"; fi
 cd "$here/k8s"
+major=${K8S_VERSION#v}; minor=${major#*.}; major=${major%%.*}; minor=${minor%%.*}
+build_date=$(date -u ${SOURCE_DATE_EPOCH:+--date=@$SOURCE_DATE_EPOCH} +%Y-%m-%dT%H:%M:%SZ)
+version_ldflags=""
+for key_val in "gitVersion=$K8S_VERSION" "gitMajor=$major" "gitMinor=$minor" \
+    "gitTreeState=clean" "buildDate=$build_date"; do
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    version_ldflags+=" -X $pkg.$key_val"
+  done
+done
 pkgs=(
   "etcd=go.etcd.io/etcd/server/v3"
   "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver"
@@ -43,9 +67,12 @@ for p in "${pkgs[@]}"; do
   start=$SECONDS
   echo "build-k8s: [$i/${#pkgs[@]}] go build $pkg ..." >&2
   # -trimpath and no DWARF keep the binaries small; CGO off matches upstream release builds.
-  CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags='-s -w' -o "$out.tmp/$name.partial" "$pkg" >&2
+  ldflags="-s -w"
+  case $name in kube-*) ldflags+=$version_ldflags ;; esac
+  CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags="$ldflags" -o "$out.tmp/$name.partial" "$pkg" >&2
   mv "$out.tmp/$name.partial" "$out.tmp/$name"
   echo "build-k8s: [$i/${#pkgs[@]}] $name built in $((SECONDS - start))s" >&2
 done
+mv "$out.tmp/$STAMP_NAME.partial" "$out.tmp/$STAMP_NAME"
 rm -rf "$out" && mv "$out.tmp" "$out"
 echo "$out"
