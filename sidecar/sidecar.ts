@@ -84,6 +84,7 @@ export class Sidecar implements ConnectionObserver {
       onWebSocketOpen: (req, client, upstream, extensions) => this.onWebSocketOpen(req, client, upstream, extensions),
       onUpstreamError: () => this.countRejected(REFUSE_UPSTREAM),
       onUpgradeSettled: () => this.upgradesInFlight--,
+      refusesJoins: () => this.ledger.hasBudgets,
       longpoll: this.longpoll,
     });
     this.server = http.createServer(this.proxy.onRequest);

@@ -11,6 +11,8 @@ export interface ProxyHooks {
   onUpstreamError(): void;
   /** An upgrade handed to {@link ProxyServer.upgrade} finished: opened, answered without 101, or failed. */
   onUpgradeSettled(): void;
+  /** Whether joins may be refused now, so client messages must stay independently compressed. */
+  refusesJoins(): boolean;
   longpoll: LongPollTracker;
 }
 
@@ -57,6 +59,10 @@ export class ProxyServer {
   }
 
   private readonly onProxyReqWs = (proxyReq: http.ClientRequest, req: http.IncomingMessage, client: Socket): void => {
+    const offer = proxyReq.getHeader("sec-websocket-extensions");
+    if (typeof offer === "string" && this.hooks.refusesJoins()) {
+      proxyReq.setHeader("sec-websocket-extensions", withoutClientContextTakeover(offer));
+    }
     proxyReq.on("upgrade", (proxyRes: http.IncomingMessage, upstream: Socket) => {
       this.pending.set(upstream, { req, client, extensions: proxyRes.headers["sec-websocket-extensions"] });
     });
@@ -114,4 +120,21 @@ export class ProxyServer {
 
 function isServerResponse(target: http.ServerResponse | Socket): target is http.ServerResponse {
   return typeof (target as http.ServerResponse).writeHead === "function";
+}
+
+/**
+ * Adds `client_no_context_takeover` to every permessage-deflate offer (RFC 7692 §7.1.1.1).
+ * An app that accepts it answers with the parameter, and the client then compresses each
+ * message on its own, so the sidecar can cut a refused join without breaking the app's
+ * inflater. An app that ignores it leaves the connection metered but not gated.
+ */
+export function withoutClientContextTakeover(offer: string): string {
+  return offer
+    .split(",")
+    .map((o) => {
+      const params = o.split(";").map((p) => p.trim());
+      if (params[0]?.toLowerCase() !== "permessage-deflate" || params.some((p) => p.toLowerCase() === "client_no_context_takeover")) return o.trim();
+      return [...params, "client_no_context_takeover"].join("; ");
+    })
+    .join(", ");
 }

@@ -15,8 +15,11 @@ export function phoenixSocket(
   const compress = opts.compress ?? false;
   // ws offers permessage-deflate by default; turn it off unless the test wants it.
   const transport = class extends WebSocket {
+    /** The 101's Sec-WebSocket-Extensions, as the app (through the sidecar) answered. */
+    negotiatedExtensions: string | undefined;
     constructor(url: string, protocols?: string | string[]) {
       super(url, protocols, { perMessageDeflate: compress });
+      this.once("upgrade", (res) => (this.negotiatedExtensions = res.headers["sec-websocket-extensions"]));
     }
   };
   const v1 = opts.vsn === "1.0.0";
@@ -33,6 +36,11 @@ export function phoenixSocket(
         }
       : {}),
   } as ConstructorParameters<typeof Socket>[1]);
+}
+
+/** The Sec-WebSocket-Extensions the 101 carried for a socket made by {@link phoenixSocket}. */
+export function negotiatedExtensions(socket: Socket): string | undefined {
+  return (socket as unknown as { conn: { negotiatedExtensions?: string } }).conn.negotiatedExtensions;
 }
 
 /** Resolves once the socket is open. */

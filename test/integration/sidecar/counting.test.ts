@@ -1,7 +1,7 @@
 import type { Socket } from "phoenix";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startPhoenixServer, type PhoenixServer } from "../../support/phoenix-server/index.js";
-import { connected, join, leave, phoenixSocket } from "../../support/phoenix-client.js";
+import { connected, join, leave, negotiatedExtensions, phoenixSocket } from "../../support/phoenix-client.js";
 import { inBatches, startSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
 
 const SOCKETS = 1000;
@@ -37,8 +37,7 @@ describe.each([
       await connected(s);
       return s;
     });
-    const negotiated = (sockets[0] as unknown as { conn: { extensions: string } }).conn.extensions;
-    expect(negotiated.includes("permessage-deflate")).toBe(compress);
+    expect(negotiatedExtensions(sockets[0]!)?.includes("permessage-deflate") ?? false).toBe(compress);
     const channels = await inBatches(sockets, 50, async (s) => {
       const chans = TOPICS.map((t) => s.channel(t));
       const results = await Promise.all(chans.map(join));

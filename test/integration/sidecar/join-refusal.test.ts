@@ -1,7 +1,7 @@
 import type { Socket } from "phoenix";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startPhoenixServer, type PhoenixServer } from "../../support/phoenix-server/index.js";
-import { connected, phoenixSocket } from "../../support/phoenix-client.js";
+import { connected, negotiatedExtensions, phoenixSocket } from "../../support/phoenix-client.js";
 import { startSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
 
 /** Joins and resolves with the status and the response the client got. */
@@ -66,5 +66,25 @@ describe.each(["2.0.0", "1.0.0"] as const)("joins over a topic group's budget (v
     await waitFor(sidecar.stats, (st) => st.channels === 0, "the leave");
     expect((await joinResult(s, "room:3")).status).toBe("ok");
     expect(app.countByTopic()).toEqual({ "room:3": 1 });
+  });
+});
+
+describe("joins over budget on compressed sockets", () => {
+  it("are refused too: the sidecar asks the app for client_no_context_takeover so each client message can be cut alone", async () => {
+    const app = await startPhoenixServer();
+    const sidecar = await startSidecar({ upstream: app.url, topics: [{ match: "room:*", maxChannels: 2 }] });
+    const s = phoenixSocket(sidecar.url, { compress: true, path: "/socketz" });
+    try {
+      await connected(s);
+      expect(negotiatedExtensions(s)).toContain("client_no_context_takeover");
+      const results = await Promise.all(["room:1", "room:2", "room:3", "patterns:x"].map((t) => joinResult(s, t)));
+      expect(results.map((r) => r.status)).toEqual(["ok", "ok", "error", "ok"]);
+      expect(app.count()).toBe(3);
+      expect(await sidecar.stats()).toMatchObject({ channels: 3, unparsedMessages: 0 });
+    } finally {
+      s.disconnect();
+      await sidecar.close();
+      await app.close();
+    }
   });
 });
