@@ -1,13 +1,26 @@
-import { readFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
- * Loader for the Phoenix wire transcripts in ../shared/phoenix-traces (recorded from a real
- * Phoenix 1.7.21 server and the official JS client). See that folder's README.md.
+ * Loader for the Phoenix wire transcripts recorded from a real Phoenix 1.7.21 server and the
+ * official JS client. test/fixtures/phoenix-traces is a verbatim copy of the team's
+ * ../shared/phoenix-traces (see its README.md), kept in the repo so a clean clone tests alone.
  */
-export const TRACES_DIR =
-  process.env.CONNMETER_TRACES_DIR ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../shared/phoenix-traces");
+export const TRACES_DIR = tracesDir();
+
+/** $CONNMETER_TRACES_DIR, else the fixtures copy; throws when missing (tests must not pass silently). */
+export function tracesDir(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [
+    process.env.CONNMETER_TRACES_DIR,
+    path.resolve(here, "../fixtures/phoenix-traces"),
+    // compiled into dist/test/support, the file-relative guess is one level off; the working directory is not
+    path.resolve(process.cwd(), "test/fixtures/phoenix-traces"),
+  ];
+  for (const dir of candidates) if (dir !== undefined && dir !== "" && existsSync(path.join(dir, "README.md"))) return dir;
+  throw new Error(`phoenix-traces not found in ${candidates.filter(Boolean).join(", ")}: set CONNMETER_TRACES_DIR`);
+}
 
 export interface RawChunk {
   t: number;

@@ -1,8 +1,7 @@
 // Loading the recorded Phoenix transcripts (phoenix-traces/README.md) and turning their
 // server-to-client side into comparable items.
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 
 export interface TraceItem {
   t: number;
@@ -68,27 +67,9 @@ export type WireItem =
   | { conn: number; kind: "close"; code: number | null; reason: string }
   | { conn: number; kind: "control"; opcode: number; base64: string };
 
-/**
- * Where the transcripts live: $PHOENIX_TRACES_DIR or $CONNMETER_TRACES_DIR, else
- * test/fixtures/phoenix-traces in the repo, else ../shared/phoenix-traces beside the repo (as
- * test/support/traces.ts looks). Throws if none exists: tests must not pass silently.
- */
-export function tracesDir(): string {
-  const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
-  const candidates = [
-    process.env.PHOENIX_TRACES_DIR,
-    process.env.CONNMETER_TRACES_DIR,
-    join(repo, "test/fixtures/phoenix-traces"),
-    resolve(repo, "../shared/phoenix-traces"),
-    // Compiled into dist/, the file-relative guess is off by one level; the working directory is not.
-    join(process.cwd(), "test/fixtures/phoenix-traces"),
-    resolve(process.cwd(), "../shared/phoenix-traces"),
-  ];
-  for (const dir of candidates) {
-    if (dir !== undefined && dir !== "" && existsSync(join(dir, "README.md"))) return dir;
-  }
-  throw new Error("phoenix-traces not found: set PHOENIX_TRACES_DIR");
-}
+import { tracesDir } from "../../traces.js";
+
+export { tracesDir };
 
 function readJsonLines<T>(path: string): T[] {
   return readFileSync(path, "utf8")

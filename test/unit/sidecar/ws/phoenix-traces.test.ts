@@ -2,13 +2,12 @@
 // and checks the reader delivers exactly the frames the transcript decoded.
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parseDeflateExtension } from "../../../../sidecar/ws/frame-reader.js";
+import { TRACES_DIR } from "../../../support/traces.js";
 import { byteByByte, readAll, splitAt, summarize, type SinkEvent } from "./recording-sink.js";
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..");
-const TRACES = process.env.CONNMETER_PHOENIX_TRACES ?? path.resolve(REPO_ROOT, "../shared/phoenix-traces");
+const TRACES = TRACES_DIR;
 
 interface RawChunk {
   conn: number;
