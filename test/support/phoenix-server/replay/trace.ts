@@ -30,14 +30,6 @@ export interface RawChunk {
   base64: string;
 }
 
-export interface ServerCount {
-  t: number;
-  label: string;
-  total: number;
-  topics: Record<string, number>;
-  websocket_connections: number;
-}
-
 export interface TraceConnection {
   conn: number;
   kind: "websocket" | "http";
@@ -67,9 +59,9 @@ export type WireItem =
   | { conn: number; kind: "close"; code: number | null; reason: string }
   | { conn: number; kind: "control"; opcode: number; base64: string };
 
-import { tracesDir } from "../../traces.js";
+import { tracesDir, type ServerCount } from "../../traces.js";
 
-export { tracesDir };
+export { tracesDir, type ServerCount };
 
 function readJsonLines<T>(path: string): T[] {
   return readFileSync(path, "utf8")
