@@ -75,6 +75,7 @@ end_listed() {
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  set +e
   [ -n "$driver" ] && kill -TERM "$driver" 2>/dev/null && sleep 1
   # Anything the driver started and left (if it was killed hard): end those pids, and only
   # those, and only while they still run one of our programs (a pid may have been reused).
