@@ -33,6 +33,8 @@ export class TappedConnection implements PhoenixMessageHandler {
   readonly openedAtMs: number;
   private readonly c2s: FrameReader;
   private readonly s2c: FrameReader;
+  private readonly c2sDecoder: PhoenixDecoder;
+  private readonly s2cDecoder: PhoenixDecoder;
   private readonly gate: JoinGate | null;
   /** Frames the sidecar writes to the client, waiting for the server stream to reach a message boundary. */
   private injections: Buffer[] | null = null;
@@ -51,8 +53,10 @@ export class TappedConnection implements PhoenixMessageHandler {
     nowMs: number,
   ) {
     this.openedAtMs = nowMs;
-    this.c2s = new FrameReader(new PhoenixDecoder(vsn, true, this), { fromClient: true, deflate, maxMessageBytes: Infinity });
-    this.s2c = new FrameReader(new PhoenixDecoder(vsn, false, this), { fromClient: false, deflate, maxMessageBytes: Infinity });
+    this.c2sDecoder = new PhoenixDecoder(vsn, true, this);
+    this.s2cDecoder = new PhoenixDecoder(vsn, false, this);
+    this.c2s = new FrameReader(this.c2sDecoder, { fromClient: true, deflate, maxMessageBytes: Infinity });
+    this.s2c = new FrameReader(this.s2cDecoder, { fromClient: false, deflate, maxMessageBytes: Infinity });
     const clientContextTakeover = deflate !== null && !deflate.clientNoContextTakeover;
     this.gate = clientContextTakeover ? null : new JoinGate(this.c2s, this.writeUpstream);
     this.vsn = vsn;
@@ -218,6 +222,8 @@ export class TappedConnection implements PhoenixMessageHandler {
     this.destroy();
     this.c2s.destroy();
     this.s2c.destroy();
+    this.c2sDecoder.release();
+    this.s2cDecoder.release();
     this.channels.close();
     this.observer.onConnectionClosed(this);
   };

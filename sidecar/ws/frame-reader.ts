@@ -3,7 +3,8 @@
 // The proxy forwards every chunk first and then hands the same chunk to one FrameReader per direction.
 // The reader never writes to the chunk, never throws out of push(), buffers at most an 8-byte header
 // across chunks, and delivers payload as views: of the chunk itself (server frames), of one reusable
-// scratch buffer (client frames, unmasked only as far as they are delivered) or of the inflater's ring.
+// scratch buffer shared by all readers (client frames, unmasked only as far as they are delivered) or of
+// the inflater's ring.
 // Bytes nobody wants are skipped by counting them down. Everything happens synchronously inside push(),
 // so the events of the two directions reach the sink in wire order.
 
@@ -50,11 +51,7 @@ export interface FrameReaderOptions {
 }
 
 const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
-/**
- * Client payload is unmasked into a per-reader scratch buffer, in pieces of at most 16 KiB. It starts
- * at 512 bytes and doubles only when a delivery needs more, so a connection that only ever carries
- * small Phoenix messages keeps 512 bytes, not 16 KiB (that multiplies by the connections of a pod).
- */
+/** Client payload is unmasked into the shared scratch (below) in pieces of at most 16 KiB. */
 const MAX_SCRATCH_BYTES = 16 * 1024;
 const MIN_SCRATCH_BYTES = 512;
 
@@ -103,8 +100,8 @@ export class FrameReader {
   /** Stream offsets of the first header byte of the frame being read and of the current data message. */
   private frameStart = 0;
   private messageStart = -1;
-  /** Holds a header field that spans chunks; `at` is where the last consumed field starts. */
-  private readonly carry = Buffer.alloc(8);
+  /** Holds a header field that spans chunks (allocated the first time one does); `at` is where the last consumed field starts. */
+  private carry: Buffer | null = null;
   private carried = 0;
   private at = 0;
 
@@ -114,7 +111,8 @@ export class FrameReader {
   private masked = false;
   private payloadLength = 0;
   private remaining = 0;
-  private readonly mask = Buffer.alloc(4);
+  /** The frame's masking key, its four bytes big-endian in one number (no buffer per reader). */
+  private maskKey = 0;
   private maskPhase = 0;
 
   private inMessage = false;
@@ -123,11 +121,6 @@ export class FrameReader {
   private delivered = 0;
   private closeCode = 0;
   private closeBytes = 0;
-  private scratch: Buffer | null = null;
-  private scratchWords: Uint32Array | null = null;
-  /** The mask rotated to the current phase, as one native-endian word for 4-bytes-at-a-time XOR. */
-  private readonly maskWord = new Uint32Array(1);
-  private readonly maskWordBytes = new Uint8Array(this.maskWord.buffer);
   private inflater: Inflater | null = null;
 
   constructor(sink: MessageSink, options: FrameReaderOptions) {
@@ -192,13 +185,11 @@ export class FrameReader {
     return this.state >= CLOSED || (this.state === FRAME_START && this.carried === 0 && !this.inMessage);
   }
 
-  /** Stops parsing for good and drops the inflater's window and the scratch buffer. */
+  /** Stops parsing for good and drops the inflater's window. */
   destroy(): void {
     this.state = DESTROYED;
     this.wanted = false;
     this.inflater = null;
-    this.scratch = null;
-    this.scratchWords = null;
   }
 
   private run(): void {
@@ -242,13 +233,14 @@ export class FrameReader {
       return this.chunk;
     }
     const take = Math.min(n - this.carried, available);
-    this.chunk.copy(this.carry, this.carried, this.pos, this.pos + take);
+    const carry = (this.carry ??= Buffer.alloc(8));
+    this.chunk.copy(carry, this.carried, this.pos, this.pos + take);
     this.carried += take;
     this.pos += take;
     if (this.carried < n) return null;
     this.carried = 0;
     this.at = 0;
-    return this.carry;
+    return carry;
   }
 
   private readFrameStart(): boolean {
@@ -334,7 +326,7 @@ export class FrameReader {
   private readMaskKey(): boolean {
     const buf = this.consume(4);
     if (buf === null) return false;
-    buf.copy(this.mask, 0, this.at, this.at + 4);
+    this.maskKey = buf.readUInt32BE(this.at);
     return this.beginPayload();
   }
 
@@ -405,26 +397,22 @@ export class FrameReader {
    * XORing a word at a time is several times faster than a byte loop.
    */
   private unmask(offset: number, n: number, phase: number): Buffer {
-    if (this.scratch === null || this.scratch.length < n) this.growScratch(n);
-    const scratch = this.scratch!;
-    const words = this.scratchWords!;
-    const mask = this.mask;
+    if (SCRATCH.bytes.length < n) growScratch(n);
+    const scratch = SCRATCH.bytes;
+    const words = SCRATCH.words;
     this.chunk.copy(scratch, 0, offset, offset + n);
-    const rotated = this.maskWordBytes;
-    for (let i = 0; i < 4; i++) rotated[i] = mask[(phase + i) & 3]!;
-    const word = this.maskWord[0]!;
+    const rotated = MASK_WORD_BYTES;
+    for (let i = 0; i < 4; i++) rotated[i] = this.maskByte(phase + i);
+    const word = MASK_WORD[0]!;
     const whole = n >>> 2;
     for (let i = 0; i < whole; i++) words[i]! ^= word;
     for (let i = whole << 2; i < n; i++) scratch[i]! ^= rotated[i & 3]!;
     return scratch;
   }
 
-  private growScratch(bytes: number): void {
-    let size = Math.max(MIN_SCRATCH_BYTES, this.scratch?.length ?? 0);
-    while (size < bytes) size *= 2;
-    const memory = new ArrayBuffer(size); // own memory, so the word view is aligned
-    this.scratch = Buffer.from(memory);
-    this.scratchWords = new Uint32Array(memory);
+  /** Byte `i` (mod 4) of the masking key. */
+  private maskByte(i: number): number {
+    return (this.maskKey >>> (24 - 8 * (i & 3))) & 0xff;
   }
 
   private deliver(data: Buffer): void {
@@ -445,7 +433,7 @@ export class FrameReader {
     let phase = this.maskPhase;
     while (left > 0) {
       // The inflater takes input in any piece size: no need to grow the scratch for it.
-      const piece = Math.min(left, this.scratch?.length ?? MIN_SCRATCH_BYTES);
+      const piece = Math.min(left, Math.max(SCRATCH.bytes.length, MIN_SCRATCH_BYTES));
       if (!this.inflate(this.unmask(offset, piece, phase), 0, piece)) return false;
       offset += piece;
       left -= piece;
@@ -503,7 +491,7 @@ export class FrameReader {
   private collectCloseCode(n: number): void {
     for (let i = 0; i < n && this.closeBytes < 2; i++) {
       let byte = this.chunk[this.pos + i]!;
-      if (this.masked) byte ^= this.mask[(this.maskPhase + i) & 3]!;
+      if (this.masked) byte ^= this.maskByte(this.maskPhase + i);
       this.closeCode = (this.closeCode << 8) | byte;
       this.closeBytes++;
     }
@@ -537,4 +525,22 @@ export class FrameReader {
 /** Close codes a peer may send (RFC 6455 §7.4, the IANA registry up to 1014, and 3000-4999). */
 function isValidCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+}
+
+/**
+ * The unmasking scratch, shared by every reader: unmasked bytes are only valid during the sink
+ * call that receives them and parsing is synchronous, so one buffer serves all connections
+ * (an idle connection holds none). It grows by doubling up to MAX_SCRATCH_BYTES.
+ */
+const SCRATCH = { bytes: Buffer.alloc(0), words: new Uint32Array(0) };
+/** The mask rotated to the current phase, as one native-endian word for 4-bytes-at-a-time XOR. */
+const MASK_WORD = new Uint32Array(1);
+const MASK_WORD_BYTES = new Uint8Array(MASK_WORD.buffer);
+
+function growScratch(bytes: number): void {
+  let size = Math.max(MIN_SCRATCH_BYTES, SCRATCH.bytes.length);
+  while (size < bytes) size *= 2;
+  const memory = new ArrayBuffer(size); // own memory, so the word view is aligned
+  SCRATCH.bytes = Buffer.from(memory);
+  SCRATCH.words = new Uint32Array(memory);
 }
