@@ -10,19 +10,20 @@ import { startPhoenixServer, type PhoenixServer } from "../../support/phoenix-se
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const MAIN = path.join(ROOT, "dist/sidecar/main.js");
 
-/** Starts the built sidecar binary on fixed loopback ports and waits for its listening line. */
-async function startSidecarProcess(args: string[]): Promise<{ child: ChildProcess; output: () => string }> {
+/** Starts the built sidecar binary on ephemeral loopback ports; reads them from its listening line. */
+async function startSidecarProcess(args: string[]): Promise<{ child: ChildProcess; port: number; adminPort: number; output: () => string }> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`make build\` (make test does it for you)`);
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [MAIN, "--listen=127.0.0.1:0", "--admin=127.0.0.1:0", ...args], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d));
   child.stderr!.on("data", (d: Buffer) => (out += d));
   const until = Date.now() + 10_000;
-  while (!out.includes("listening on")) {
+  let m: RegExpExecArray | null;
+  while ((m = /listening on [\d.]+:(\d+) .* admin on [\d.]+:(\d+)/.exec(out)) === null) {
     if (child.exitCode !== null || Date.now() > until) throw new Error(`sidecar did not start: ${out}`);
     await new Promise((r) => setTimeout(r, 20));
   }
-  return { child, output: () => out };
+  return { child, port: Number(m[1]), adminPort: Number(m[2]), output: () => out };
 }
 
 describe("the sidecar process", () => {
@@ -35,21 +36,15 @@ describe("the sidecar process", () => {
   });
 
   it("drains on SIGTERM: readiness off, no new upgrades, open sockets closed with 1001 at the deadline, exit 0", async () => {
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
-    const { child, output } = await startSidecarProcess([
-      `--listen=127.0.0.1:${port}`,
-      `--admin=127.0.0.1:${port + 1}`,
-      `--upstream=${app.url}`,
-      "--drain-seconds=2",
-    ]);
+    const { child, port, adminPort, output } = await startSidecarProcess([`--upstream=${app.url}`, "--drain-seconds=2"]);
     const ws = new WebSocket(`ws://127.0.0.1:${port}/socket/websocket?vsn=2.0.0`);
     await once(ws, "open");
     const closed = once(ws, "close") as Promise<[number, Buffer]>;
-    expect((await fetch(`http://127.0.0.1:${port + 1}/readyz`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status).toBe(200);
 
     child.kill("SIGTERM");
     await new Promise((r) => setTimeout(r, 300));
-    expect((await fetch(`http://127.0.0.1:${port + 1}/readyz`)).status).toBe(503);
+    expect((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status).toBe(503);
     const refused = await new Promise<number>((resolve) => {
       const late = new WebSocket(`ws://127.0.0.1:${port}/socket/websocket?vsn=2.0.0`);
       late.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
