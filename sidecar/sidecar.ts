@@ -81,7 +81,7 @@ export class Sidecar implements ConnectionObserver {
     this.maxTopicLabels = options.maxTopicLabels;
     this.longpoll = new LongPollTracker(this.ledger, options.longpollTimeoutSeconds * 1000, this);
     this.proxy = new ProxyServer(options.upstream, {
-      onWebSocketOpen: (req, client, upstream, extensions) => this.onWebSocketOpen(req, client, upstream, extensions),
+      onWebSocketOpen: (url, client, upstream, extensions) => this.onWebSocketOpen(url, client, upstream, extensions),
       onUpstreamError: () => this.countRejected(REFUSE_UPSTREAM),
       onUpgradeSettled: () => this.upgradesInFlight--,
       refusesJoins: () => this.ledger.hasBudgets,
@@ -202,10 +202,10 @@ export class Sidecar implements ConnectionObserver {
     this.proxy.upgrade(req, socket as Socket, head);
   };
 
-  private onWebSocketOpen(req: http.IncomingMessage, client: Duplex, upstream: Duplex, extensions: string | string[] | undefined): void {
+  private onWebSocketOpen(url: string | undefined, client: Duplex, upstream: Duplex, extensions: string | undefined): void {
     const channels = this.ledger.openSocket(KIND_WEBSOCKET);
     const nowMs = this.now();
-    const connection = new TappedConnection(client, upstream, channels, vsnFromUrl(req.url), parseDeflateExtension(extensions), this, nowMs);
+    const connection = new TappedConnection(client, upstream, channels, vsnFromUrl(url), parseDeflateExtension(extensions), this, nowMs);
     this.connections.add(connection);
     this.openedAtSumMs += nowMs;
     this.counters.accepted++;

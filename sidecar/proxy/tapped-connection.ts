@@ -64,13 +64,8 @@ export class TappedConnection implements PhoenixMessageHandler {
 
   private readonly vsn: PhoenixVsn;
 
-  /**
-   * Takes over relaying from http-proxy's pipes (which cannot pause per direction on our
-   * terms nor let the tap see each chunk after it is forwarded).
-   */
+  /** Starts relaying (right after the 101 went to the client). */
   start(): void {
-    this.client.unpipe(this.upstream);
-    this.upstream.unpipe(this.client);
     this.client.on("data", this.onClientData);
     this.upstream.on("data", this.onUpstreamData);
     this.client.on("drain", this.resumeUpstream);

@@ -94,6 +94,31 @@ describe("the sidecar as a proxy", () => {
     await waitFor(sidecar.stats, (s) => s.connections === 0, "socket closed");
   });
 
+  it("relays an app's refusal of an upgrade (status, headers, body) and holds no connection", async () => {
+    const refusing = http.createServer();
+    refusing.on("upgrade", (_req, socket) => socket.end("HTTP/1.1 403 Forbidden\r\nX-Reason: bad vsn\r\nContent-Length: 5\r\n\r\nnope!"));
+    refusing.listen(0, "127.0.0.1");
+    await once(refusing, "listening");
+    const front = await startSidecar({ upstream: `http://127.0.0.1:${(refusing.address() as AddressInfo).port}` });
+    try {
+      const answer = await new Promise<{ status: number; reason: string | undefined; body: string }>((resolve, reject) => {
+        const ws = new WebSocket(front.url.replace(/^http/, "ws") + "/socket/websocket?vsn=9");
+        ws.on("unexpected-response", (_req, res) => {
+          let body = "";
+          res.on("data", (d: Buffer) => (body += d));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, reason: res.headers["x-reason"] as string | undefined, body }));
+        });
+        ws.on("open", () => reject(new Error("the upgrade succeeded")));
+        ws.on("error", () => {});
+      });
+      expect(answer).toEqual({ status: 403, reason: "bad vsn", body: "nope!" });
+      expect((await front.stats()).connections).toBe(0);
+    } finally {
+      await front.close();
+      refusing.close();
+    }
+  });
+
   it("answers 502 for HTTP and for upgrades when the app is down", async () => {
     const dead = await startSidecar({ upstream: "http://127.0.0.1:1" });
     try {
