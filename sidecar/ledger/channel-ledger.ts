@@ -241,6 +241,7 @@ export class SocketChannels {
     const op = this.pending.get(msg.ref);
     if (op === undefined || op.topic !== msg.topic) return;
     this.pending.delete(msg.ref);
+    if (this.pending.size === 0) this.pending = null; // an idle socket keeps no empty map
     if (op.op === OP_LEAVE) {
       this.onChannelEnd(op.topic, op.joinRef, END_LEAVE);
       return;
@@ -268,6 +269,7 @@ export class SocketChannels {
   private onChannelEnd(topic: string, joinRef: string | null, cause: number): void {
     if (this.replaced !== null && this.replaced.has(topic) && this.replaced.get(topic) === joinRef) {
       this.replaced.delete(topic);
+      if (this.replaced.size === 0) this.replaced = null;
       return;
     }
     if (this.joined === null || !this.joined.has(topic) || this.joined.get(topic) !== joinRef) return;
