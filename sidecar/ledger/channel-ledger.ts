@@ -189,6 +189,11 @@ export class SocketChannels {
     }
   }
 
+  /** Whether a join or leave of this socket waits for the server's reply. */
+  get awaitsReplies(): boolean {
+    return this.pending !== null;
+  }
+
   /** Whether joins on this socket may be refused at all (some topic group has a budget). */
   get budgeted(): boolean {
     return this.ledger.hasBudgets;

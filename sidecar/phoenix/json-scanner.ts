@@ -15,6 +15,7 @@ import { VSN_2, EVENT_REPLY, type PhoenixVsn, type PhoenixMessage } from "./mess
  */
 export class JsonMessageScanner {
   private vsn: PhoenixVsn = VSN_2;
+  private wantReplyStatus = true;
   private depth = 0;
   private inString = false;
   private escape = false;
@@ -34,9 +35,13 @@ export class JsonMessageScanner {
   private readonly keyBuffer = Buffer.alloc(MAX_KEY_BYTES);
   private readonly fields = new FieldCaptures();
 
-  /** Starts a new message. */
-  reset(vsn: PhoenixVsn): void {
+  /**
+   * Starts a new message. Without `wantReplyStatus`, a vsn 2 reply is not read past its
+   * event either (the caller has no join or leave waiting for one).
+   */
+  reset(vsn: PhoenixVsn, wantReplyStatus = true): void {
     this.vsn = vsn;
+    this.wantReplyStatus = wantReplyStatus;
     this.depth = 0;
     this.inString = false;
     this.escape = false;
@@ -74,16 +79,28 @@ export class JsonMessageScanner {
    * event; returns false (unparsed) otherwise.
    */
   finish(out: PhoenixMessage): boolean {
-    if (this.inLiteral) this.endLiteral();
+    if (!this.complete()) return false;
     const f = this.fields;
-    if (this.broken || !f.isString(TOPIC) || !f.isString(EVENT)) return false;
-    if (!this.done && this.depth !== 0) return false;
     out.topic = f.text(TOPIC) ?? "";
     out.event = f.text(EVENT) ?? "";
     out.ref = f.text(REF);
     out.joinRef = f.text(JOIN_REF);
     out.status = out.event === EVENT_REPLY ? f.text(STATUS) : null;
     return true;
+  }
+
+  /** Ends the message: whether it had a string topic and event (else it is unparsed). */
+  complete(): boolean {
+    if (this.inLiteral) this.endLiteral();
+    const f = this.fields;
+    if (this.broken || !f.isString(TOPIC) || !f.isString(EVENT)) return false;
+    return this.done || this.depth === 0;
+  }
+
+  /** Whether the event is one of `events` (compared as bytes, nothing decoded). */
+  eventIsOneOf(events: readonly Buffer[]): boolean {
+    for (const e of events) if (this.fields.equals(EVENT, e)) return true;
+    return false;
   }
 
   private isKey(): boolean {
@@ -184,7 +201,7 @@ export class JsonMessageScanner {
   }
 
   private needsStatus(): boolean {
-    return this.fields.equals(EVENT, EVENT_REPLY_BYTES);
+    return this.wantReplyStatus && this.fields.equals(EVENT, EVENT_REPLY_BYTES);
   }
 
   private valueTarget(): number {

@@ -1,7 +1,7 @@
 import type { FrameError, MessageSink } from "../ws/frame-reader.js";
 import { BinaryMessageScanner } from "./binary-scanner.js";
 import { JsonMessageScanner } from "./json-scanner.js";
-import type { PhoenixMessage, PhoenixVsn } from "./message.js";
+import { EVENT_CLOSE, EVENT_ERROR, EVENT_JOIN, EVENT_LEAVE, EVENT_REPLY, type PhoenixMessage, type PhoenixVsn } from "./message.js";
 
 /** Receives what one direction of a socket carried, decoded. */
 export interface PhoenixMessageHandler {
@@ -9,6 +9,10 @@ export interface PhoenixMessageHandler {
   onPhoenixMessage(msg: PhoenixMessage, fromClient: boolean): void;
   /** A data message that is not a Phoenix message we can read; it was relayed untouched. */
   onUnparsed(fromClient: boolean): void;
+  /** A Phoenix message the ledger has no use for (a push, a broadcast, an unawaited reply) ended. */
+  onOtherMessage(fromClient: boolean): void;
+  /** Whether a reply could matter now (a join or leave waits for one); else replies are not read. */
+  awaitsReplies(): boolean;
   /** A close frame went by. */
   onCloseFrame(fromClient: boolean, code: number | undefined): void;
   /** The direction broke the WebSocket framing; it is no longer parsed (bytes still flow). */
@@ -35,7 +39,7 @@ export class PhoenixDecoder implements MessageSink {
   onMessageStart(binary: boolean): void {
     this.binary = binary;
     if (binary) (this.bin ??= BIN_POOL.pop() ?? new BinaryMessageScanner()).reset(this.fromClient);
-    else (this.json ??= JSON_POOL.pop() ?? new JsonMessageScanner()).reset(this.vsn);
+    else (this.json ??= JSON_POOL.pop() ?? new JsonMessageScanner()).reset(this.vsn, this.fromClient || this.handler.awaitsReplies());
   }
 
   onMessageData(data: Buffer): boolean {
@@ -43,10 +47,25 @@ export class PhoenixDecoder implements MessageSink {
   }
 
   onMessageEnd(): void {
-    const ok = this.binary ? this.bin!.finish(MESSAGE) : this.json!.finish(MESSAGE);
+    let outcome: number;
+    if (this.binary) outcome = this.bin!.finish(MESSAGE) ? RELEVANT : UNPARSED;
+    else outcome = this.endJson(this.json!);
     this.release();
-    if (ok) this.handler.onPhoenixMessage(MESSAGE, this.fromClient);
+    if (outcome === RELEVANT) this.handler.onPhoenixMessage(MESSAGE, this.fromClient);
+    else if (outcome === OTHER) this.handler.onOtherMessage(this.fromClient);
     else this.handler.onUnparsed(this.fromClient);
+  }
+
+  /**
+   * Only channel lifecycle events are decoded into strings; the bulk of the traffic (pushes,
+   * broadcasts, replies nobody awaits) is recognised by comparing bytes and left there.
+   */
+  private endJson(json: JsonMessageScanner): number {
+    if (!json.complete()) return UNPARSED;
+    if (!json.eventIsOneOf(this.fromClient ? CLIENT_LIFECYCLE : SERVER_LIFECYCLE)) return OTHER;
+    if (!this.fromClient && !this.handler.awaitsReplies() && json.eventIsOneOf(REPLY)) return OTHER;
+    json.finish(MESSAGE);
+    return RELEVANT;
   }
 
   /** Returns any lent scanner to the pool (at message end, and when the connection closes). */
@@ -76,3 +95,10 @@ const MAX_POOLED = 64;
  * what they keep (its fields are fresh strings), so one object serves all connections.
  */
 const MESSAGE: PhoenixMessage = { joinRef: null, ref: null, topic: "", event: "", status: null };
+
+const RELEVANT = 0;
+const OTHER = 1;
+const UNPARSED = 2;
+const CLIENT_LIFECYCLE = [EVENT_JOIN, EVENT_LEAVE].map((e) => Buffer.from(e));
+const SERVER_LIFECYCLE = [EVENT_REPLY, EVENT_CLOSE, EVENT_ERROR].map((e) => Buffer.from(e));
+const REPLY = [Buffer.from(EVENT_REPLY)];

@@ -29,6 +29,11 @@ export class JoinGate {
     private readonly write: (chunk: Buffer) => boolean,
   ) {}
 
+  /** Nothing is held back. */
+  get empty(): boolean {
+    return this.held.length === 0;
+  }
+
   /** Takes a client chunk; call {@link flush} after the reader has parsed it. */
   hold(chunk: Buffer): void {
     this.held.push(chunk);
@@ -85,6 +90,7 @@ export class JoinGate {
 
   /** Writes chunk bytes for stream range [from, to), skipping the drop ranges. */
   private emit(chunk: Buffer, from: number, to: number): boolean {
+    if (this.drops.length === 0 && to - from === chunk.length) return this.write(chunk);
     let ok = true;
     let cur = from;
     for (let i = 0; i < this.drops.length && cur < to; i += 2) {

@@ -115,6 +115,14 @@ export class TappedConnection implements PhoenixMessageHandler {
     this.channels.onClientMessage(msg);
   }
 
+  onOtherMessage(fromClient: boolean): void {
+    if (!fromClient) this.noteServerBoundary();
+  }
+
+  awaitsReplies(): boolean {
+    return this.channels.awaitsReplies;
+  }
+
   onUnparsed(fromClient: boolean): void {
     if (!fromClient) this.noteServerBoundary();
     this.observer.onUnparsed(fromClient);
@@ -133,7 +141,8 @@ export class TappedConnection implements PhoenixMessageHandler {
   private readonly onClientData = (chunk: Buffer): void => {
     if (this.goingAway) return;
     const gate = this.gate;
-    if (gate === null) {
+    if (gate === null || (gate.empty && !this.channels.budgeted)) {
+      // Nothing can be refused: forward first, parse second.
       if (!this.upstream.write(chunk)) this.client.pause();
       this.c2s.push(chunk);
       return;

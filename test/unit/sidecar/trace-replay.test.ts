@@ -50,6 +50,12 @@ class ReplayedSocket implements PhoenixMessageHandler {
     this.unparsed++;
   }
 
+  onOtherMessage(): void {}
+
+  awaitsReplies(): boolean {
+    return this.channels.awaitsReplies;
+  }
+
   onCloseFrame(): void {}
 
   onStreamError(): void {}
