@@ -1,39 +1,24 @@
 // The local demo (`make demo`): the Phoenix test app, the real sidecar binary in front of it,
 // and the official phoenix client opening sockets and joining topics, with the sidecar's
-// /stats printed after each step. Runs on loopback, stops by itself in about 15 seconds.
-import { spawn } from "node:child_process";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+// /stats printed after each step. Runs on loopback and stops by itself within seconds.
 import { startPhoenixServer } from "./phoenix-server/index.js";
 import { connected, join, leave, phoenixSocket } from "./phoenix-client.js";
 import { inBatches, waitFor } from "./sidecar-harness.js";
+import { startSidecarProcess } from "./sidecar-process.js";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const SOCKETS = 120;
 const MAX_CONNECTIONS = 100;
 
 async function main(): Promise<void> {
   const app = await startPhoenixServer({ host: "127.0.0.1", port: 0 });
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const sidecarUrl = `http://127.0.0.1:${port}`;
-  const adminUrl = `http://127.0.0.1:${port + 1}`;
-  step(`Phoenix test app on ${app.url}; starting the sidecar on ${sidecarUrl} (admin ${adminUrl}), --max-connections ${MAX_CONNECTIONS}`);
-  const sidecar = spawn(
-    process.execPath,
-    [
-      path.join(ROOT, "dist/sidecar/main.js"),
-      `--listen=127.0.0.1:${port}`,
-      `--admin=127.0.0.1:${port + 1}`,
-      `--upstream=${app.url}`,
-      `--max-connections=${MAX_CONNECTIONS}`,
-      "--reject-at-percent=80",
-      "--topic-group=room:*",
-      "--drain-seconds=2",
-    ],
-    { stdio: ["ignore", "inherit", "inherit"] },
+  const { child: sidecar, port, adminPort } = await startSidecarProcess(
+    [`--upstream=${app.url}`, `--max-connections=${MAX_CONNECTIONS}`, "--reject-at-percent=80", "--topic-group=room:*", "--drain-seconds=2"],
+    "inherit",
   );
+  const sidecarUrl = `http://127.0.0.1:${port}`;
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  step(`Phoenix test app on ${app.url}; the sidecar on ${sidecarUrl} (admin ${adminUrl}), --max-connections ${MAX_CONNECTIONS}`);
   const stats = async () => (await (await fetch(`${adminUrl}/stats`)).json()) as Record<string, unknown>;
-  await waitFor(() => fetch(`${adminUrl}/healthz`).then((r) => r.ok, () => false), Boolean, "the sidecar to listen");
 
   step(`${SOCKETS} official phoenix clients connect (${SOCKETS - MAX_CONNECTIONS} over the cap are refused with 503)`);
   const attempts = await inBatches(Array.from({ length: SOCKETS }), 20, async () => {

@@ -1,30 +1,10 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { once } from "node:events";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { startPhoenixServer, type PhoenixServer } from "../../support/phoenix-server/index.js";
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
-const MAIN = path.join(ROOT, "dist/sidecar/main.js");
-
-/** Starts the built sidecar binary on ephemeral loopback ports; reads them from its listening line. */
-async function startSidecarProcess(args: string[]): Promise<{ child: ChildProcess; port: number; adminPort: number; output: () => string }> {
-  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`make build\` (make test does it for you)`);
-  const child = spawn(process.execPath, [MAIN, "--listen=127.0.0.1:0", "--admin=127.0.0.1:0", ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d));
-  child.stderr!.on("data", (d: Buffer) => (out += d));
-  const until = Date.now() + 10_000;
-  let m: RegExpExecArray | null;
-  while ((m = /listening on [\d.]+:(\d+) .* admin on [\d.]+:(\d+)/.exec(out)) === null) {
-    if (child.exitCode !== null || Date.now() > until) throw new Error(`sidecar did not start: ${out}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return { child, port: Number(m[1]), adminPort: Number(m[2]), output: () => out };
-}
+import { SIDECAR_MAIN as MAIN, startSidecarProcess } from "../../support/sidecar-process.js";
 
 describe("the sidecar process", () => {
   let app: PhoenixServer;
