@@ -130,15 +130,16 @@ export class Sidecar implements ConnectionObserver {
     const groups = this.ledger.topicGroups;
     for (let g = 0; g < groups.size; g++) out[groups.name(g)] = this.ledger.groupChannels(g);
     let named = 0;
-    for (const [topic, n] of this.ledger.topics()) {
-      if (groups.groupOf(topic) >= 0) continue;
-      if (named < maxNamed || out[topic] !== undefined) {
-        if (out[topic] === undefined) named++;
-        out[topic] = (out[topic] ?? 0) + n;
+    let other = 0;
+    this.ledger.forEachUngroupedTopic((topic, n) => {
+      if (named < maxNamed) {
+        named++;
+        out[topic] = n;
       } else {
-        out[OTHER_TOPICS] = (out[OTHER_TOPICS] ?? 0) + n;
+        other += n;
       }
-    }
+    });
+    if (other > 0) out[OTHER_TOPICS] = other;
     return out;
   }
 

@@ -49,7 +49,8 @@ export class ChannelLedger {
   readonly leavesByCause = new Float64Array(END_CAUSES.length);
   /** Pending operations forgotten because a socket had too many unanswered. */
   pendingDropped = 0;
-  private readonly topicCounts = new Map<string, number>();
+  /** Per topic: joined channels and the topic's group, resolved once when the topic appears. */
+  private readonly topicEntries = new Map<string, TopicEntry>();
   private groupCounts: Float64Array;
   private groupPending: Float64Array;
   private groups: TopicGroups;
@@ -71,9 +72,9 @@ export class ChannelLedger {
     this.groups = groups;
     this.groupCounts = new Float64Array(groups.size);
     this.groupPending = new Float64Array(groups.size);
-    for (const [topic, n] of this.topicCounts) {
-      const g = groups.groupOf(topic);
-      if (g >= 0) this.groupCounts[g]! += n;
+    for (const [topic, entry] of this.topicEntries) {
+      entry.group = groups.groupOf(topic);
+      if (entry.group >= 0) this.groupCounts[entry.group]! += entry.channels;
     }
   }
 
@@ -82,8 +83,16 @@ export class ChannelLedger {
   }
 
   /** Joined channels per topic (exact; one entry per topic with at least one channel). */
-  topics(): ReadonlyMap<string, number> {
-    return this.topicCounts;
+  *topics(): IterableIterator<[topic: string, channels: number]> {
+    for (const [topic, entry] of this.topicEntries) yield [topic, entry.channels];
+  }
+
+  /**
+   * Calls `fn` for every topic outside any group. Group membership was resolved when each
+   * topic appeared, so a scrape over a million topics runs no glob.
+   */
+  forEachUngroupedTopic(fn: (topic: string, channels: number) => void): void {
+    for (const [topic, entry] of this.topicEntries) if (entry.group < 0) fn(topic, entry.channels);
   }
 
   /** Joined channels in topic group `g`. */
@@ -109,26 +118,31 @@ export class ChannelLedger {
 
   /** @internal */ addChannel(topic: string): void {
     this.channels++;
-    this.topicCounts.set(topic, (this.topicCounts.get(topic) ?? 0) + 1);
-    const g = this.groups.groupOf(topic);
-    if (g >= 0) this.groupCounts[g]!++;
+    let entry = this.topicEntries.get(topic);
+    if (entry === undefined) this.topicEntries.set(topic, (entry = { channels: 0, group: this.groups.groupOf(topic) }));
+    entry.channels++;
+    if (entry.group >= 0) this.groupCounts[entry.group]!++;
   }
 
   /** @internal */ removeChannel(topic: string, cause: number): void {
     this.leavesByCause[cause]!++;
-    const n = this.topicCounts.get(topic);
-    if (n === undefined) return; // unreachable while the ledger is consistent
+    const entry = this.topicEntries.get(topic);
+    if (entry === undefined) return; // unreachable while the ledger is consistent
     this.channels--;
-    if (n <= 1) this.topicCounts.delete(topic);
-    else this.topicCounts.set(topic, n - 1);
-    const g = this.groups.groupOf(topic);
-    if (g >= 0 && this.groupCounts[g]! > 0) this.groupCounts[g]!--;
+    if (--entry.channels <= 0) this.topicEntries.delete(topic);
+    if (entry.group >= 0 && this.groupCounts[entry.group]! > 0) this.groupCounts[entry.group]!--;
   }
 
   /** @internal */ trackPending(topic: string, delta: number): void {
     const g = this.groups.groupOf(topic);
     if (g >= 0) this.groupPending[g] = Math.max(0, this.groupPending[g]! + delta);
   }
+}
+
+interface TopicEntry {
+  channels: number;
+  /** Index into the topic groups, or -1. */
+  group: number;
 }
 
 const OP_JOIN = 0;
