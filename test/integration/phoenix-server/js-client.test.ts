@@ -8,6 +8,7 @@ import { loadPhoenixClient } from "../../support/phoenix-server/client/phoenix-j
 import type { PhoenixChannel, PhoenixClientOptions, PhoenixClientSocket } from "../../support/phoenix-server/client/phoenix-js.js";
 import { startPhoenixServer } from "../../support/phoenix-server/index.js";
 import type { PhoenixServer } from "../../support/phoenix-server/index.js";
+import { sleep, waitUntil as waitFor } from "../../support/wait.js";
 
 const cleanups: Array<() => unknown> = [];
 
@@ -19,18 +20,6 @@ async function server(): Promise<PhoenixServer> {
   const s = await startPhoenixServer();
   cleanups.push(() => s.close());
   return s;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitFor(what: string, check: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
 }
 
 async function client(s: PhoenixServer, path = "/socket", opts: PhoenixClientOptions = {}): Promise<PhoenixClientSocket> {

@@ -8,6 +8,7 @@ import type { PhoenixServer, PhoenixServerOptions } from "../../support/phoenix-
 import { replayLongPollTrace } from "../../support/phoenix-server/replay/longpoll-replay.js";
 import { loadTrace } from "../../support/phoenix-server/replay/trace.js";
 import type { ServerCount } from "../../support/phoenix-server/replay/trace.js";
+import { sleep, waitUntil as waitFor } from "../../support/wait.js";
 
 const cleanups: Array<() => unknown> = [];
 
@@ -19,18 +20,6 @@ async function server(opts: PhoenixServerOptions = {}): Promise<PhoenixServer> {
   const s = await startPhoenixServer(opts);
   cleanups.push(() => s.close());
   return s;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitFor(what: string, check: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
 }
 
 function counts(s: PhoenixServer): { total: number; topics: Record<string, number> } {

@@ -5,6 +5,7 @@ import { WebSocket } from "ws";
 import { request } from "node:http";
 import { startPhoenixServer } from "../../support/phoenix-server/index.js";
 import type { PhoenixServer } from "../../support/phoenix-server/index.js";
+import { waitUntil as waitFor } from "../../support/wait.js";
 
 let server: PhoenixServer;
 
@@ -15,18 +16,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server.close();
 });
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitFor(what: string, check: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 interface HttpResult {
   status: number;

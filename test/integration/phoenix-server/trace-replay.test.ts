@@ -9,6 +9,7 @@ import { loadTrace } from "../../support/phoenix-server/replay/trace.js";
 import type { ServerCount } from "../../support/phoenix-server/replay/trace.js";
 import { replayWebSocketTrace } from "../../support/phoenix-server/replay/ws-replay.js";
 import { replayWithWsClient } from "../../support/phoenix-server/replay/ws-client-replay.js";
+import { sleep } from "../../support/wait.js";
 
 /** One-connection scenarios whose client was a raw ws socket writing the protocol by hand. */
 const RAW_CLIENT_TRACES = [
@@ -58,10 +59,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server.close();
 });
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** The server's counts as the real /count reported them. */
 function snapshot(): Pick<ServerCount, "total" | "topics" | "websocket_connections"> {

@@ -5,6 +5,7 @@ import { request } from "node:http";
 import type { ClientRequest } from "node:http";
 import type { ReplayTarget } from "./ws-replay.js";
 import type { ServerCount, Trace, TraceItem } from "./trace.js";
+import { sleep } from "../../wait.js";
 
 /** Response headers compared with the recording (the rest are transport details). */
 const COMPARED_HEADERS = ["content-type", "cache-control", "access-control-allow-origin", "vary"];
@@ -72,10 +73,6 @@ function recordedToken(exchanges: readonly Exchange[]): string | undefined {
     if (parsed.status === 410 && parsed.token !== undefined) return parsed.token;
   }
   return undefined;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export async function replayLongPollTrace(

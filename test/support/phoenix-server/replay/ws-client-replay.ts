@@ -4,6 +4,7 @@
 import { WebSocket } from "ws";
 import type { ReplayTarget } from "./ws-replay.js";
 import type { ServerCount, Trace, TraceItem } from "./trace.js";
+import { sleep } from "../../wait.js";
 
 /** A server message as compared: parsed JSON text, base64 binary, or the close. */
 export type DecodedMessage = { json: unknown } | { binary: string } | { close: number; reason: string };
@@ -12,10 +13,6 @@ export interface WsClientReplayOptions {
   answerTimeoutMs?: number;
   settleMs?: number;
   checkpoint?(point: ServerCount): Promise<void> | void;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function decoded(item: TraceItem): DecodedMessage {

@@ -8,6 +8,7 @@ import type { Socket } from "node:net";
 import { ServerFrameDecoder } from "./server-frames.js";
 import { byConnection, expectedServerItems } from "./trace.js";
 import type { ServerCount, Trace, WireItem } from "./trace.js";
+import { sleep } from "../../wait.js";
 
 export interface ReplayTarget {
   host: string;
@@ -39,10 +40,6 @@ type Action =
   | { t: number; type: "check"; point: ServerCount };
 
 const GAP_MS = 2;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 function buildActions(trace: Trace): Action[] {
   const actions: Action[] = [];
