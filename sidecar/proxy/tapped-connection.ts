@@ -35,6 +35,7 @@ export class TappedConnection implements PhoenixMessageHandler {
   private readonly s2c: FrameReader;
   private readonly c2sDecoder: PhoenixDecoder;
   private readonly s2cDecoder: PhoenixDecoder;
+  private readonly vsn: PhoenixVsn;
   private readonly gate: JoinGate | null;
   /** Frames the sidecar writes to the client, waiting for the server stream to reach a message boundary. */
   private injections: Buffer[] | null = null;
@@ -62,8 +63,6 @@ export class TappedConnection implements PhoenixMessageHandler {
     this.vsn = vsn;
   }
 
-  private readonly vsn: PhoenixVsn;
-
   /** Starts relaying (right after the 101 went to the client). */
   start(): void {
     this.client.on("data", this.onClientData);
@@ -82,13 +81,19 @@ export class TappedConnection implements PhoenixMessageHandler {
 
   /**
    * Drain: tells both peers the proxy is going away (close 1001) and cuts the sockets if
-   * the handshake has not finished within a grace period.
+   * the handshake has not finished within a grace period. A close frame is only written
+   * where a frame may start; a peer caught mid-message just sees the connection end.
    */
   goAway(): void {
     if (this.closed || this.goingAway) return;
     this.goingAway = true;
-    this.client.write(encodeCloseFrame(CLOSE_GOING_AWAY, "sidecar draining", false));
-    this.upstream.write(encodeCloseFrame(CLOSE_GOING_AWAY, "sidecar draining", true));
+    if (this.s2c.atMessageBoundary && this.injections === null) {
+      this.client.write(encodeCloseFrame(CLOSE_GOING_AWAY, "sidecar draining", false));
+    }
+    // Bytes the gate holds were never sent, so the app's stream stops at a frame start.
+    if (this.c2s.atMessageBoundary || (this.gate !== null && !this.gate.empty)) {
+      this.upstream.write(encodeCloseFrame(CLOSE_GOING_AWAY, "sidecar draining", true));
+    }
     this.client.end();
     this.upstream.end();
     setTimeout(this.destroy, CLOSE_GRACE_MS).unref();
