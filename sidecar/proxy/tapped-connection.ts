@@ -15,6 +15,8 @@ export interface ConnectionObserver {
 /** How long a drained connection may take to finish its close handshake before it is cut. */
 const CLOSE_GRACE_MS = 1000;
 const CLOSE_GOING_AWAY = 1001;
+/** Sidecar-made frames waiting for a server message boundary, at most. */
+const MAX_QUEUED_INJECTIONS = 64;
 
 /**
  * One proxied WebSocket after the 101: relays bytes unchanged in both directions with
@@ -191,7 +193,10 @@ export class TappedConnection implements PhoenixMessageHandler {
       this.client.write(frame);
       return;
     }
-    (this.injections ??= []).push(frame);
+    const queue = (this.injections ??= []);
+    // A server that never pauses between messages cannot make a client grow this queue:
+    // past the bound, a refused join simply gets no answer (the client's join times out).
+    if (queue.length < MAX_QUEUED_INJECTIONS) queue.push(frame);
   }
 
   private flushInjections(): void {
