@@ -12,7 +12,7 @@ export interface ConnectionObserver {
   onConnectionClosed(connection: TappedConnection): void;
 }
 
-/** How long a drained connection may take to finish its close handshake before it is cut. */
+/** How long a connection may take to finish closing (drain, or one peer gone) before it is cut. */
 const CLOSE_GRACE_MS = 1000;
 const CLOSE_GOING_AWAY = 1001;
 /** Sidecar-made frames waiting for a server message boundary, at most. */
@@ -98,7 +98,7 @@ export class TappedConnection implements PhoenixMessageHandler {
     }
     this.client.end();
     this.upstream.end();
-    setTimeout(this.destroy, CLOSE_GRACE_MS).unref();
+    this.cutAfterGrace();
   }
 
   /** Cuts both sockets now. */
@@ -217,13 +217,22 @@ export class TappedConnection implements PhoenixMessageHandler {
     this.client.resume();
   };
 
+  // A WebSocket has no half-close: once either peer ends its side, the other is ended too
+  // and the pair is cut after a grace period, so an app (or client) that keeps its half open
+  // cannot hold a connection, and its count, forever.
   private readonly endUpstream = (): void => {
     this.upstream.end();
+    this.cutAfterGrace();
   };
 
   private readonly endClient = (): void => {
     this.client.end();
+    this.cutAfterGrace();
   };
+
+  private cutAfterGrace(): void {
+    if (!this.closed) setTimeout(this.destroy, CLOSE_GRACE_MS).unref();
+  }
 
   private readonly onSocketError = (): void => {
     // A reset on either side ends the pair; 'close' follows and does the accounting.

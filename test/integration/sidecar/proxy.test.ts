@@ -1,4 +1,6 @@
+import { randomBytes } from "node:crypto";
 import http from "node:http";
+import { connect } from "node:net";
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -116,6 +118,47 @@ describe("the sidecar as a proxy", () => {
     } finally {
       await front.close();
       refusing.close();
+    }
+  });
+
+  it("relays random bytes after the 101 unchanged both ways, counts them unparsed and stays up", async () => {
+    const fromClient: Buffer[] = [];
+    const rawApp = http.createServer();
+    rawApp.on("upgrade", (_req, socket: import("node:net").Socket) => {
+      socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+      socket.on("data", (d: Buffer) => {
+        fromClient.push(d);
+        socket.write(randomBytes(d.length)); // junk back, as much as it got
+      });
+      socket.on("error", () => {});
+    });
+    rawApp.listen(0, "127.0.0.1");
+    await once(rawApp, "listening");
+    const front = await startSidecar({ upstream: `http://127.0.0.1:${(rawApp.address() as AddressInfo).port}` });
+    try {
+      const socket = connect(Number(new URL(front.url).port), "127.0.0.1");
+      socket.write("GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+      let received = Buffer.alloc(0);
+      socket.on("data", (d: Buffer) => (received = Buffer.concat([received, d])));
+      await waitFor(() => received.indexOf("\r\n\r\n"), (i) => i > 0, "the 101");
+      const headLength = received.indexOf("\r\n\r\n") + 4;
+      const sent: Buffer[] = [];
+      for (let i = 0; i < 50; i++) {
+        const junk = randomBytes(1 + Math.floor(Math.random() * 3000));
+        sent.push(junk);
+        socket.write(junk);
+      }
+      const total = sent.reduce((n, b) => n + b.length, 0);
+      await waitFor(() => Buffer.concat(fromClient).length, (n) => n === total, "every client byte at the app");
+      await waitFor(() => received.length - headLength, (n) => n === total, "every app byte at the client");
+      expect(Buffer.concat(fromClient).equals(Buffer.concat(sent))).toBe(true);
+      socket.destroy();
+      const after = await waitFor(front.stats, (st) => st.connections === 0, "the connection to close");
+      expect(after.unparsedMessages).toBeGreaterThan(0); // both readers gave up on the junk
+      expect((await fetch(`${front.adminUrl}/healthz`)).status).toBe(200);
+    } finally {
+      await front.close();
+      rawApp.close();
     }
   });
 
