@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import http from "node:http";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -124,7 +124,7 @@ describe("the sidecar as a proxy", () => {
   it("relays random bytes after the 101 unchanged both ways, counts them unparsed and stays up", async () => {
     const fromClient: Buffer[] = [];
     const rawApp = http.createServer();
-    rawApp.on("upgrade", (_req, socket: import("node:net").Socket) => {
+    rawApp.on("upgrade", (_req, socket: Socket) => {
       socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
       socket.on("data", (d: Buffer) => {
         fromClient.push(d);
