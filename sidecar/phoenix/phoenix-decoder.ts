@@ -1,7 +1,7 @@
 import type { FrameError, MessageSink } from "../ws/frame-reader.js";
 import { BinaryMessageScanner } from "./binary-scanner.js";
 import { JsonMessageScanner } from "./json-scanner.js";
-import { EVENT_CLOSE, EVENT_ERROR, EVENT_JOIN, EVENT_LEAVE, EVENT_REPLY, type PhoenixMessage, type PhoenixVsn } from "./message.js";
+import { EVENT_CLOSE, EVENT_ERROR, EVENT_JOIN, EVENT_LEAVE, EVENT_REPLY, VSN_2, type PhoenixMessage, type PhoenixVsn } from "./message.js";
 
 /** Receives what one direction of a socket carried, decoded. */
 export interface PhoenixMessageHandler {
@@ -38,17 +38,20 @@ export class PhoenixDecoder implements MessageSink {
 
   onMessageStart(binary: boolean): void {
     this.binary = binary;
+    // Only the vsn 2 serializer has a binary layout; a vsn 1 socket's binary frames are not Phoenix messages.
+    if (binary && this.vsn !== VSN_2) return;
     if (binary) (this.bin ??= BIN_POOL.pop() ?? new BinaryMessageScanner()).reset(this.fromClient);
     else (this.json ??= JSON_POOL.pop() ?? new JsonMessageScanner()).reset(this.vsn, this.fromClient || this.handler.awaitsReplies());
   }
 
   onMessageData(data: Buffer): boolean {
-    return this.binary ? this.bin!.write(data) : this.json!.write(data);
+    if (!this.binary) return this.json!.write(data);
+    return this.bin !== null && this.bin.write(data);
   }
 
   onMessageEnd(): void {
     let outcome: number;
-    if (this.binary) outcome = this.bin!.finish(MESSAGE) ? RELEVANT : UNPARSED;
+    if (this.binary) outcome = this.bin?.finish(MESSAGE) === true ? RELEVANT : UNPARSED;
     else outcome = this.endJson(this.json!);
     this.release();
     if (outcome === RELEVANT) this.handler.onPhoenixMessage(MESSAGE, this.fromClient);
