@@ -62,6 +62,8 @@ export class Sidecar implements ConnectionObserver {
     unparsedFromClient: 0,
     unparsedFromServer: 0,
     connectionSecondsClosed: 0,
+    /** Plain HTTP requests answered 502 because the app was unreachable. */
+    httpUpstreamErrors: 0,
   };
   /** Called with each closed connection's lifetime (the metrics histogram observes it). */
   onConnectionDuration: ((seconds: number) => void) | null = null;
@@ -82,7 +84,7 @@ export class Sidecar implements ConnectionObserver {
     this.longpoll = new LongPollTracker(this.ledger, options.longpollTimeoutSeconds * 1000, this);
     this.proxy = new ProxyServer(options.upstream, {
       onWebSocketOpen: (url, client, upstream, extensions) => this.onWebSocketOpen(url, client, upstream, extensions),
-      onUpstreamError: () => this.countRejected(REFUSE_UPSTREAM),
+      onUpstreamError: (upgrade) => (upgrade ? this.countRejected(REFUSE_UPSTREAM) : this.counters.httpUpstreamErrors++),
       onUpgradeSettled: () => this.upgradesInFlight--,
       refusesJoins: () => this.ledger.hasBudgets,
       longpoll: this.longpoll,

@@ -51,6 +51,9 @@ export function createMetrics(sidecar: Sidecar): Registry {
   counterFrom(registry, "connmeter_connections_rejected_total", "WebSocket upgrades refused, by reason.", ["reason"], () =>
     [...sidecar.counters.rejected].map(([reason, n]) => [{ reason }, n]),
   );
+  counterFrom(registry, "connmeter_http_upstream_errors_total", "Plain HTTP requests answered 502 because the app was unreachable.", [], () => [
+    [{}, sidecar.counters.httpUpstreamErrors],
+  ]);
   counterFrom(registry, "connmeter_channel_joins_total", "Channel join outcomes: ok, error (refused by the app), refused (by the sidecar).", ["result"], () =>
     JOIN_RESULTS.map((result, i) => [{ result }, sidecar.ledger.joinsByResult[i]!]),
   );

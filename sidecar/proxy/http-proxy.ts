@@ -7,8 +7,8 @@ import { UpgradeForwarder } from "./upgrade-forwarder.js";
 export interface ProxyHooks {
   /** The app answered 101: the sidecar takes the two sockets over. */
   onWebSocketOpen(url: string | undefined, client: Socket, upstream: Socket, extensions: string | undefined): void;
-  /** The app could not be reached (502 sent). */
-  onUpstreamError(): void;
+  /** The app could not be reached (502 sent) for a plain HTTP request or for an upgrade. */
+  onUpstreamError(upgrade: boolean): void;
   /** An upgrade handed to {@link ProxyServer.upgrade} finished: opened, answered without 101, or failed. */
   onUpgradeSettled(): void;
   /** Whether joins may be refused now, so client messages must stay independently compressed. */
@@ -35,7 +35,7 @@ export class ProxyServer {
     this.proxy.on("error", this.onError);
     this.upgrades = new UpgradeForwarder(upstream, {
       onOpen: (url, client, up, extensions) => hooks.onWebSocketOpen(url, client, up, extensions),
-      onUpstreamError: () => hooks.onUpstreamError(),
+      onUpstreamError: () => hooks.onUpstreamError(true),
       onSettled: () => hooks.onUpgradeSettled(),
       rewriteOffer: (offer) => (hooks.refusesJoins() ? withoutClientContextTakeover(offer) : offer),
     });
@@ -60,7 +60,7 @@ export class ProxyServer {
   };
 
   private readonly onError = (err: Error, _req: http.IncomingMessage, target: http.ServerResponse | Socket): void => {
-    this.hooks.onUpstreamError();
+    this.hooks.onUpstreamError(false);
     if (!isServerResponse(target)) {
       target.destroy();
       return;

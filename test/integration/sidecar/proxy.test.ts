@@ -176,6 +176,9 @@ describe("the sidecar as a proxy", () => {
       });
       expect(status).toBe(502);
       expect((await dead.stats()).connections).toBe(0);
+      const metrics = await (await fetch(`${dead.adminUrl}/metrics`)).text();
+      expect(metrics).toContain("connmeter_http_upstream_errors_total 1");
+      expect(metrics).toContain('connmeter_connections_rejected_total{reason="upstream_unavailable"} 1');
     } finally {
       await dead.close();
     }
