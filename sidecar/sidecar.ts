@@ -8,6 +8,7 @@ import { Admission, REFUSE_REASONS, REFUSE_UPSTREAM, type Limits, type Refusal }
 import { LongPollTracker } from "./longpoll/longpoll-tracker.js";
 import { vsnFromUrl } from "./phoenix/message.js";
 import { ProxyServer } from "./proxy/http-proxy.js";
+import { endWithText } from "./proxy/raw-http.js";
 import { TappedConnection, type ConnectionObserver } from "./proxy/tapped-connection.js";
 import { parseDeflateExtension } from "./ws/frame-reader.js";
 
@@ -217,12 +218,9 @@ export class Sidecar implements ConnectionObserver {
 
   private refuse(socket: Duplex, refusal: Refusal): void {
     this.countRejected(refusal.reason);
-    const body = `connmeter: upgrade refused (${refusal.reason}); retry in ${refusal.retryAfterSeconds}s\n`;
     const status = refusal.statusCode === 429 ? "429 Too Many Requests" : "503 Service Unavailable";
-    socket.end(
-      `HTTP/1.1 ${status}\r\nRetry-After: ${refusal.retryAfterSeconds}\r\nContent-Type: text/plain\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    const body = `connmeter: upgrade refused (${refusal.reason}); retry in ${refusal.retryAfterSeconds}s\n`;
+    endWithText(socket, status, body, ["Retry-After", String(refusal.retryAfterSeconds)]);
   }
 
   private countRejected(reason: string): void {

@@ -66,7 +66,7 @@ export class JsonMessageScanner {
     const end = data.length;
     while (i < end && !this.done) {
       if (this.inString) {
-        i = this.target === NONE && !this.isKey() ? this.skipString(data, i) : this.readString(data, i);
+        i = this.target === NONE && !this.expectKey ? this.skipString(data, i) : this.readString(data, i);
         continue;
       }
       i = this.readStructure(data, i);
@@ -101,10 +101,6 @@ export class JsonMessageScanner {
   eventIsOneOf(events: readonly Buffer[]): boolean {
     for (const e of events) if (this.fields.equals(EVENT, e)) return true;
     return false;
-  }
-
-  private isKey(): boolean {
-    return this.expectKey;
   }
 
   private readStructure(data: Buffer, start: number): number {

@@ -2,6 +2,7 @@ import type http from "node:http";
 import type { Socket } from "node:net";
 import { createProxyServer, type ProxyServer as HttpProxy } from "http-proxy-3";
 import { LongPollTracker } from "../longpoll/longpoll-tracker.js";
+import { upstreamUnavailable } from "./raw-http.js";
 import { UpgradeForwarder } from "./upgrade-forwarder.js";
 
 export interface ProxyHooks {
@@ -61,15 +62,12 @@ export class ProxyServer {
 
   private readonly onError = (err: Error, _req: http.IncomingMessage, target: http.ServerResponse | Socket): void => {
     this.hooks.onUpstreamError(false);
-    if (!isServerResponse(target)) {
+    // Upgrades never come here (the UpgradeForwarder has them), so `target` is a response.
+    if (!isServerResponse(target) || target.headersSent) {
       target.destroy();
       return;
     }
-    if (target.headersSent) {
-      target.destroy();
-      return;
-    }
-    const body = `connmeter: upstream unavailable (${(err as NodeJS.ErrnoException).code ?? err.message}); is the app listening?\n`;
+    const body = upstreamUnavailable(err);
     target.writeHead(502, { "content-type": "text/plain", "content-length": Buffer.byteLength(body) });
     target.end(body);
   };

@@ -1,6 +1,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { Socket } from "node:net";
+import { endWithText, rawHead, upstreamUnavailable } from "./raw-http.js";
 
 export interface UpgradeHooks {
   /** The app answered 101: the sidecar takes both sockets over (the 101 is already relayed). */
@@ -88,8 +89,7 @@ export class UpgradeForwarder {
       settle();
       if (client.destroyed) return;
       this.hooks.onUpstreamError();
-      const body = `connmeter: upstream unavailable (${err.code ?? err.message}); is the app listening?\n`;
-      client.end(`HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      endWithText(client, "502 Bad Gateway", upstreamUnavailable(err));
     });
     proxyReq.end();
   }
@@ -134,12 +134,6 @@ function relayResponse(res: http.IncomingMessage, client: Socket): void {
   kept.push("Connection", "close");
   client.write(rawHead(`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ""}`, kept));
   res.pipe(client);
-}
-
-function rawHead(statusLine: string, rawHeaders: string[]): string {
-  let head = `${statusLine}\r\n`;
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) head += `${rawHeaders[i]}: ${rawHeaders[i + 1]}\r\n`;
-  return `${head}\r\n`;
 }
 
 function noop(): void {}
