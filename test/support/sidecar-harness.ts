@@ -4,6 +4,8 @@ import type { TopicGroupSpec } from "../../sidecar/ledger/topic-groups.js";
 import { DEFAULT_LIMITS, type Limits } from "../../sidecar/limits/admission.js";
 import { Sidecar, type Stats } from "../../sidecar/sidecar.js";
 
+export { waitFor } from "./wait.js";
+
 /** A sidecar running in this process on ephemeral loopback ports. */
 export interface SidecarHandle {
   sidecar: Sidecar;
@@ -46,17 +48,6 @@ export async function startSidecar(opts: {
   };
 }
 
-/** Polls until `check` holds; the error names what was awaited and the last value seen. */
-export async function waitFor<T>(read: () => Promise<T> | T, check: (v: T) => boolean, what: string, timeoutMs = 15_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: T = await read();
-  while (!check(last)) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 25));
-    last = await read();
-  }
-  return last;
-}
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
 export async function inBatches<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
