@@ -96,7 +96,9 @@ describe("the official phoenix JS client over websocket", () => {
     channel.push("crash", {}, 2000).receive("ok", () => (crashAnswered = true)).receive("error", () => (crashAnswered = true));
     await errored;
     expect(s.count()).toBe(0);
-    await waitFor("the automatic rejoin", () => s.count() === 1);
+    // The server registers the rejoin before its reply reaches the client: wait for both.
+    await waitFor("the automatic rejoin", () => s.count() === 1 && channel.state === "joined");
+    expect(s.count()).toBe(1);
     expect(channel.state).toBe("joined");
     expect(await outcome(channel.push("ping", {}))).toEqual({ status: "ok", response: { pong: true } });
     expect(crashAnswered).toBe(false);
