@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ChannelLedger, KIND_LONGPOLL, KIND_WEBSOCKET } from "./ledger/channel-ledger.js";
 import { TopicGroups, type TopicGroupSpec } from "./ledger/topic-groups.js";
+import { PushedConfig } from "./admin/pushed-config.js";
 import { Admission, REFUSE_REASONS, REFUSE_UPSTREAM, type Limits, type Refusal } from "./limits/admission.js";
 import { LongPollTracker } from "./longpoll/longpoll-tracker.js";
 import { vsnFromUrl } from "./phoenix/message.js";
@@ -30,6 +31,8 @@ export interface SidecarOptions {
   /** A long-poll session with no request for this long is over (Phoenix drops it then too). */
   longpollTimeoutSeconds: number;
   now?: () => number;
+  /** Operational log lines (config source changes); default: stdout with a timestamp. */
+  log?: (message: string) => void;
 }
 
 /** The /stats document (DESIGN.md's contract, extended). */
@@ -56,6 +59,8 @@ export class Sidecar implements ConnectionObserver {
   readonly ledger: ChannelLedger;
   readonly admission: Admission;
   readonly longpoll: LongPollTracker;
+  /** Limits and topic groups pushed by PUT /config, and when they fall back to the flags. */
+  readonly config: PushedConfig;
   /** Accepted upgrades, refused upgrades by reason, unparsed messages by direction. */
   readonly counters = {
     accepted: 0,
@@ -82,6 +87,8 @@ export class Sidecar implements ConnectionObserver {
     this.ledger = new ChannelLedger(new TopicGroups(options.topics));
     this.admission = new Admission(options.limits, this.now);
     this.maxTopicLabels = options.maxTopicLabels;
+    const flags = { limits: { ...options.limits }, topics: [...options.topics] };
+    this.config = new PushedConfig(this, flags, options.log ?? logToStdout, this.now);
     this.longpoll = new LongPollTracker(this.ledger, options.longpollTimeoutSeconds * 1000, this);
     this.proxy = new ProxyServer(options.upstream, {
       onWebSocketOpen: (url, client, upstream, extensions) => this.onWebSocketOpen(url, client, upstream, extensions),
@@ -176,6 +183,7 @@ export class Sidecar implements ConnectionObserver {
   }
 
   async close(): Promise<void> {
+    this.config.close();
     for (const c of this.connections) c.destroy();
     this.longpoll.close();
     this.proxy.close();
@@ -226,6 +234,10 @@ export class Sidecar implements ConnectionObserver {
   private countRejected(reason: string): void {
     this.counters.rejected.set(reason, (this.counters.rejected.get(reason) ?? 0) + 1);
   }
+}
+
+function logToStdout(message: string): void {
+  console.log(`${new Date().toISOString()} connmeter-sidecar ${message}`);
 }
 
 function sleep(ms: number): Promise<void> {

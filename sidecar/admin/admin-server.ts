@@ -6,9 +6,13 @@
  *                  --reject-at-percent of --max-connections (with hysteresis)
  *   GET /stats     JSON counts: connections, channels, longpoll, topics{}, ...
  *   GET /metrics   Prometheus text, every name prefixed connmeter_
- *   GET /config    the limits and topic groups in force
- *   PUT /config    replace them (partial JSON merged over the current values); requires
- *                  `Authorization: Bearer $CONNMETER_ADMIN_TOKEN`
+ *   GET /config    the limits and topic groups in force, where they come from ("flags" or
+ *                  "pushed") and when pushed values expire:
+ *                  {maxConnections, rejectAtPercent, upgradeRatePerSecond, upgradeBurst,
+ *                   topics: [{match, maxChannels?}], source, expiresAt: ISO | null, ttlSeconds: n | null}
+ *   PUT /config    replace them (partial JSON merged over the current values, optional
+ *                  `ttlSeconds`: fall back to the flags unless refreshed in time); requires
+ *                  `Authorization: Bearer $CONNMETER_ADMIN_TOKEN`; answers like GET /config
  */
 import { timingSafeEqual } from "node:crypto";
 import { once } from "node:events";
@@ -17,6 +21,7 @@ import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import type { TopicGroupSpec } from "../ledger/topic-groups.js";
 import type { Limits } from "../limits/admission.js";
+import type { ConfigProvenance } from "./pushed-config.js";
 import type { HostPort, Sidecar } from "../sidecar.js";
 import { parseConfigUpdate } from "./config-update.js";
 
@@ -72,8 +77,9 @@ export class AdminServer {
     }
   }
 
-  private currentConfig(): Limits & { topics: TopicGroupSpec[] } {
-    return { ...this.sidecar.admission.current, topics: this.sidecar.ledger.topicGroups.toJSON() };
+  private currentConfig(): Limits & { topics: TopicGroupSpec[] } & ConfigProvenance {
+    const provenance = this.sidecar.config.provenance(); // first: an expired push reverts here
+    return { ...this.sidecar.admission.current, topics: this.sidecar.ledger.topicGroups.toJSON(), ...provenance };
   }
 
   private async putConfig(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -85,9 +91,10 @@ export class AdminServer {
     }
     const body = await readBody(req);
     if (body === null) return send(res, 413, { error: `config body over ${MAX_CONFIG_BYTES} bytes` });
+    this.sidecar.config.provenance(); // an expired push reverts before the update merges over it
     const update = parseConfigUpdate(body, this.sidecar.admission.current);
     if (!update.ok) return send(res, 400, { error: update.error });
-    this.sidecar.configure(update.limits, update.topics);
+    this.sidecar.config.push(update.limits, update.topics, update.ttlSeconds);
     return send(res, 200, this.currentConfig());
   }
 }

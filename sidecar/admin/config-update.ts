@@ -1,7 +1,15 @@
 import type { TopicGroupSpec } from "../ledger/topic-groups.js";
 import type { Limits } from "../limits/admission.js";
 
-export type ConfigUpdate = { ok: true; limits: Limits; topics: TopicGroupSpec[] | undefined } | { ok: false; error: string };
+export type ConfigUpdate =
+  | { ok: true; limits: Limits; topics: TopicGroupSpec[] | undefined; ttlSeconds: number | undefined }
+  | { ok: false; error: string };
+
+/**
+ * Longest `ttlSeconds` a PUT may carry: the largest delay a Node timer can wait (2^31-1 ms).
+ * An operator refreshes every few scrape intervals, so real TTLs are seconds to minutes.
+ */
+export const MAX_TTL_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 const LIMIT_FIELDS = {
   maxConnections: { min: 0, max: 10_000_000 },
@@ -11,9 +19,9 @@ const LIMIT_FIELDS = {
 } as const satisfies Record<keyof Limits, { min: number; max: number }>;
 
 /**
- * Validates a PUT /config body: a JSON object with any of the {@link Limits} fields and
- * `topics: [{match, maxChannels?}]`, merged over the current limits. Errors name the field
- * and what it must be.
+ * Validates a PUT /config body: a JSON object with any of the {@link Limits} fields,
+ * `topics: [{match, maxChannels?}]` and `ttlSeconds` (how long the pushed values hold without
+ * a refresh), merged over the current limits. Errors name the field and what it must be.
  */
 export function parseConfigUpdate(body: string, current: Limits): ConfigUpdate {
   let doc: unknown;
@@ -24,7 +32,7 @@ export function parseConfigUpdate(body: string, current: Limits): ConfigUpdate {
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return { ok: false, error: "body must be a JSON object" };
   const input = doc as Record<string, unknown>;
-  const known = new Set([...Object.keys(LIMIT_FIELDS), "topics"]);
+  const known = new Set([...Object.keys(LIMIT_FIELDS), "topics", "ttlSeconds"]);
   const unknown = Object.keys(input).filter((k) => !known.has(k));
   if (unknown.length > 0) return { ok: false, error: `unknown field(s) ${unknown.join(", ")}; allowed: ${[...known].join(", ")}` };
   const limits: Limits = { ...current };
@@ -36,9 +44,13 @@ export function parseConfigUpdate(body: string, current: Limits): ConfigUpdate {
     }
     limits[field] = v;
   }
-  if (input.topics === undefined) return { ok: true, limits, topics: undefined };
+  const ttlSeconds = input.ttlSeconds;
+  if (ttlSeconds !== undefined && (typeof ttlSeconds !== "number" || !Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > MAX_TTL_SECONDS)) {
+    return { ok: false, error: `ttlSeconds must be an integer in 1..${MAX_TTL_SECONDS} (omit it for values that hold until replaced), got ${JSON.stringify(ttlSeconds)}` };
+  }
+  if (input.topics === undefined) return { ok: true, limits, topics: undefined, ttlSeconds };
   const topics = parseTopics(input.topics);
-  return typeof topics === "string" ? { ok: false, error: topics } : { ok: true, limits, topics };
+  return typeof topics === "string" ? { ok: false, error: topics } : { ok: true, limits, topics, ttlSeconds };
 }
 
 /** Topic groups from config or flags; a string is the error. */

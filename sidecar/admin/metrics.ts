@@ -47,6 +47,14 @@ export function createMetrics(sidecar: Sidecar): Registry {
       this.set(sidecar.isReady() ? 1 : 0);
     },
   });
+  new Gauge({
+    name: "connmeter_config_pushed",
+    help: "1 while limits pushed by PUT /config are in force, 0 while the sidecar's own flags are (a push expired or none came).",
+    registers: [registry],
+    collect() {
+      this.set(sidecar.config.isPushed ? 1 : 0);
+    },
+  });
   counterFrom(registry, "connmeter_connections_accepted_total", "WebSocket upgrades proxied to the app.", [], () => [[{}, sidecar.counters.accepted]]);
   counterFrom(registry, "connmeter_connections_rejected_total", "WebSocket upgrades refused, by reason.", ["reason"], () =>
     [...sidecar.counters.rejected].map(([reason, n]) => [{ reason }, n]),

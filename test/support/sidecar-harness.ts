@@ -23,6 +23,7 @@ export async function startSidecar(opts: {
   topics?: TopicGroupSpec[];
   adminToken?: string;
   longpollTimeoutSeconds?: number;
+  log?: (message: string) => void;
 }): Promise<SidecarHandle> {
   const sidecar = new Sidecar({
     listen: { host: "127.0.0.1", port: 0 },
@@ -31,6 +32,7 @@ export async function startSidecar(opts: {
     topics: opts.topics ?? [],
     maxTopicLabels: 100,
     longpollTimeoutSeconds: opts.longpollTimeoutSeconds ?? 20,
+    log: opts.log,
   });
   const admin = new AdminServer(sidecar, createMetrics(sidecar), opts.adminToken);
   const pub = await sidecar.start();

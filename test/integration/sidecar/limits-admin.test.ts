@@ -4,6 +4,7 @@ import WebSocket from "ws";
 import { startPhoenixServer, type PhoenixServer } from "../../support/phoenix-server/index.js";
 import { connected, join, phoenixSocket } from "../../support/phoenix-client.js";
 import { startSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
+import { sleep } from "../../support/wait.js";
 
 const TOKEN = "test-token";
 
@@ -120,6 +121,51 @@ describe("limits and the admin port", () => {
     // applied without a restart: the pod is now full, and topics are grouped
     expect((await tryUpgrade(sidecar.url)).status).toBe(503);
     expect((await sidecar.stats()).topics).toEqual({ "room:*": 1 });
+  });
+
+  it("falls back to the flags when a pushed config's ttlSeconds pass without a refresh, and says so in GET /config and the log", async () => {
+    const log: string[] = [];
+    sidecar = await startSidecar({ upstream: app.url, adminToken: TOKEN, limits: { maxConnections: 50 }, log: (m) => log.push(m) });
+    const getConfig = async () => (await (await fetch(`${sidecar.adminUrl}/config`)).json()) as Record<string, unknown>;
+    const put = (body: unknown) =>
+      fetch(`${sidecar.adminUrl}/config`, { method: "PUT", body: JSON.stringify(body), headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(await getConfig()).toEqual({
+      maxConnections: 50,
+      rejectAtPercent: 90,
+      upgradeRatePerSecond: 0,
+      upgradeBurst: 100,
+      topics: [],
+      source: "flags",
+      expiresAt: null,
+      ttlSeconds: null,
+    });
+    const before = Date.now();
+    const res = await put({ maxConnections: 1, topics: [{ match: "room:*", maxChannels: 5 }], ttlSeconds: 1 });
+    expect(res.status).toBe(200);
+    const pushed = (await res.json()) as Record<string, unknown>;
+    expect(pushed).toMatchObject({ maxConnections: 1, topics: [{ match: "room:*", maxChannels: 5 }], source: "pushed", ttlSeconds: 1 });
+    const expiresAt = Date.parse(pushed.expiresAt as string);
+    expect(expiresAt).toBeGreaterThanOrEqual(before + 1000);
+    expect(expiresAt).toBeLessThanOrEqual(Date.now() + 1000);
+    const first = await tryUpgrade(sidecar.url);
+    expect(first.status).toBe(101);
+    open.push(first.ws!);
+    expect((await tryUpgrade(sidecar.url)).status).toBe(503); // the pushed cap of 1 holds
+
+    // a refresh keeps the pushed values past the first deadline
+    await sleep(600);
+    expect((await put({ ttlSeconds: 1 })).status).toBe(200);
+    await sleep(600);
+    expect(await getConfig()).toMatchObject({ maxConnections: 1, source: "pushed" });
+
+    const back = await waitFor(getConfig, (c) => c.source === "flags", "the pushed config to expire", 5000);
+    expect(back).toMatchObject({ maxConnections: 50, topics: [], expiresAt: null, ttlSeconds: null });
+    const again = await tryUpgrade(sidecar.url);
+    expect(again.status).toBe(101); // the flags' cap of 50 is back
+    open.push(again.ws!);
+    expect(log.join("\n")).toMatch(/pushed values expired .*back to flag values \(maxConnections=50/);
+    const metrics = await (await fetch(`${sidecar.adminUrl}/metrics`)).text();
+    expect(metrics).toContain("connmeter_config_pushed 0");
   });
 
   it("refuses PUT /config when no admin token is configured, saying how to enable it", async () => {

@@ -1,7 +1,9 @@
-import { describe, expect, it } from "vitest";
-import { parseConfigUpdate } from "../../../../sidecar/admin/config-update.js";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { MAX_TTL_SECONDS, parseConfigUpdate } from "../../../../sidecar/admin/config-update.js";
+import { PushedConfig } from "../../../../sidecar/admin/pushed-config.js";
 import { ConfigError, loadConfig } from "../../../../sidecar/config.js";
-import { DEFAULT_LIMITS } from "../../../../sidecar/limits/admission.js";
+import type { TopicGroupSpec } from "../../../../sidecar/ledger/topic-groups.js";
+import { DEFAULT_LIMITS, type Limits } from "../../../../sidecar/limits/admission.js";
 
 describe("loadConfig", () => {
   it("uses DESIGN.md's defaults", () => {
@@ -43,7 +45,7 @@ describe("loadConfig", () => {
 describe("parseConfigUpdate", () => {
   it("merges a partial update over the current limits", () => {
     const u = parseConfigUpdate('{"maxConnections": 7, "topics": [{"match": "room:*", "maxChannels": 3}]}', DEFAULT_LIMITS);
-    expect(u).toEqual({ ok: true, limits: { ...DEFAULT_LIMITS, maxConnections: 7 }, topics: [{ match: "room:*", maxChannels: 3 }] });
+    expect(u).toEqual({ ok: true, limits: { ...DEFAULT_LIMITS, maxConnections: 7 }, topics: [{ match: "room:*", maxChannels: 3 }], ttlSeconds: undefined });
   });
 
   it.each([
@@ -58,5 +60,83 @@ describe("parseConfigUpdate", () => {
     const u = parseConfigUpdate(body, DEFAULT_LIMITS);
     expect(u.ok).toBe(false);
     if (!u.ok) expect(u.error).toMatch(message);
+  });
+});
+
+describe("parseConfigUpdate ttlSeconds", () => {
+  it("passes a positive integer ttlSeconds through and leaves it undefined when absent", () => {
+    expect(parseConfigUpdate('{"maxConnections": 7, "ttlSeconds": 30}', DEFAULT_LIMITS)).toMatchObject({ ok: true, ttlSeconds: 30 });
+    expect(parseConfigUpdate('{"maxConnections": 7}', DEFAULT_LIMITS)).toMatchObject({ ok: true, ttlSeconds: undefined });
+  });
+
+  it.each(["0", "-5", "1.5", '"30"', "null", String(MAX_TTL_SECONDS + 1)])("refuses ttlSeconds %s", (ttl) => {
+    const u = parseConfigUpdate(`{"ttlSeconds": ${ttl}}`, DEFAULT_LIMITS);
+    expect(u.ok).toBe(false);
+    if (!u.ok) expect(u.error).toMatch(/ttlSeconds must be an integer in 1\.\./);
+  });
+});
+
+describe("PushedConfig", () => {
+  const flags = { limits: { ...DEFAULT_LIMITS, maxConnections: 100 }, topics: [{ match: "room:*" }] };
+
+  function setup() {
+    const applied: { limits: Limits; topics: TopicGroupSpec[] | undefined }[] = [];
+    const log: string[] = [];
+    const config = new PushedConfig({ configure: (limits, topics) => applied.push({ limits, topics }) }, flags, (m) => log.push(m), Date.now);
+    return { config, applied, log };
+  }
+
+  beforeEach(() => {
+    vi.useFakeTimers({ now: Date.parse("2026-01-01T00:00:00Z") });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("starts on the flags with no expiry", () => {
+    expect(setup().config.provenance()).toEqual({ source: "flags", expiresAt: null, ttlSeconds: null });
+  });
+
+  it("falls back to the flags when the TTL passes without a refresh, and logs it", () => {
+    const { config, applied, log } = setup();
+    config.push({ ...DEFAULT_LIMITS, maxConnections: 7 }, [{ match: "a:*", maxChannels: 1 }], 30);
+    expect(config.provenance()).toEqual({ source: "pushed", expiresAt: "2026-01-01T00:00:30.000Z", ttlSeconds: 30 });
+    vi.advanceTimersByTime(29_999);
+    expect(config.isPushed).toBe(true);
+    vi.advanceTimersByTime(1);
+    expect(config.provenance()).toEqual({ source: "flags", expiresAt: null, ttlSeconds: null });
+    expect(applied.at(-1)).toEqual({ limits: flags.limits, topics: flags.topics });
+    expect(log).toHaveLength(2);
+    expect(log[0]).toMatch(/pushed values in force for 30s unless refreshed \(maxConnections=7/);
+    expect(log[1]).toMatch(/pushed values expired \(no PUT \/config within 30s\); back to flag values \(maxConnections=100/);
+  });
+
+  it("refreshes the TTL on every PUT, and logs only source changes", () => {
+    const { config, applied, log } = setup();
+    for (let i = 0; i < 5; i++) {
+      config.push({ ...DEFAULT_LIMITS, maxConnections: 7 }, undefined, 10);
+      vi.advanceTimersByTime(9_000);
+    }
+    expect(config.isPushed).toBe(true);
+    expect(applied).toHaveLength(5);
+    expect(log).toHaveLength(1);
+    vi.advanceTimersByTime(1_000);
+    expect(config.isPushed).toBe(false);
+    expect(log).toHaveLength(2);
+  });
+
+  it("keeps values pushed without a TTL until replaced", () => {
+    const { config } = setup();
+    config.push({ ...DEFAULT_LIMITS, maxConnections: 7 }, undefined, 10);
+    config.push({ ...DEFAULT_LIMITS, maxConnections: 8 }, undefined, undefined);
+    vi.advanceTimersByTime(3_600_000);
+    expect(config.provenance()).toEqual({ source: "pushed", expiresAt: null, ttlSeconds: null });
+  });
+
+  it("reverts on read when the timer has not fired yet (a busy loop fires timers late)", () => {
+    const { config } = setup();
+    config.push({ ...DEFAULT_LIMITS, maxConnections: 7 }, undefined, 10);
+    vi.setSystemTime(Date.now() + 10_000); // the clock moves, the timer has not run
+    expect(config.provenance().source).toBe("flags");
   });
 });
