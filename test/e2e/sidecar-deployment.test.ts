@@ -128,7 +128,7 @@ describe("a Deployment with the connmeter sidecar", () => {
     if (want.every((a) => !a.startsWith("127."))) {
       const slice = await waitFor("an EndpointSlice with the 3 pods", async () => {
         const list = await discovery.listNamespacedEndpointSlice({ namespace: ns, labelSelector: "kubernetes.io/service-name=chat" });
-        const eps = list.items.flatMap((s) => s.endpoints);
+        const eps = list.items.flatMap((s) => s.endpoints ?? []);
         const ready = eps.filter((e) => e.conditions?.ready).flatMap((e) => e.addresses).sort();
         return ready.length === 3 ? { eps, ready } : undefined;
       }, 30_000);

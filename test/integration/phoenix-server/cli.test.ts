@@ -63,7 +63,7 @@ describe("phoenix-server-main as a process", () => {
     await promisify(execFile)(process.execPath, [
       tsc,
       "--outDir", OUT_DIR, "--rootDir", ROOT,
-      "--module", "NodeNext", "--moduleResolution", "NodeNext", "--target", "ES2023",
+      "--ignoreConfig", "--module", "NodeNext", "--moduleResolution", "NodeNext", "--target", "ES2024",
       "--types", "node", "--skipLibCheck", "--strict",
       resolve(ROOT, "test/support/phoenix-server-main.ts"),
     ], { cwd: ROOT });
