@@ -41,6 +41,8 @@ export class UpgradeForwarder {
 
   forward(req: http.IncomingMessage, client: Socket, head: Buffer): void {
     let settled = false;
+    /** The app answered (101 or not): from now on the client gets the app's response or nothing. */
+    let answered = false;
     const settle = (): void => {
       if (settled) return;
       settled = true;
@@ -61,6 +63,7 @@ export class UpgradeForwarder {
     client.once("close", onClientGone);
     client.on("error", noop); // a reset before the 101 ends in 'close'
     proxyReq.on("upgrade", (res: http.IncomingMessage, upstream: Socket, upstreamHead: Buffer) => {
+      answered = true;
       client.removeListener("close", onClientGone);
       client.removeListener("error", noop);
       settle();
@@ -80,6 +83,7 @@ export class UpgradeForwarder {
       this.hooks.onOpen(req.url, client, upstream, Array.isArray(extensions) ? extensions.join(", ") : extensions);
     });
     proxyReq.on("response", (res: http.IncomingMessage) => {
+      answered = true;
       client.removeListener("close", onClientGone);
       settle();
       relayResponse(res, client);
@@ -88,6 +92,12 @@ export class UpgradeForwarder {
       client.removeListener("close", onClientGone);
       settle();
       if (client.destroyed) return;
+      // An app that answers and then resets (Bandit's 431 for too many headers) was reached:
+      // its answer is the one response; the client learns of the cut by the socket closing.
+      if (answered) {
+        client.destroy();
+        return;
+      }
       this.hooks.onUpstreamError();
       endWithText(client, "502 Bad Gateway", upstreamUnavailable(err));
     });
@@ -134,6 +144,12 @@ function relayResponse(res: http.IncomingMessage, client: Socket): void {
   kept.push("Connection", "close");
   client.write(rawHead(`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ""}`, kept));
   res.pipe(client);
+  // A response cut short (the app reset mid-body) is cut short for the client too, never
+  // left open or followed by a response of the sidecar's own.
+  res.on("close", () => {
+    if (!res.complete) client.destroy();
+  });
+  res.on("error", noop);
 }
 
 function noop(): void {}
