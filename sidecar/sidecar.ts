@@ -47,8 +47,9 @@ export interface Stats {
   unparsedMessages: number;
 }
 
-/** Label for topics past the label cap. */
-export const OTHER_TOPICS = "_other";
+import { OTHER_TOPICS } from "./ledger/topic-groups.js";
+
+export { OTHER_TOPICS };
 
 /**
  * The sidecar's data path: the public server that proxies HTTP and WebSocket traffic to the

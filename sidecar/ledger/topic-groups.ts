@@ -1,5 +1,8 @@
 import picomatch from "picomatch";
 
+/** The label of topics past the label cap (in /stats and metrics) and of ungrouped topics in a policy's status. */
+export const OTHER_TOPICS = "_other";
+
 /** One topic group from `PUT /config` or ConnectionPolicy `spec.topics[]`. */
 export interface TopicGroupSpec {
   /** Glob over topic names, e.g. `room:*`; also the group's name in /stats and metrics. */
