@@ -4,7 +4,7 @@ import {
   EVENT_JOIN,
   EVENT_LEAVE,
   EVENT_REPLY,
-  HEARTBEAT_TOPIC,
+  COMPLEX_REF,
   type PhoenixMessage,
 } from "../phoenix/message.js";
 import type { TopicGroups } from "./topic-groups.js";
@@ -28,11 +28,35 @@ export const KIND_WEBSOCKET = 0;
 export const KIND_LONGPOLL = 1;
 
 /**
- * Pending joins and leaves a socket may have unanswered at once. A client can send joins the
- * server never answers (a leave with a stale join_ref is dropped silently, for example), so
- * the oldest is forgotten past this bound to keep memory per socket fixed.
+ * Unanswered joins one socket may have before its client relay pauses. Phoenix answers every
+ * join, one at a time in the socket process (ok, error, "too many channels joined" past its
+ * `max_channels_per_transport` of 100 by default, "unmatched topic", "join crashed"), so a
+ * pending join is never forgotten: the relay stops reading the client instead, exactly as the
+ * app's own one-join-at-a-time processing would make it wait, and resumes at
+ * {@link RESUME_PENDING_JOINS}. Memory per socket is this bound plus the joins of one read.
  */
-export const MAX_PENDING_PER_SOCKET = 256;
+export const MAX_PENDING_JOINS_PER_SOCKET = 1024;
+export const RESUME_PENDING_JOINS = MAX_PENDING_JOINS_PER_SOCKET / 2;
+
+/**
+ * Unanswered leaves one socket keeps. A leave with a stale join_ref is dropped by the server
+ * without a reply, so leaves can pile up; past this bound the oldest is forgotten. That never
+ * changes a count: a joined channel's leave reply is followed by its phx_close, which ends the
+ * channel too (only the cause label differs).
+ */
+export const MAX_PENDING_LEAVES_PER_SOCKET = 256;
+
+/**
+ * Messages the sidecar relayed without being able to decide what they do to the ledger or a
+ * budget; the index into {@link ChannelLedger.undecided}.
+ */
+/** A topic, event or ref longer than the scanner reads (a join among them is not counted). */
+export const UNDECIDED_FIELD_TOO_LONG = 0;
+/** A join over its group's budget, too long to hold back: it reached the app (and is counted). */
+export const UNDECIDED_TOO_LONG_TO_HOLD = 1;
+/** A join over budget on a socket whose client compresses with context takeover: it cannot be cut out. */
+export const UNDECIDED_CONTEXT_TAKEOVER = 2;
+export const UNDECIDED_REASONS = ["field_too_long", "too_long_to_hold", "context_takeover"] as const;
 
 /**
  * The sidecar-wide channel ledger: every socket's joined channels, and the counts derived
@@ -47,8 +71,12 @@ export class ChannelLedger {
   /** Counters for metrics, indexed by the JOIN_* and END_* constants. */
   readonly joinsByResult = new Float64Array(JOIN_RESULTS.length);
   readonly leavesByCause = new Float64Array(END_CAUSES.length);
-  /** Pending operations forgotten because a socket had too many unanswered. */
-  pendingDropped = 0;
+  /** Unanswered leaves forgotten past {@link MAX_PENDING_LEAVES_PER_SOCKET} (counts unaffected). */
+  leavesForgotten = 0;
+  /** Times a socket's client relay paused because it had too many unanswered joins. */
+  joinPauses = 0;
+  /** Messages relayed undecided, indexed by the UNDECIDED_* constants. */
+  readonly undecided = new Float64Array(UNDECIDED_REASONS.length);
   /** Per topic: joined channels and the topic's group, resolved once when the topic appears. */
   private readonly topicEntries = new Map<string, TopicEntry>();
   private groupCounts: Float64Array;
@@ -145,13 +173,68 @@ interface TopicEntry {
   group: number;
 }
 
-const OP_JOIN = 0;
-const OP_LEAVE = 1;
-
-interface PendingOp {
-  op: number;
+/** A join or leave waiting for the server's reply. */
+interface Pending {
   topic: string;
   joinRef: string | null;
+}
+
+/**
+ * Pending operations keyed by topic and ref (a reply carries both), oldest first. A client may
+ * reuse a ref, so one key can hold several; none is ever overwritten.
+ */
+class PendingQueue {
+  private readonly byKey = new Map<string, Pending[]>();
+  size = 0;
+
+  add(topic: string, ref: string | null, joinRef: string | null): void {
+    const key = pendingKey(topic, ref);
+    const list = this.byKey.get(key);
+    if (list === undefined) this.byKey.set(key, [{ topic, joinRef }]);
+    else list.push({ topic, joinRef });
+    this.size++;
+  }
+
+  /**
+   * Takes the oldest operation a reply answers. Phoenix echoes the join_ref of the join it
+   * answers (vsn 2), or none (vsn 1, and "unmatched topic" errors), so a reply whose join_ref
+   * names another channel is not this operation's.
+   */
+  take(topic: string, ref: string | null, joinRef: string | null): Pending | undefined {
+    const key = pendingKey(topic, ref);
+    const list = this.byKey.get(key);
+    if (list === undefined) return undefined;
+    const i = joinRef === null ? 0 : list.findIndex((p) => sameRef(p.joinRef, joinRef));
+    if (i < 0) return undefined;
+    const [op] = list.splice(i, 1);
+    if (list.length === 0) this.byKey.delete(key);
+    this.size--;
+    return op;
+  }
+
+  /** Forgets the oldest operation (the first key's first entry). */
+  dropOldest(): void {
+    const first = this.byKey.entries().next();
+    if (first.done === true) return;
+    const [key, list] = first.value;
+    list.shift();
+    if (list.length === 0) this.byKey.delete(key);
+    this.size--;
+  }
+
+  *values(): IterableIterator<Pending> {
+    for (const list of this.byKey.values()) yield* list;
+  }
+}
+
+/** Topic and ref as one map key; a null ref (legal in Phoenix) gets its own spelling. */
+function pendingKey(topic: string, ref: string | null): string {
+  return ref === null ? `${topic}\u0000n` : `${topic}\u0000s${ref}`;
+}
+
+/** Refs compare as the scanner canonicalised them; a container ref (COMPLEX_REF) matches any. */
+function sameRef(a: string | null, b: string | null): boolean {
+  return a === b || a === COMPLEX_REF || b === COMPLEX_REF;
 }
 
 /**
@@ -162,7 +245,8 @@ interface PendingOp {
  * costs a few fields.
  */
 export class SocketChannels {
-  private pending: Map<string, PendingOp> | null = null;
+  private joins: PendingQueue | null = null;
+  private leaves: PendingQueue | null = null;
   /** topic → join_ref of the channel that holds it (null when the client sent none). */
   private joined: Map<string, string | null> | null = null;
   /** topic → join_ref of a channel a duplicate join replaced; its phx_close is still due. */
@@ -179,16 +263,44 @@ export class SocketChannels {
     return this.joined?.size ?? 0;
   }
 
-  /** A message the client sent (after any refusal decision: refused joins never get here). */
+  /** Joins on this socket still waiting for the server's reply. */
+  get pendingJoinCount(): number {
+    return this.joins?.size ?? 0;
+  }
+
+  /** The client relay should pause: too many joins wait for a reply (see {@link MAX_PENDING_JOINS_PER_SOCKET}). */
+  get tooManyPendingJoins(): boolean {
+    return this.pendingJoinCount >= MAX_PENDING_JOINS_PER_SOCKET;
+  }
+
+  /** A relay paused for {@link tooManyPendingJoins} may read the client again. */
+  get fewPendingJoins(): boolean {
+    return this.pendingJoinCount <= RESUME_PENDING_JOINS;
+  }
+
+  /**
+   * A message the client sent (after any refusal decision: refused joins never get here).
+   * Only `phoenix`/`heartbeat` is answered by the socket itself; a join of any other pair is a
+   * join, whatever its ref (null and numbers included), as Phoenix.Socket routes it.
+   */
   onClientMessage(msg: PhoenixMessage): void {
-    if (this.closed || msg.topic === HEARTBEAT_TOPIC || msg.ref === null) return;
-    if (msg.event === EVENT_JOIN) this.addPending(msg.ref, OP_JOIN, msg.topic, msg.joinRef ?? null);
-    else if (msg.event === EVENT_LEAVE) this.addPending(msg.ref, OP_LEAVE, msg.topic, msg.joinRef ?? null);
+    if (this.closed) return;
+    if (msg.event === EVENT_JOIN) {
+      (this.joins ??= new PendingQueue()).add(msg.topic, msg.ref, msg.joinRef);
+      this.ledger.trackPending(msg.topic, 1);
+    } else if (msg.event === EVENT_LEAVE) {
+      const leaves = (this.leaves ??= new PendingQueue());
+      if (leaves.size >= MAX_PENDING_LEAVES_PER_SOCKET) {
+        leaves.dropOldest();
+        this.ledger.leavesForgotten++;
+      }
+      leaves.add(msg.topic, msg.ref, msg.joinRef);
+    }
   }
 
   /** A message the server sent. */
   onServerMessage(msg: PhoenixMessage): void {
-    if (this.closed || msg.topic === HEARTBEAT_TOPIC) return;
+    if (this.closed) return;
     switch (msg.event) {
       case EVENT_REPLY:
         this.onReply(msg);
@@ -205,7 +317,7 @@ export class SocketChannels {
 
   /** Whether a join or leave of this socket waits for the server's reply. */
   get awaitsReplies(): boolean {
-    return this.pending !== null;
+    return this.joins !== null || this.leaves !== null;
   }
 
   /** Whether joins on this socket may be refused at all (some topic group has a budget). */
@@ -226,47 +338,44 @@ export class SocketChannels {
     this.ledger.joinsByResult[JOIN_REFUSED]!++;
   }
 
+  /** A message went by that the sidecar could not decide; `reason` is an UNDECIDED_* constant. */
+  noteUndecided(reason: number): void {
+    this.ledger.undecided[reason]!++;
+  }
+
+  /** The client relay paused for {@link tooManyPendingJoins}. */
+  notePausedForJoins(): void {
+    this.ledger.joinPauses++;
+  }
+
   /** The socket closed (or the long-poll session lapsed): drop everything it held. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.ledger.sockets[this.kind]!--;
-    if (this.pending !== null) {
-      for (const p of this.pending.values()) if (p.op === OP_JOIN) this.ledger.trackPending(p.topic, -1);
-    }
+    if (this.joins !== null) for (const p of this.joins.values()) this.ledger.trackPending(p.topic, -1);
     if (this.joined !== null) {
       for (const topic of this.joined.keys()) this.ledger.removeChannel(topic, END_SOCKET_CLOSE);
     }
-    this.pending = this.joined = this.replaced = null;
-  }
-
-  private addPending(ref: string, op: number, topic: string, joinRef: string | null): void {
-    const pending = (this.pending ??= new Map());
-    if (pending.size >= MAX_PENDING_PER_SOCKET) {
-      const oldest = pending.keys().next().value as string;
-      const dropped = pending.get(oldest)!;
-      if (dropped.op === OP_JOIN) this.ledger.trackPending(dropped.topic, -1);
-      pending.delete(oldest);
-      this.ledger.pendingDropped++;
-    }
-    const previous = pending.get(ref);
-    if (previous?.op === OP_JOIN) this.ledger.trackPending(previous.topic, -1);
-    pending.set(ref, { op, topic, joinRef: op === OP_JOIN ? (joinRef ?? null) : joinRef });
-    if (op === OP_JOIN) this.ledger.trackPending(topic, 1);
+    this.joins = this.leaves = this.joined = this.replaced = null;
   }
 
   private onReply(msg: PhoenixMessage): void {
-    if (msg.ref === null || this.pending === null) return;
-    const op = this.pending.get(msg.ref);
-    if (op === undefined || op.topic !== msg.topic) return;
-    this.pending.delete(msg.ref);
-    if (this.pending.size === 0) this.pending = null; // an idle socket keeps no empty map
-    if (op.op === OP_LEAVE) {
-      this.onChannelEnd(op.topic, op.joinRef, END_LEAVE);
+    const join = this.joins?.take(msg.topic, msg.ref, msg.joinRef);
+    if (join !== undefined) {
+      if (this.joins!.size === 0) this.joins = null; // an idle socket keeps no empty queue
+      this.onJoinReply(join, msg.status === "ok");
       return;
     }
+    const leave = this.leaves?.take(msg.topic, msg.ref, msg.joinRef);
+    if (leave === undefined) return;
+    if (this.leaves!.size === 0) this.leaves = null;
+    this.onChannelEnd(leave.topic, leave.joinRef, END_LEAVE);
+  }
+
+  private onJoinReply(op: Pending, ok: boolean): void {
     this.ledger.trackPending(op.topic, -1);
-    if (msg.status !== "ok") {
+    if (!ok) {
       this.ledger.joinsByResult[JOIN_ERROR]!++;
       return;
     }

@@ -10,7 +10,9 @@ import {
   JOIN_OK,
   KIND_LONGPOLL,
   KIND_WEBSOCKET,
-  MAX_PENDING_PER_SOCKET,
+  MAX_PENDING_JOINS_PER_SOCKET,
+  MAX_PENDING_LEAVES_PER_SOCKET,
+  RESUME_PENDING_JOINS,
   type SocketChannels,
 } from "../../../../sidecar/ledger/channel-ledger.js";
 import { TopicGroups } from "../../../../sidecar/ledger/topic-groups.js";
@@ -132,9 +134,17 @@ describe("ChannelLedger", () => {
 
   it("never makes a channel of a heartbeat", () => {
     const { ledger, s } = setup();
-    s.onClientMessage(m(null, "1", "phoenix", "phx_join"));
+    s.onClientMessage(m(null, "1", "phoenix", "heartbeat"));
     s.onServerMessage(m(null, "1", "phoenix", "phx_reply", "ok"));
     expect(ledger.channels).toBe(0);
+    expect(s.awaitsReplies).toBe(false);
+  });
+
+  it("treats a phx_join of topic phoenix as a join: only event heartbeat is the socket's own (an app may route phoenix)", () => {
+    const { ledger, s } = setup();
+    join(s, "phoenix", "1");
+    reply(s, "phoenix", "1", "ok", "1");
+    expect(ledger.channels).toBe(1);
   });
 
   it("removes exactly what a socket held when it closes, never going negative", () => {
@@ -158,14 +168,88 @@ describe("ChannelLedger", () => {
     expect(topics(ledger)).toEqual({});
   });
 
-  it("forgets the oldest pending operation past the per-socket bound", () => {
+  it("counts 300 joins sent before any reply exactly: no pending join is ever forgotten", () => {
     const { ledger, s } = setup();
-    for (let i = 0; i <= MAX_PENDING_PER_SOCKET; i++) join(s, `t${i}`, String(i));
-    expect(ledger.pendingDropped).toBe(1);
-    reply(s, "t0", "0", "ok");
-    expect(ledger.channels).toBe(0);
-    reply(s, "t1", "1", "ok");
+    for (let i = 0; i < 300; i++) join(s, `room:${i}`, String(i));
+    expect(s.pendingJoinCount).toBe(300);
+    for (let i = 0; i < 300; i++) reply(s, `room:${i}`, String(i), "ok", String(i));
+    expect(ledger.channels).toBe(300);
+    expect(s.awaitsReplies).toBe(false);
+  });
+
+  it("asks the relay to pause at MAX_PENDING_JOINS_PER_SOCKET unanswered joins and to resume at RESUME_PENDING_JOINS, still counting every one", () => {
+    const { ledger, s } = setup();
+    const n = MAX_PENDING_JOINS_PER_SOCKET + 50; // a read past the bound is still tracked
+    for (let i = 0; i < n; i++) {
+      expect(s.tooManyPendingJoins).toBe(i >= MAX_PENDING_JOINS_PER_SOCKET);
+      join(s, `t${i}`, String(i));
+    }
+    let i = 0;
+    for (; s.pendingJoinCount > RESUME_PENDING_JOINS; i++) {
+      expect(s.fewPendingJoins).toBe(false);
+      reply(s, `t${i}`, String(i), "ok");
+    }
+    expect(s.fewPendingJoins).toBe(true);
+    for (; i < n; i++) reply(s, `t${i}`, String(i), "ok");
+    expect(ledger.channels).toBe(n);
+  });
+
+  it("keeps two pending joins that share a ref apart: each reply answers one, oldest first", () => {
+    const { ledger, s } = setup();
+    join(s, "room:1", "7", "1");
+    join(s, "room:2", "7", "2");
+    join(s, "room:1", "7", "3"); // a duplicate join of room:1 with the same ref
+    reply(s, "room:1", "7", "ok", "1");
+    reply(s, "room:2", "7", "error", "2");
+    reply(s, "room:1", "7", "ok", "3");
+    close(s, "room:1", "1");
+    expect(topics(ledger)).toEqual({ "room:1": 1 });
+    expect(s.awaitsReplies).toBe(false);
+  });
+
+  it("counts joins whose ref is null, as Phoenix accepts them", () => {
+    const { ledger, s } = setup();
+    s.onClientMessage(m(null, null, "room:1", "phx_join"));
+    s.onServerMessage(m(null, null, "room:1", "phx_reply", "ok"));
     expect(ledger.channels).toBe(1);
+  });
+
+  it("does not take a reply that names another channel's join_ref for a pending join's", () => {
+    const { ledger, s } = setup();
+    join(s, "room:1", "1", "1");
+    reply(s, "room:1", "1", "ok", "1");
+    join(s, "room:1", "5", "5"); // a rejoin, while a push with the same ref was answered by the old channel
+    reply(s, "room:1", "5", "ok", "1");
+    expect(s.pendingJoinCount).toBe(1);
+    reply(s, "room:1", "5", "error", "5");
+    expect(ledger.channels).toBe(1);
+  });
+
+  it("bounds unanswered leaves per socket without changing a count: a phx_close still ends the channel", () => {
+    const { ledger, s } = setup();
+    join(s, "room:1", "1");
+    reply(s, "room:1", "1", "ok", "1");
+    leave(s, "room:1", "L", "1");
+    for (let i = 0; i < 10 * MAX_PENDING_LEAVES_PER_SOCKET; i++) leave(s, "room:1", `stale${i}`, "0"); // dropped by the server
+    expect(ledger.leavesForgotten).toBe(10 * MAX_PENDING_LEAVES_PER_SOCKET - MAX_PENDING_LEAVES_PER_SOCKET + 1);
+    reply(s, "room:1", "L", "ok", "1"); // its leave was forgotten...
+    expect(ledger.channels).toBe(1);
+    close(s, "room:1", "1"); // ...but the phx_close that follows ends it
+    expect(ledger.channels).toBe(0);
+  });
+
+  it("lets a burst of 2,000 joins on one socket take exactly a group's budget of 500: pending joins count against it until answered", () => {
+    const { ledger, s } = setup(new TopicGroups([{ match: "room:*", maxChannels: 500 }]));
+    let admitted = 0;
+    for (let i = 0; i < 2000; i++) {
+      if (!s.admitsJoin(`room:${i}`)) continue;
+      admitted++;
+      join(s, `room:${i}`, String(i));
+    }
+    expect(admitted).toBe(500);
+    for (let i = 0; i < 500; i++) reply(s, `room:${i}`, String(i), "ok");
+    expect(ledger.groupChannels(0)).toBe(500);
+    expect(s.admitsJoin("room:x")).toBe(false);
   });
 
   it("counts channels per topic group and admits joins up to the group's budget, pending joins included", () => {
