@@ -56,7 +56,8 @@ export class BinaryMessageScanner {
     };
     out.status = null;
     if (kind === KIND_PUSH && this.fromClient) {
-      out.joinRef = nullIfEmpty(field(0));
+      // Phoenix keeps a client's fields as they are: an empty join_ref is "", echoed as "".
+      out.joinRef = field(0);
       out.ref = field(1);
       out.topic = field(2);
       out.event = field(3);

@@ -1,4 +1,4 @@
-import { VSN_2, EVENT_REPLY, type PhoenixVsn, type PhoenixMessage } from "./message.js";
+import { COMPLEX_REF, VSN_2, EVENT_REPLY, type PhoenixVsn, type PhoenixMessage } from "./message.js";
 
 /**
  * Streams over one Phoenix JSON text message, fed in pieces, and captures only the scalar
@@ -10,8 +10,15 @@ import { VSN_2, EVENT_REPLY, type PhoenixVsn, type PhoenixMessage } from "./mess
  * `phx_reply`. vsn 1 messages are objects whose key order is up to the encoder (the server
  * writes `event, payload, ref, topic`), so they are scanned to the end.
  *
- * The scanner is not a validator: it tracks strings, escapes and nesting, nothing more. A
- * message it cannot read the fields from is reported as unparsed by {@link finish}.
+ * Fields are read the way Phoenix reads them (Jason, then the V1/V2 serializers): escapes in
+ * any string or key are decoded, a duplicate vsn 1 key takes the last value, a vsn 2 array may
+ * have more than five elements but not fewer, a vsn 1 object needs topic, event, payload and
+ * ref, refs may be any JSON value (numbers are compared by value, containers match any ref).
+ *
+ * The scanner is not a full validator, but it gives up at the first byte that cannot be JSON
+ * outside a string (a zero byte, text before the opening bracket), so garbage is unparsed at
+ * once and its rest is skipped. A message it cannot read the fields from is reported as
+ * unparsed by {@link finish}; one with a field longer than it reads is {@link undecided}.
  */
 export class JsonMessageScanner {
   private vsn: PhoenixVsn = VSN_2;
@@ -21,6 +28,8 @@ export class JsonMessageScanner {
   private escape = false;
   /** Inside an object at depth 1 or 2: the next string is a key. */
   private expectKey = false;
+  /** The vsn 2 payload (depth 2) is an object, so its members have keys. */
+  private payloadIsObject = false;
   /** Field captured by the string or literal being read, or NONE. */
   private target = NONE;
   /** Array index (vsn 2) or key-derived field (vsn 1) of the current depth-1 value. */
@@ -30,6 +39,10 @@ export class JsonMessageScanner {
   private inLiteral = false;
   private keyLength = 0;
   private keyOverflow = false;
+  private keyEscaped = false;
+  /** Required members seen: vsn 2 reached its payload; vsn 1 had `ref` and `payload` keys. */
+  private seenRef = false;
+  private seenPayload = false;
   private done = false;
   private broken = false;
   private readonly keyBuffer = Buffer.alloc(MAX_KEY_BYTES);
@@ -52,6 +65,8 @@ export class JsonMessageScanner {
     this.inLiteral = false;
     this.keyLength = 0;
     this.keyOverflow = false;
+    this.keyEscaped = false;
+    this.seenRef = this.seenPayload = false;
     this.done = false;
     this.broken = false;
     this.fields.clear();
@@ -81,23 +96,35 @@ export class JsonMessageScanner {
   finish(out: PhoenixMessage): boolean {
     if (!this.complete()) return false;
     const f = this.fields;
-    out.topic = f.text(TOPIC) ?? "";
-    out.event = f.text(EVENT) ?? "";
-    out.ref = f.text(REF);
-    out.joinRef = f.text(JOIN_REF);
-    out.status = out.event === EVENT_REPLY ? f.text(STATUS) : null;
+    const topic = f.text(TOPIC);
+    const event = f.text(EVENT);
+    if (topic === INVALID || event === INVALID || topic === null || event === null) return false;
+    const ref = f.text(REF);
+    const joinRef = f.text(JOIN_REF);
+    const status = event === EVENT_REPLY ? f.text(STATUS) : null;
+    if (ref === INVALID || joinRef === INVALID || status === INVALID) return false;
+    out.topic = topic;
+    out.event = event;
+    out.ref = ref;
+    out.joinRef = joinRef;
+    out.status = status;
     return true;
   }
 
-  /** Ends the message: whether it had a string topic and event (else it is unparsed). */
+  /** Ends the message: whether it had a string topic and event and the members Phoenix requires. */
   complete(): boolean {
     if (this.inLiteral) this.endLiteral();
     const f = this.fields;
-    if (this.broken || !f.isString(TOPIC) || !f.isString(EVENT)) return false;
+    if (this.broken || !f.isString(TOPIC) || !f.isString(EVENT) || !this.seenRef || !this.seenPayload) return false;
     return this.done || this.depth === 0;
   }
 
-  /** Whether the event is one of `events` (compared as bytes, nothing decoded). */
+  /** A field was longer than the scanner reads: the message was relayed without being decided. */
+  get undecided(): boolean {
+    return this.fields.overflowed;
+  }
+
+  /** Whether the event is one of `events` (compared as bytes; decoded only if it had escapes). */
   eventIsOneOf(events: readonly Buffer[]): boolean {
     for (const e of events) if (this.fields.equals(EVENT, e)) return true;
     return false;
@@ -109,17 +136,21 @@ export class JsonMessageScanner {
       const c = data[i]!;
       if (this.inLiteral) {
         if (isLiteralByte(c)) {
-          this.fields.push(this.target, c);
+          if (!this.fields.push(this.target, c)) return this.giveUp(i);
           continue;
         }
         this.endLiteral();
+        if (this.done) return i + 1;
       }
+      // The message is one array (vsn 2) or object (vsn 1): nothing else may open it.
+      if (this.depth === 0 && c !== BRACKET_OPEN && c !== BRACE_OPEN && c !== SPACE && c !== TAB && c !== LF && c !== CR) return this.giveUp(i);
       switch (c) {
         case QUOTE:
           this.startString();
           return i + 1;
         case BRACE_OPEN:
         case BRACKET_OPEN:
+          if (this.expectKey) return this.giveUp(i); // an object key must be a string
           this.open(c === BRACE_OPEN);
           break;
         case BRACE_CLOSE:
@@ -138,6 +169,7 @@ export class JsonMessageScanner {
         case CR:
           break;
         default:
+          if (!isLiteralByte(c) || this.depth === 0 || this.expectKey) return this.giveUp(i);
           this.startLiteral(c);
       }
       if (this.done) return i + 1;
@@ -145,13 +177,20 @@ export class JsonMessageScanner {
     return end;
   }
 
+  /** Bytes that cannot be JSON here: the message is unparsed and its rest need not be read. */
+  private giveUp(i: number): number {
+    this.broken = this.done = true;
+    return i + 1;
+  }
+
   private open(isObject: boolean): void {
+    this.valueStarts(COMPLEX);
     this.depth++;
     if (this.depth === 1) {
       if (isObject === (this.vsn === VSN_2)) this.broken = this.done = true;
       this.expectKey = isObject;
     } else if (this.depth === 2 && this.slot === PAYLOAD) {
-      this.expectKey = isObject;
+      this.expectKey = this.payloadIsObject = isObject;
       this.innerSlot = NONE;
     } else {
       this.expectKey = false;
@@ -179,6 +218,7 @@ export class JsonMessageScanner {
     if (this.depth === 1) {
       if (this.vsn === VSN_2) {
         this.slot = this.slot >= 0 && this.slot < PAYLOAD ? this.slot + 1 : NONE;
+        if (this.slot === PAYLOAD) this.seenRef = this.seenPayload = true;
         if (this.slot === PAYLOAD && !this.needsStatus()) this.done = true;
       } else {
         this.slot = NONE;
@@ -186,7 +226,7 @@ export class JsonMessageScanner {
       }
     } else if (this.depth === 2 && this.slot === PAYLOAD) {
       this.innerSlot = NONE;
-      this.expectKey = true;
+      this.expectKey = this.payloadIsObject;
       if (this.vsn === VSN_2) this.checkPayloadDone();
     }
   }
@@ -212,24 +252,36 @@ export class JsonMessageScanner {
     if (this.expectKey) {
       this.keyLength = 0;
       this.keyOverflow = false;
+      this.keyEscaped = false;
       this.target = NONE;
     } else {
-      this.target = this.valueTarget();
-      if (this.target !== NONE) this.fields.begin(this.target, true);
+      this.target = this.valueStarts(STRING);
     }
   }
 
   private startLiteral(c: number): void {
     this.inLiteral = true;
-    this.target = this.expectKey ? NONE : this.valueTarget();
-    if (this.target !== NONE) {
-      this.fields.begin(this.target, false);
-      this.fields.push(this.target, c);
+    this.target = this.valueStarts(LITERAL);
+    if (this.target !== NONE) this.fields.push(this.target, c);
+  }
+
+  /**
+   * A value begins at the current position: a captured field starts over (so a duplicate vsn 1
+   * key's last value wins, and a container where a ref or topic belongs replaces it).
+   */
+  private valueStarts(kind: number): number {
+    const target = this.valueTarget();
+    if (target !== NONE) this.fields.begin(target, kind);
+    if (this.depth === 1 && this.slot === PAYLOAD) {
+      this.seenPayload = true;
+      this.fields.forget(STATUS);
     }
+    return kind === COMPLEX ? NONE : target;
   }
 
   private endLiteral(): void {
     this.inLiteral = false;
+    if (this.target !== NONE && !this.fields.isValidLiteral(this.target)) this.broken = this.done = true;
     this.target = NONE;
   }
 
@@ -242,16 +294,18 @@ export class JsonMessageScanner {
         this.escape = false;
       } else if (c === BACKSLASH) {
         this.escape = true;
+        if (this.expectKey) this.keyEscaped = true;
       } else if (c === QUOTE) {
         this.endString();
         return i + 1;
+      } else if (c < 0x20) {
+        return this.giveUp(i); // JSON strings hold no raw control characters
       }
       if (this.expectKey) {
         if (this.keyLength < MAX_KEY_BYTES) this.keyBuffer[this.keyLength++] = c;
         else this.keyOverflow = true;
       } else if (!this.fields.push(this.target, c)) {
-        this.broken = this.done = true;
-        return i + 1;
+        return this.giveUp(i);
       }
     }
     return end;
@@ -283,8 +337,9 @@ export class JsonMessageScanner {
   private endString(): void {
     this.inString = false;
     if (this.expectKey) {
-      const field = this.keyOverflow ? NONE : fieldForKey(this.keyBuffer, this.keyLength, this.depth);
+      const field = this.keyOverflow ? NONE : fieldForKey(this.keyBuffer, this.keyLength, this.depth, this.keyEscaped);
       if (this.depth === 1) this.slot = field;
+      if (this.depth === 1 && field === REF) this.seenRef = true;
       else if (this.depth === 2 && this.slot === PAYLOAD) this.innerSlot = field === STATUS ? STATUS : NONE;
     } else if (this.target === STATUS && this.vsn === VSN_2) {
       this.done = true;
@@ -293,68 +348,111 @@ export class JsonMessageScanner {
   }
 }
 
-/** Fixed-size capture buffers for the five fields, reused for every message. */
+/**
+ * Capture buffers for the six fields, reused for every message. Each starts small and grows
+ * up to {@link MAX_FIELD_BYTES}; a pooled scanner gives grown buffers back at the next message.
+ */
 class FieldCaptures {
-  private readonly bytes = Buffer.alloc(FIELD_COUNT * MAX_FIELD_BYTES);
+  private readonly buffers: Buffer[] = Array.from({ length: FIELD_COUNT }, () => Buffer.alloc(INITIAL_FIELD_BYTES));
   private readonly lengths = new Int32Array(FIELD_COUNT);
-  /** 0 = absent, 1 = string, 2 = literal (number, null, true, false). */
+  /** ABSENT, STRING, LITERAL (number, null, true, false) or COMPLEX (an array or object). */
   private readonly kinds = new Uint8Array(FIELD_COUNT);
   private readonly escaped = new Uint8Array(FIELD_COUNT);
+  /** A field grew past MAX_FIELD_BYTES. */
+  overflowed = false;
 
   clear(): void {
-    this.kinds.fill(0);
+    this.kinds.fill(ABSENT);
+    this.overflowed = false;
+    for (let f = 0; f < FIELD_COUNT; f++) if (this.buffers[f]!.length > KEPT_FIELD_BYTES) this.buffers[f] = Buffer.alloc(INITIAL_FIELD_BYTES);
   }
 
-  begin(field: number, isString: boolean): void {
-    this.kinds[field] = isString ? 1 : 2;
+  begin(field: number, kind: number): void {
+    this.kinds[field] = kind;
     this.lengths[field] = 0;
     this.escaped[field] = 0;
   }
 
-  /** Appends a byte; false when the field is longer than any real topic or ref. */
+  forget(field: number): void {
+    this.kinds[field] = ABSENT;
+  }
+
+  /** Appends a byte; false when the field is longer than the scanner reads. */
   push(field: number, c: number): boolean {
     if (field === NONE) return true;
     const n = this.lengths[field]!;
-    if (n >= MAX_FIELD_BYTES) return false;
-    this.bytes[field * MAX_FIELD_BYTES + n] = c;
+    let buf = this.buffers[field]!;
+    if (n >= buf.length) {
+      if (n >= MAX_FIELD_BYTES) {
+        this.overflowed = true;
+        return false;
+      }
+      buf = this.buffers[field] = Buffer.concat([buf, Buffer.alloc(Math.min(buf.length, MAX_FIELD_BYTES - buf.length))]);
+    }
+    buf[n] = c;
     this.lengths[field] = n + 1;
     if (c === BACKSLASH) this.escaped[field] = 1;
     return true;
   }
 
   has(field: number): boolean {
-    return this.kinds[field] !== 0;
+    return this.kinds[field] !== ABSENT;
   }
 
   isString(field: number): boolean {
-    return this.kinds[field] === 1;
+    return this.kinds[field] === STRING;
   }
 
+  /** Whether the field is the string `expected`; escapes are decoded first (`"phx\u005fjoin"` is a join). */
   equals(field: number, expected: Buffer): boolean {
     const n = this.lengths[field]!;
-    if (this.kinds[field] !== 1 || n !== expected.length) return false;
-    const at = field * MAX_FIELD_BYTES;
-    return this.bytes.compare(expected, 0, n, at, at + n) === 0;
+    if (this.kinds[field] !== STRING) return false;
+    if (this.escaped[field] === 1) return this.text(field) === expected.toString("utf8");
+    return n === expected.length && this.buffers[field]!.compare(expected, 0, n, 0, n) === 0;
   }
 
-  /** The field as a string: refs given as numbers become their decimal text; null stays null. */
+  isValidLiteral(field: number): boolean {
+    const raw = this.buffers[field]!.toString("latin1", 0, this.lengths[field]!);
+    return raw === "null" || raw === "true" || raw === "false" || JSON_NUMBER.test(raw);
+  }
+
+  /**
+   * The field as Phoenix sees it, as text: strings decoded, numbers by value (`1`, `1.0e0` and
+   * `-0` as Jason would echo them back, compared by value), containers as {@link COMPLEX_REF},
+   * null as null; INVALID for a string JSON would reject.
+   */
   text(field: number): string | null {
     const kind = this.kinds[field];
-    if (kind === 0) return null;
-    const at = field * MAX_FIELD_BYTES;
-    const raw = this.bytes.toString("utf8", at, at + this.lengths[field]!);
-    if (kind === 2) return raw === "null" ? null : raw;
+    if (kind === ABSENT) return null;
+    if (kind === COMPLEX) return COMPLEX_REF;
+    const raw = this.buffers[field]!.toString("utf8", 0, this.lengths[field]!);
+    if (kind === LITERAL) return literalText(raw);
     if (this.escaped[field] === 0) return raw;
     try {
       return JSON.parse(`"${raw}"`) as string;
     } catch {
-      return raw;
+      return INVALID;
     }
   }
 }
 
-function fieldForKey(key: Buffer, length: number, depth: number): number {
-  const k = key.toString("latin1", 0, length);
+/** A number's canonical text: integers exactly (Jason keeps big integers), floats by value. */
+function literalText(raw: string): string | null {
+  if (raw === "null") return null;
+  if (raw === "true" || raw === "false") return raw;
+  if (/^-?\d+$/.test(raw)) return BigInt(raw).toString();
+  return String(Number(raw));
+}
+
+function fieldForKey(key: Buffer, length: number, depth: number, escaped: boolean): number {
+  let k = key.toString(escaped ? "utf8" : "latin1", 0, length);
+  if (escaped) {
+    try {
+      k = JSON.parse(`"${k}"`) as string;
+    } catch {
+      return NONE;
+    }
+  }
   if (depth === 2) return k === "status" ? STATUS : NONE;
   switch (k) {
     case "join_ref":
@@ -378,9 +476,14 @@ function countBackslashesBefore(data: Buffer, index: number, floor: number): num
   return n;
 }
 
+/** Bytes a JSON number, true, false or null is made of; anything else outside a string is not JSON. */
 function isLiteralByte(c: number): boolean {
-  return c !== COMMA && c !== BRACE_CLOSE && c !== BRACKET_CLOSE && c !== SPACE && c !== TAB && c !== LF && c !== CR && c !== COLON;
+  return LITERAL_BYTES[c] === 1;
 }
+
+const LITERAL_BYTES = new Uint8Array(256);
+for (const c of "0123456789+-.eEtrufalsn") LITERAL_BYTES[c.charCodeAt(0)] = 1;
+const JSON_NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
 
 // Field indexes: the vsn 2 array positions, then the payload status.
 const NONE = -1;
@@ -391,9 +494,23 @@ const EVENT = 3;
 const PAYLOAD = 4;
 const STATUS = 5;
 const FIELD_COUNT = 6;
-/** Longer topics or refs than this are not Phoenix traffic we can meter; the message counts as unparsed. */
-const MAX_FIELD_BYTES = 1024;
-const MAX_KEY_BYTES = 16;
+/**
+ * Longest topic, event or ref read: the join gate's hold limit, since a longer message can
+ * be neither held back nor refused. A message with a longer field is relayed undecided.
+ */
+const MAX_FIELD_BYTES = 64 * 1024;
+const INITIAL_FIELD_BYTES = 256;
+/** A pooled scanner keeps capture buffers up to this size between messages. */
+const KEPT_FIELD_BYTES = 4096;
+/** Longest key read: "join_ref" with every character escaped is 48 bytes. */
+const MAX_KEY_BYTES = 64;
+/** Field kinds. */
+const ABSENT = 0;
+const STRING = 1;
+const LITERAL = 2;
+const COMPLEX = 3;
+/** text() of a string JSON would reject (a bad escape). */
+const INVALID = "\u0000invalid";
 const EVENT_REPLY_BYTES = Buffer.from(EVENT_REPLY);
 
 const QUOTE = 0x22;

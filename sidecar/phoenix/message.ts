@@ -26,12 +26,40 @@ export const EVENT_ERROR = "phx_error";
 export const HEARTBEAT_TOPIC = "phoenix";
 
 /**
- * Reads the serializer version from a socket URL's query (`vsn=2.0.0`). Phoenix defaults to
- * 1.0.0 when the parameter is absent, so do we.
+ * The canonical text of a ref or join_ref that is a JSON array or object (Phoenix keeps any
+ * JSON value and echoes it back). It is never compared for equality: it matches any ref.
+ */
+export const COMPLEX_REF = "\u0000[complex]";
+
+/**
+ * Reads the serializer version from a socket URL's query the way Phoenix does: Plug decodes
+ * the query (pairs split on `&`, `+` and percent escapes decoded, the last `vsn` wins) and
+ * Phoenix.Socket picks the serializer whose requirement the version matches, by default
+ * `~> 1.0.0` or `~> 2.0.0` (so `2.0.7` and `2.0.1-rc.1` are vsn 2, `2.0.0-rc` and `2.1.0` are
+ * refused). An absent vsn means 1.0.0. A version Phoenix refuses never gets a 101, so what is
+ * returned for it does not matter.
  */
 export function vsnFromUrl(url: string | undefined): PhoenixVsn {
   const q = url?.indexOf("?") ?? -1;
   if (q < 0 || url === undefined) return VSN_1;
-  const vsn = new URLSearchParams(url.slice(q + 1)).get("vsn");
-  return vsn !== null && vsn.startsWith("2.") ? VSN_2 : VSN_1;
+  let vsn: string | null = null;
+  for (const pair of url.slice(q + 1).split("&")) {
+    if (pair.length === 0) continue;
+    const eq = pair.indexOf("=");
+    if (decodeWwwForm(eq < 0 ? pair : pair.slice(0, eq)) !== "vsn") continue;
+    vsn = eq < 0 ? "" : decodeWwwForm(pair.slice(eq + 1));
+  }
+  return vsn !== null && VSN_2_PATTERN.test(vsn) && !/^2\.0\.0-/.test(vsn) ? VSN_2 : VSN_1;
+}
+
+/** `2.0.<patch>`, an optional pre-release and build, with SemVer's no-leading-zero numbers. */
+const VSN_2_PATTERN = /^2\.0\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$/;
+
+/** URI.decode_www_form: `+` is a space, `%XX` a byte; a malformed escape decodes to nothing Phoenix accepts. */
+function decodeWwwForm(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, " "));
+  } catch {
+    return "\u0000invalid";
+  }
 }

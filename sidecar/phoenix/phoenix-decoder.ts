@@ -9,6 +9,11 @@ export interface PhoenixMessageHandler {
   onPhoenixMessage(msg: PhoenixMessage, fromClient: boolean): void;
   /** A data message that is not a Phoenix message we can read; it was relayed untouched. */
   onUnparsed(fromClient: boolean): void;
+  /**
+   * The unparsed message just reported had a topic, event or ref longer than the scanner
+   * reads, so whether it was a join cannot be told (Phoenix has no such limit).
+   */
+  onUndecided?(fromClient: boolean): void;
   /** A Phoenix message the ledger has no use for (a push, a broadcast, an unawaited reply) ended. */
   onOtherMessage(fromClient: boolean): void;
   /** Whether a reply could matter now (a join or leave waits for one); else replies are not read. */
@@ -53,10 +58,12 @@ export class PhoenixDecoder implements MessageSink {
     let outcome: number;
     if (this.binary) outcome = this.bin?.finish(MESSAGE) === true ? RELEVANT : UNPARSED;
     else outcome = this.endJson(this.json!);
+    const undecided = !this.binary && this.json!.undecided;
     this.release();
     if (outcome === RELEVANT) this.handler.onPhoenixMessage(MESSAGE, this.fromClient);
     else if (outcome === OTHER) this.handler.onOtherMessage(this.fromClient);
     else this.handler.onUnparsed(this.fromClient);
+    if (undecided) this.handler.onUndecided?.(this.fromClient);
   }
 
   /**

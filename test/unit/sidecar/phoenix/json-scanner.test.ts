@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { JsonMessageScanner } from "../../../../sidecar/phoenix/json-scanner.js";
-import { VSN_1, VSN_2, type PhoenixMessage, type PhoenixVsn } from "../../../../sidecar/phoenix/message.js";
+import { COMPLEX_REF, VSN_1, VSN_2, type PhoenixMessage, type PhoenixVsn } from "../../../../sidecar/phoenix/message.js";
 
 function scan(vsn: PhoenixVsn, pieces: Buffer[]): PhoenixMessage | null {
   const scanner = new JsonMessageScanner();
@@ -78,6 +78,67 @@ const cases: { name: string; vsn: PhoenixVsn; text: string; want: PhoenixMessage
     text: '["1","1","room:caf\\u00e9","phx_join",{}]',
     want: { joinRef: "1", ref: "1", topic: "room:café", event: "phx_join", status: null },
   },
+  {
+    name: 'an event spelled "phx\\u005fjoin" as the join Jason decodes it to',
+    vsn: VSN_2,
+    text: '["1","1","room:1","phx\\u005fjoin",{}]',
+    want: { joinRef: "1", ref: "1", topic: "room:1", event: "phx_join", status: null },
+  },
+  {
+    name: "escapes in every field and whitespace between every token",
+    vsn: VSN_2,
+    text: ' \t[ "\\u0031" ,\r\n"\\u0031"\n, "room\\u003a\\u0031" , "\\u0070hx_join" , { } ] ',
+    want: { joinRef: "1", ref: "1", topic: "room:1", event: "phx_join", status: null },
+  },
+  {
+    name: "a vsn 2 array with more than five elements (Phoenix ignores the rest)",
+    vsn: VSN_2,
+    text: '["1","1","room:1","phx_join",{},"extra",[1]]',
+    want: { joinRef: "1", ref: "1", topic: "room:1", event: "phx_join", status: null },
+  },
+  {
+    name: "a vsn 1 join with escaped keys in any order",
+    vsn: VSN_1,
+    text: '{"payload":{"topic":"decoy","event":"decoy"},"\\u0065vent":"phx_join","ref":"2","t\\u006fpic":"room:1","join\\u005fref":"2"}',
+    want: { joinRef: "2", ref: "2", topic: "room:1", event: "phx_join", status: null },
+  },
+  {
+    name: "a vsn 1 duplicate key by its last value, as Jason does",
+    vsn: VSN_1,
+    text: '{"event":"other","topic":"room:9","payload":{},"ref":"1","event":"phx_join","topic":"room:1"}',
+    want: { joinRef: null, ref: "1", topic: "room:1", event: "phx_join", status: null },
+  },
+  {
+    name: "a vsn 1 join whose ref is null (Phoenix requires the key, not a value)",
+    vsn: VSN_1,
+    text: '{"topic":"room:1","event":"phx_join","payload":{},"ref":null}',
+    want: { joinRef: null, ref: null, topic: "room:1", event: "phx_join", status: null },
+  },
+  {
+    name: "numeric refs by value: -0 is 0, 1e2 and 100.0 are one number",
+    vsn: VSN_2,
+    text: '[-0,1e2,"room:1","phx_join",{}]',
+    want: { joinRef: "0", ref: "100", topic: "room:1", event: "phx_join", status: null },
+  },
+  {
+    name: "a container where a ref belongs as the complex ref",
+    vsn: VSN_2,
+    text: '[{"a":["x"]},["1"],"room:1","phx_join",{}]',
+    want: { joinRef: COMPLEX_REF, ref: COMPLEX_REF, topic: "room:1", event: "phx_join", status: null },
+  },
+  {
+    name: "a reply whose array payload holds literals and strings before its status",
+    vsn: VSN_2,
+    text: '["1","1","room:1","phx_reply",{"response":[1,"status",true,{"status":"error"}],"status":"ok"}]',
+    want: { joinRef: "1", ref: "1", topic: "room:1", event: "phx_reply", status: "ok" },
+  },
+  { name: "a vsn 1 topic replaced by a later object as unparsed", vsn: VSN_1, text: '{"topic":"room:1","event":"phx_join","payload":{},"ref":"1","topic":{"a":1}}', want: null },
+  { name: "a vsn 1 message without a ref key as unparsed", vsn: VSN_1, text: '{"topic":"room:1","event":"phx_join","payload":{}}', want: null },
+  { name: "a vsn 2 array of four as unparsed", vsn: VSN_2, text: '["1","1","room:1","phx_join"]', want: null },
+  { name: "a bad escape as unparsed", vsn: VSN_2, text: '["1","1","room:1","phx\\xjoin",{}]', want: null },
+  { name: "a literal that is no JSON value as unparsed", vsn: VSN_2, text: '[01,"1","room:1","phx_join",{}]', want: null },
+  { name: "a raw control character in a field as unparsed", vsn: VSN_2, text: '["1","1","room:\u00011","phx_join",{}]', want: null },
+  { name: "text before the opening bracket as unparsed", vsn: VSN_2, text: 'x["1","1","room:1","phx_join",{}]', want: null },
   { name: "an object on a vsn 2 socket as unparsed", vsn: VSN_2, text: '{"topic":"a","event":"b"}', want: null },
   { name: "an array on a vsn 1 socket as unparsed", vsn: VSN_1, text: '["1","1","a","b",{}]', want: null },
   { name: "plain text as unparsed", vsn: VSN_2, text: "hello there", want: null },
@@ -97,6 +158,29 @@ describe("JsonMessageScanner", () => {
     const scanner = new JsonMessageScanner();
     scanner.reset(VSN_2);
     expect(scanner.write(Buffer.from('[null,null,"room:1","new_msg",{"body":'))).toBe(false);
+  });
+
+  it("gives up on a run of zero bytes at its first byte, so the rest is skipped unread", () => {
+    for (const vsn of [VSN_1, VSN_2] as const) {
+      for (const prefix of ["", "[", '["1",', "{", '{"topic":']) {
+        const scanner = new JsonMessageScanner();
+        scanner.reset(vsn);
+        expect(scanner.write(Buffer.concat([Buffer.from(prefix), Buffer.alloc(1 << 20)]))).toBe(false);
+        expect(scanner.finish({ joinRef: null, ref: null, topic: "", event: "", status: null })).toBe(false);
+      }
+    }
+  });
+
+  it("reads a 60 KiB topic, and says a field past 64 KiB leaves the message undecided", () => {
+    const long = "room:" + "x".repeat(60_000);
+    expect(scan(VSN_2, [Buffer.from(`["1","1","${long}","phx_join",{}]`)])?.topic).toBe(long);
+    const scanner = new JsonMessageScanner();
+    scanner.reset(VSN_2);
+    scanner.write(Buffer.from(`["1","1","room:${"x".repeat(70_000)}","phx_join",{}]`));
+    expect(scanner.complete()).toBe(false);
+    expect(scanner.undecided).toBe(true);
+    scanner.reset(VSN_2);
+    expect(scanner.undecided).toBe(false);
   });
 
   it("keeps reading a vsn 2 reply until its status, however large the response", () => {

@@ -51,6 +51,21 @@ describe("PhoenixDecoder", () => {
     expect(seen).toEqual(["msg phx_join room:1 1 null", "other", "other", "msg phx_close room:1 1 null"]);
   });
 
+  it('passes on a join whose event is spelled "phx\\u005fjoin", and a reply spelled "phx\\u005freply"', () => {
+    const { seen, handler } = recorder();
+    feed(new PhoenixDecoder(VSN_2, true, handler), false, Buffer.from('["1","1","room:1","phx\\u005fjoin",{}]'));
+    feed(new PhoenixDecoder(VSN_1, true, handler), false, Buffer.from('{"topic":"room:2","\\u0065vent":"\\u0070hx_join","payload":{},"ref":"2"}'));
+    feed(new PhoenixDecoder(VSN_2, false, handler), false, Buffer.from('["1","1","room:1","phx\\u005freply",{"status":"\\u006fk"}]'));
+    expect(seen).toEqual(["msg phx_join room:1 1 null", "msg phx_join room:2 2 null", "msg phx_reply room:1 1 ok"]);
+  });
+
+  it("reports a message whose topic is too long to read as unparsed and undecided", () => {
+    const { seen, handler } = recorder();
+    handler.onUndecided = () => void seen.push("undecided");
+    feed(new PhoenixDecoder(VSN_2, true, handler), false, Buffer.from(`["1","1","room:${"x".repeat(70_000)}","phx_join",{}]`));
+    expect(seen).toEqual(["unparsed", "undecided"]);
+  });
+
   it("does not read replies while nothing awaits one", () => {
     const { seen, handler } = recorder(false);
     feed(new PhoenixDecoder(VSN_2, false, handler), false, Buffer.from('["1","7","room:1","phx_reply",{"response":{},"status":"ok"}]'));
