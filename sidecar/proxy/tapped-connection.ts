@@ -1,5 +1,5 @@
 import type { Duplex } from "node:stream";
-import type { SocketChannels } from "../ledger/channel-ledger.js";
+import { UNDECIDED_CONTEXT_TAKEOVER, UNDECIDED_FIELD_TOO_LONG, UNDECIDED_TOO_LONG_TO_HOLD, type SocketChannels } from "../ledger/channel-ledger.js";
 import { PhoenixDecoder, type PhoenixMessageHandler } from "../phoenix/phoenix-decoder.js";
 import { EVENT_JOIN, VSN_2, type PhoenixMessage, type PhoenixVsn } from "../phoenix/message.js";
 import { FrameReader, type DeflateParams } from "../ws/frame-reader.js";
@@ -29,7 +29,10 @@ const MAX_QUEUED_INJECTIONS = 64;
  * answered by the sidecar with a `phx_reply` error `{reason: "capacity"}`. That needs the
  * client's messages to be independently framed: with permessage-deflate context takeover
  * from the client, cutting one message would corrupt the app's inflater, so such
- * connections are metered but their joins are never refused.
+ * connections are metered but their joins are never refused (counted as undecided).
+ *
+ * Pending joins are never forgotten: while a socket has too many unanswered, its client is
+ * not read until the app's replies catch up (the app answers joins one at a time anyway).
  */
 export class TappedConnection implements PhoenixMessageHandler {
   readonly openedAtMs: number;
@@ -45,6 +48,8 @@ export class TappedConnection implements PhoenixMessageHandler {
   private serverBoundary = -1;
   private closed = false;
   private goingAway = false;
+  /** The client is not read while too many of its joins wait for the app's reply. */
+  private pausedForJoins = false;
 
   constructor(
     private readonly client: Duplex,
@@ -111,15 +116,30 @@ export class TappedConnection implements PhoenixMessageHandler {
     if (!fromClient) {
       this.noteServerBoundary();
       this.channels.onServerMessage(msg);
+      if (this.pausedForJoins && this.channels.fewPendingJoins) this.resumeAfterJoins();
       return;
     }
-    if (msg.event === EVENT_JOIN && this.gate !== null && !this.channels.admitsJoin(msg.topic) && this.gate.canDropEndedMessage()) {
-      this.gate.dropEndedMessage();
-      this.channels.refuseJoin();
-      this.injectToClient(encodeTextFrame(capacityReply(msg, this.vsn), false));
-      return;
+    if (msg.event === EVENT_JOIN && !this.channels.admitsJoin(msg.topic)) {
+      if (this.gate !== null && this.gate.canDropEndedMessage()) {
+        this.gate.dropEndedMessage();
+        this.channels.refuseJoin();
+        this.injectToClient(encodeTextFrame(capacityReply(msg, this.vsn), false));
+        return;
+      }
+      // Over budget but it cannot be cut out: it reaches the app (and is counted); say so.
+      this.channels.noteUndecided(this.gate === null ? UNDECIDED_CONTEXT_TAKEOVER : UNDECIDED_TOO_LONG_TO_HOLD);
     }
     this.channels.onClientMessage(msg);
+    // Pending joins are never forgotten: past the bound the client waits for replies instead.
+    if (this.channels.tooManyPendingJoins && !this.pausedForJoins) {
+      this.pausedForJoins = true;
+      this.channels.notePausedForJoins();
+      this.client.pause();
+    }
+  }
+
+  onUndecided(): void {
+    this.channels.noteUndecided(UNDECIDED_FIELD_TOO_LONG);
   }
 
   onOtherMessage(fromClient: boolean): void {
@@ -214,8 +234,13 @@ export class TappedConnection implements PhoenixMessageHandler {
   };
 
   private readonly resumeClient = (): void => {
-    this.client.resume();
+    if (!this.pausedForJoins) this.client.resume();
   };
+
+  private resumeAfterJoins(): void {
+    this.pausedForJoins = false;
+    if (!this.upstream.writableNeedDrain) this.client.resume();
+  }
 
   // A WebSocket has no half-close: once either peer ends its side, the other is ended too
   // and the pair is cut after a grace period, so an app (or client) that keeps its half open
