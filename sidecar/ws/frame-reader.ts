@@ -6,7 +6,11 @@
 // scratch buffer shared by all readers (client frames, unmasked only as far as they are delivered) or of
 // the inflater's ring.
 // Bytes nobody wants are skipped by counting them down. Everything happens synchronously inside push(),
-// so the events of the two directions reach the sink in wire order.
+// so the events of the two directions reach the sink in wire order; the one exception is inflation,
+// whose work per call is bounded (inflateSliceBytes): past it push() returns false with the chunk held,
+// and the caller, which keeps the direction's source paused meanwhile, calls resume() on a later turn
+// of the event loop. A compressed message that would inflate past maxInflatedMessageBytes is not read
+// to its end: a decompression bomb costs a bounded slice of CPU per turn and a bounded total.
 
 import { createFrameError, type FrameError, type FrameErrorCode } from "./errors.js";
 import type { DeflateParams } from "./extension.js";
@@ -48,6 +52,23 @@ export interface FrameReaderOptions {
   maxMessageBytes?: number;
   /** Frames whose payload length exceeds this fail with WS_ERR_FRAME_TOO_LARGE (default 2^53 - 1). */
   maxFrameBytes?: number;
+  /**
+   * Bytes the reader inflates per push()/resume() call before it stops and returns false so other
+   * work can run (default Infinity: never). One ring's worth (≤ 32 KiB) may run over.
+   */
+  inflateSliceBytes?: number;
+  /**
+   * Inflated bytes of one message past which the reader stops inflating it (default Infinity). Without
+   * context takeover the next message starts afresh; with it the LZ77 window is lost, so every later
+   * compressed message of this direction goes unread too (frames are still followed and delivered as
+   * empty messages). Each message cut short or skipped this way is reported to `onUninspected`.
+   */
+  maxInflatedMessageBytes?: number;
+  /**
+   * Called once for each compressed message not inspected in full because of maxInflatedMessageBytes,
+   * before its onMessageEnd; `contextLost` is true once later compressed messages cannot be read either.
+   */
+  onUninspected?: (contextLost: boolean) => void;
 }
 
 const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
@@ -91,6 +112,9 @@ export class FrameReader {
   private readonly windowBits: number;
   private readonly maxMessageBytes: number;
   private readonly maxFrameBytes: number;
+  private readonly inflateSliceBytes: number;
+  private readonly maxInflatedMessageBytes: number;
+  private readonly onUninspected: ((contextLost: boolean) => void) | null;
 
   private state = FRAME_START;
   private chunk: Buffer = EMPTY;
@@ -122,6 +146,15 @@ export class FrameReader {
   private closeCode = 0;
   private closeBytes = 0;
   private inflater: Inflater | null = null;
+  /** Inflated bytes this push()/resume() call may still produce before it yields. */
+  private sliceLeft = Infinity;
+  /** The current chunk is only partly parsed: resume() goes on with it. */
+  private yielded = false;
+  private inflatedInMessage = 0;
+  /** The rest of the current compressed message is skipped uninflated (its inflate cap was hit). */
+  private skipInflate = false;
+  /** With context takeover, the window was given up: no compressed message can be read any more. */
+  private contextLost = false;
 
   constructor(sink: MessageSink, options: FrameReaderOptions) {
     this.sink = sink;
@@ -133,25 +166,56 @@ export class FrameReader {
     this.windowBits = params === null ? 15 : options.fromClient ? params.clientMaxWindowBits : params.serverMaxWindowBits;
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.maxFrameBytes = options.maxFrameBytes ?? Number.MAX_SAFE_INTEGER;
+    this.inflateSliceBytes = options.inflateSliceBytes ?? Infinity;
+    this.maxInflatedMessageBytes = options.maxInflatedMessageBytes ?? Infinity;
+    this.onUninspected = options.onUninspected ?? null;
   }
 
   /**
-   * Parses the next relayed bytes. Never modifies `chunk`, never keeps a reference to it after
-   * returning, and never throws: a violation (or an exception from the sink) goes to `onError`.
+   * Parses the next relayed bytes. Never modifies `chunk` and never throws: a violation (or an
+   * exception from the sink) goes to `onError`. Returns true when the chunk is parsed and no longer
+   * referenced; false when the inflate slice ran out first: the reader keeps the chunk, and the caller
+   * must call {@link resume} (not push) until it returns true.
    */
-  push(chunk: Buffer): void {
-    if (this.state >= CLOSED) return;
+  push(chunk: Buffer): boolean {
+    if (this.state >= CLOSED) return true;
+    if (this.yielded) throw new Error("FrameReader.push() while a chunk is still being parsed: call resume() first");
     this.chunk = chunk;
     this.pos = 0;
+    return this.parse();
+  }
+
+  /** Goes on with a chunk that push() or resume() left partly parsed; same result as push(). */
+  resume(): boolean {
+    if (!this.yielded) return true;
+    this.yielded = false;
+    if (this.state >= CLOSED) return this.finishChunk();
+    return this.parse();
+  }
+
+  /** A chunk is held partly parsed (push() or resume() returned false). */
+  get busy(): boolean {
+    return this.yielded;
+  }
+
+  private parse(): boolean {
+    this.sliceLeft = this.inflateSliceBytes;
     try {
       this.run();
     } catch (err) {
+      this.yielded = false;
       if (this.state < CLOSED) this.fail("WS_ERR_INTERNAL", "exception in the frame reader or its sink", err);
-    } finally {
-      this.base += chunk.length;
-      this.pos = 0;
-      this.chunk = EMPTY;
     }
+    if (this.yielded && this.state < CLOSED) return false;
+    return this.finishChunk();
+  }
+
+  private finishChunk(): true {
+    this.yielded = false;
+    this.base += this.chunk.length;
+    this.pos = 0;
+    this.chunk = EMPTY;
+    return true;
   }
 
   /**
@@ -185,11 +249,12 @@ export class FrameReader {
     return this.state >= CLOSED || (this.state === FRAME_START && this.carried === 0 && !this.inMessage);
   }
 
-  /** Stops parsing for good and drops the inflater's window. */
+  /** Stops parsing for good and drops the inflater's window and any held chunk. */
   destroy(): void {
     this.state = DESTROYED;
     this.wanted = false;
     this.inflater = null;
+    if (this.yielded) this.finishChunk();
   }
 
   private run(): void {
@@ -348,15 +413,20 @@ export class FrameReader {
     this.compressed = this.rsv1;
     this.wanted = this.maxMessageBytes > 0;
     this.delivered = 0;
-    if (this.compressed && this.inflater === null) this.inflater = new Inflater(this.windowBits);
+    this.inflatedInMessage = 0;
+    this.skipInflate = this.compressed && this.contextLost;
+    if (this.skipInflate) this.wanted = false;
+    if (this.compressed && this.inflater === null && !this.contextLost) this.inflater = new Inflater(this.windowBits);
     this.sink.onMessageStart(this.opcode === OP_BINARY);
   }
 
   private readDataPayload(): boolean {
-    const n = Math.min(this.remaining, this.chunk.length - this.pos);
+    let n = Math.min(this.remaining, this.chunk.length - this.pos);
     if (n > 0) {
+      const all = n;
       if (this.compressed) {
-        if (!this.inflatePayload(n)) return false;
+        n = this.inflatePayload(n);
+        if (n < 0) return false;
       } else if (this.wanted) {
         this.deliverPayload(n);
         if (this.state !== DATA_PAYLOAD) return false;
@@ -364,6 +434,10 @@ export class FrameReader {
       this.pos += n;
       this.remaining -= n;
       this.maskPhase = (this.maskPhase + n) & 3;
+      if (n < all) {
+        this.yielded = true; // the slice ran out: resume() goes on from here
+        return false;
+      }
     }
     if (this.remaining > 0) return false;
     if (!this.fin) {
@@ -422,50 +496,98 @@ export class FrameReader {
 
   /**
    * Inflates the next `n` payload bytes of a compressed message. A message nobody wants any more is
-   * not even unmasked when its context is discarded at its end anyway (no_context_takeover).
-   * @returns false when the reader failed or was destroyed
+   * not even unmasked when its context is discarded at its end anyway (no_context_takeover), nor is
+   * the rest of one past its inflate cap.
+   * @returns the payload bytes used (less than `n` when the slice ran out), or -1 when the reader
+   * failed or was destroyed
    */
-  private inflatePayload(n: number): boolean {
-    if (!this.wanted && this.noContextTakeover) return true;
-    if (!this.masked) return this.inflate(this.chunk, this.pos, this.pos + n);
+  private inflatePayload(n: number): number {
+    if (this.skipInflate || (!this.wanted && this.noContextTakeover)) return n;
+    if (!this.masked) {
+      const reached = this.inflate(this.chunk, this.pos, this.pos + n, true);
+      return reached < 0 ? -1 : reached - this.pos;
+    }
     let offset = this.pos;
     let left = n;
     let phase = this.maskPhase;
-    while (left > 0) {
+    while (left > 0 && !this.skipInflate) {
       // The inflater takes input in any piece size: no need to grow the scratch for it.
       const piece = Math.min(left, Math.max(SCRATCH.bytes.length, MIN_SCRATCH_BYTES));
-      if (!this.inflate(this.unmask(offset, piece, phase), 0, piece)) return false;
-      offset += piece;
-      left -= piece;
-      phase = (phase + piece) & 3;
+      const reached = this.inflate(this.unmask(offset, piece, phase), 0, piece, true);
+      if (reached < 0) return -1;
+      offset += reached;
+      left -= reached;
+      phase = (phase + reached) & 3;
+      // The scratch is shared: a resume unmasks again from the chunk, at the piece's new start.
+      if (reached < piece) return n - left;
     }
-    return true;
+    return n;
   }
 
-  /** Runs the inflater over `input[start, end)`, delivering each stretch of output while wanted. */
-  private inflate(input: Buffer, start: number, end: number): boolean {
+  /**
+   * Runs the inflater over `input[start, end)`, delivering each stretch of output while wanted. With
+   * `mayYield`, stops early when the slice is spent while input remains; output the inflater can make
+   * from input already taken (at most a match or two) is always drained first.
+   * @returns the input position reached, or -1 when the reader failed or was destroyed
+   */
+  private inflate(input: Buffer, start: number, end: number, mayYield: boolean): number {
     const inflater = this.inflater!;
     let pos = start;
     for (;;) {
       pos = inflater.write(input, pos, end);
-      if (inflater.error !== null) return this.fail("WS_ERR_INVALID_DEFLATE_DATA", inflater.error);
+      if (inflater.error !== null) {
+        this.fail("WS_ERR_INVALID_DEFLATE_DATA", inflater.error);
+        return -1;
+      }
       const full = inflater.full;
-      if (this.wanted && inflater.outEnd > inflater.outStart) {
+      const produced = inflater.outEnd - inflater.outStart;
+      if (this.wanted && produced > 0) {
         const stop = Math.min(inflater.outEnd, inflater.outStart + this.maxMessageBytes - this.delivered);
         this.deliver(inflater.ring.subarray(inflater.outStart, stop));
-        if (this.state >= CLOSED) return false;
+        if (this.state >= CLOSED) return -1;
       }
       inflater.release();
-      if (pos === end && !full) return true;
+      this.inflatedInMessage += produced;
+      this.sliceLeft -= produced;
+      if (pos === end && !full) return pos;
+      if (this.inflatedInMessage > this.maxInflatedMessageBytes) {
+        this.stopInflating();
+        return end;
+      }
+      if (mayYield && pos < end && this.sliceLeft <= 0) return pos;
     }
+  }
+
+  /**
+   * The current message passed its inflate cap: the rest of it is skipped. Without context takeover
+   * the inflater starts afresh at the next message; with it, the window cannot be kept without
+   * inflating everything, so it is dropped, and so is every later compressed message of this direction.
+   */
+  private stopInflating(): void {
+    this.skipInflate = true;
+    this.wanted = false;
+    if (!this.noContextTakeover) {
+      this.contextLost = true;
+      this.inflater = null;
+    }
+    this.onUninspected?.(this.contextLost);
   }
 
   private endMessage(): boolean {
     if (this.compressed) {
-      const inflater = this.inflater!;
-      const skipped = !this.wanted && this.noContextTakeover;
-      if (!skipped && !this.inflate(DEFLATE_TAIL, 0, DEFLATE_TAIL.length)) return false;
-      inflater.endMessage(this.noContextTakeover);
+      if (this.skipInflate) {
+        if (this.contextLost) {
+          if (this.inflatedInMessage === 0) this.onUninspected?.(true); // skipped whole: the window was gone
+        } else {
+          this.inflater!.reset();
+        }
+      } else {
+        const inflater = this.inflater!;
+        const skipped = !this.wanted && this.noContextTakeover;
+        if (!skipped && this.inflate(DEFLATE_TAIL, 0, DEFLATE_TAIL.length, false) < 0) return false;
+        if (this.skipInflate) return this.endMessage(); // the tail's last output passed the cap
+        inflater.endMessage(this.noContextTakeover);
+      }
     }
     this.inMessage = false;
     this.state = FRAME_START;

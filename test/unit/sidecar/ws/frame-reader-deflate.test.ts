@@ -86,9 +86,9 @@ function directions(capture: Capture, steps: readonly Step[]): Direction[] {
   ];
 }
 
-function read(capture: Capture, dir: Direction, chunks: readonly Buffer[], want?: WantPolicy, maxMessageBytes = BIG): string[] {
+function read(capture: Capture, dir: Direction, chunks: readonly Buffer[], want?: WantPolicy, maxMessageBytes = BIG, inflateSliceBytes?: number): string[] {
   const deflate = parseDeflateExtension(capture.extensions);
-  return summarize(readAll(chunks, { fromClient: dir.fromClient, deflate, maxMessageBytes }, want));
+  return summarize(readAll(chunks, { fromClient: dir.fromClient, deflate, maxMessageBytes, inflateSliceBytes }, want));
 }
 
 describe.each(CONFIGS)("FrameReader with permessage-deflate from a real ws pair: $name", (config) => {
@@ -143,6 +143,21 @@ describe.each(CONFIGS)("FrameReader with permessage-deflate from a real ws pair:
     }
   });
 
+  it("gives the same messages when it yields after every slice of inflated bytes, whatever the split", () => {
+    for (const dir of directions(large, LARGE_STEPS)) {
+      for (const slice of [1, 100, 5000]) {
+        expect(read(large, dir, [dir.frames], undefined, BIG, slice), `${dir.name} slice ${slice}`).toEqual(dir.expected);
+        const chunks = splitAt(dir.frames, [1, 333, 4097, 20_000, 20_001]);
+        expect(read(large, dir, chunks, undefined, BIG, slice), `${dir.name} slice ${slice}, split`).toEqual(dir.expected);
+      }
+    }
+    for (const dir of directions(small, SMALL_STEPS)) {
+      for (let at = 0; at <= dir.frames.length; at++) {
+        expect(read(small, dir, splitAt(dir.frames, [at]), undefined, BIG, 1), `${dir.name} split at ${at}`).toEqual(dir.expected);
+      }
+    }
+  });
+
   it("stops at maxMessageBytes but keeps the window for the next messages", () => {
     for (const dir of directions(large, LARGE_STEPS)) {
       const expected = expectedEvents(LARGE_STEPS, dir.fromClient ? "client" : "server", 1000);
@@ -186,6 +201,89 @@ describe("FrameReader with permessage-deflate limits and errors", () => {
     expect(messages).toEqual([64 * 1024, heartbeat.length]);
     expect(Math.max(...pieces)).toBeLessThanOrEqual(32 * 1024);
     expect(memory() - before).toBeLessThan(16 * 1024 * 1024); // nothing like 64 MiB was held
+  });
+
+  const CAP = 1024 * 1024;
+
+  /** A compressed, masked client frame of `data` (its own context: a fresh deflate stream). */
+  function compressedFrame(data: Buffer, opcode = 1): Buffer {
+    const z = deflateRawSync(data, { level: 9, finishFlush: constants.Z_SYNC_FLUSH });
+    return wsFrame(z.subarray(0, z.length - 4), { fin: true, opcode, mask: true, rsv1: true });
+  }
+
+  /** A sink that records message sizes and first bytes, and the uninspected reports in between. */
+  function recorder() {
+    const log: string[] = [];
+    let bytes = 0;
+    let head = "";
+    const sink: MessageSink = {
+      onMessageStart: () => void ((bytes = 0), (head = "")),
+      onMessageData: (data) => {
+        if (bytes === 0) head = data.subarray(0, 12).toString("latin1").replace(/\0/g, "");
+        bytes += data.length;
+        return true;
+      },
+      // Past the cap, at most one more ring (32 KiB) of output was made.
+      onMessageEnd: () => void log.push(`message ${bytes > CAP && bytes <= CAP + 32 * 1024 ? "cap" : bytes}${head === "" ? "" : ` ${head}`}`),
+      onClose: () => {},
+      onError: (err) => void log.push(`error ${err.code}`),
+    };
+    return { sink, log, uninspected: (lost: boolean) => void log.push(`uninspected lost=${lost}`) };
+  }
+
+  it("inflates at most a slice per call: push and resume return false until the chunk is parsed, with the same result", () => {
+    const frames = Buffer.concat([compressedFrame(Buffer.alloc(8 * 1024 * 1024), 2), compressedFrame(heartbeat)]);
+    const r = recorder();
+    const slice = 256 * 1024;
+    let delivered = 0;
+    let most = 0;
+    const sink: MessageSink = { ...r.sink, onMessageData: (data) => void (delivered += data.length) ?? true };
+    const reader = new FrameReader(sink, { fromClient: true, deflate, maxMessageBytes: Infinity, inflateSliceBytes: slice });
+    let calls = 1;
+    let done = reader.push(frames);
+    expect(reader.busy).toBe(!done);
+    while (!done) {
+      most = Math.max(most, delivered);
+      delivered = 0;
+      done = reader.resume();
+      calls++;
+    }
+    expect(reader.busy).toBe(false);
+    expect(r.log).toEqual(["message 0", "message 0"]); // the bytes went to `delivered` instead
+    expect(calls).toBeGreaterThanOrEqual(32);
+    expect(most).toBeLessThanOrEqual(slice + 32 * 1024);
+    expect(reader.offset).toBe(frames.length);
+  });
+
+  it("with context takeover, gives up the window past maxInflatedMessageBytes: that and every later compressed message are reported uninspected, uncompressed ones still read", () => {
+    const r = recorder();
+    const reader = new FrameReader(r.sink, { fromClient: true, deflate, maxMessageBytes: Infinity, maxInflatedMessageBytes: CAP, onUninspected: r.uninspected });
+    const plain = wsFrame(Buffer.from("plain text"), { fin: true, opcode: 1, mask: true, rsv1: false });
+    const bomb = compressedFrame(Buffer.alloc(8 * 1024 * 1024));
+    for (const at of [1, 1000, bomb.length - 1]) {
+      r.log.length = 0;
+      const fresh = new FrameReader(r.sink, { fromClient: true, deflate, maxMessageBytes: Infinity, maxInflatedMessageBytes: CAP, onUninspected: r.uninspected });
+      for (const chunk of splitAt(Buffer.concat([bomb, plain]), [at])) fresh.push(chunk);
+      expect(r.log, `split at ${at}`).toEqual(["uninspected lost=true", "message cap", "message 10 plain text"]);
+    }
+    r.log.length = 0;
+    reader.push(Buffer.concat([compressedFrame(heartbeat), bomb, compressedFrame(heartbeat), plain]));
+    expect(r.log).toEqual([
+      `message ${heartbeat.length} [null,"6","p`,
+      "uninspected lost=true",
+      "message cap",
+      "uninspected lost=true",
+      "message 0",
+      "message 10 plain text",
+    ]);
+  });
+
+  it("without context takeover, skips the rest of a message past maxInflatedMessageBytes and reads the next one afresh", () => {
+    const r = recorder();
+    const fresh: DeflateParams = { ...deflate, clientNoContextTakeover: true };
+    const reader = new FrameReader(r.sink, { fromClient: true, deflate: fresh, maxMessageBytes: Infinity, maxInflatedMessageBytes: CAP, onUninspected: r.uninspected });
+    reader.push(Buffer.concat([compressedFrame(Buffer.alloc(8 * 1024 * 1024)), compressedFrame(heartbeat)]));
+    expect(r.log).toEqual(["uninspected lost=false", "message cap", `message ${heartbeat.length} [null,"6","p`]);
   });
 
   it("reports WS_ERR_INVALID_DEFLATE_DATA for a payload that is not DEFLATE", () => {

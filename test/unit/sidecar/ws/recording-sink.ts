@@ -63,11 +63,17 @@ export class RecordingSink implements MessageSink {
   }
 }
 
-/** Feeds `chunks` to a new reader and returns what its sink saw; fails on order violations. */
+/**
+ * Feeds `chunks` to a new reader, resuming each until it is parsed (as the proxy does, a turn of
+ * the event loop later), and returns what its sink saw; fails on order violations.
+ */
 export function readAll(chunks: readonly Buffer[], options: FrameReaderOptions, want?: WantPolicy): SinkEvent[] {
   const sink = new RecordingSink(want);
   const reader = new FrameReader(sink, options);
-  for (const chunk of chunks) reader.push(chunk);
+  for (const chunk of chunks) {
+    let done = reader.push(chunk);
+    while (!done) done = reader.resume();
+  }
   reader.destroy();
   if (sink.violations.length > 0) throw new Error(`sink call order: ${sink.violations.join("; ")}`);
   return sink.events;
