@@ -341,6 +341,8 @@ export class JsonMessageScanner {
       if (this.depth === 1) this.slot = field;
       if (this.depth === 1 && field === REF) this.seenRef = true;
       else if (this.depth === 2 && this.slot === PAYLOAD) this.innerSlot = field === STATUS ? STATUS : NONE;
+    } else if (this.target !== NONE && this.fields.hasBadEscape(this.target)) {
+      this.broken = this.done = true; // a bad escape: Jason rejects the whole message
     } else if (this.target === STATUS && this.vsn === VSN_2) {
       this.done = true;
     }
@@ -409,6 +411,11 @@ class FieldCaptures {
     if (this.kinds[field] !== STRING) return false;
     if (this.escaped[field] === 1) return this.text(field) === expected.toString("utf8");
     return n === expected.length && this.buffers[field]!.compare(expected, 0, n, 0, n) === 0;
+  }
+
+  /** A string field with an escape JSON rejects (decoded only when it has escapes at all). */
+  hasBadEscape(field: number): boolean {
+    return this.escaped[field] === 1 && this.text(field) === INVALID;
   }
 
   isValidLiteral(field: number): boolean {
