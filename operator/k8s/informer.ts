@@ -1,0 +1,397 @@
+// A list+watch cache for one collection path that never gives up. client-node's own informer
+// (ListWatch) stops on most errors and never asks for bookmarks or a server timeout; this one
+// follows client-go's Reflector instead (OPERATOR-NOTES §7):
+//   list → watch(allowWatchBookmarks, timeoutSeconds ∈ [300, 600)) from the list's resourceVersion
+//   every event (bookmarks too) advances the resourceVersion
+//   clean close (the server's timeout)  → watch again from the last resourceVersion, at once
+//   410 Gone / ERROR Expired            → relist and diff the cache (deletes for what vanished)
+//   anything else                       → back off 800 ms → 30 s with jitter, then retry; forever
+// The controller must still reconcile by key and never trust an event's content: a relist
+// can fold many changes into one update.
+import { Watch, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+import { Backoff, realDelay, type Clock, type Delay } from "./backoff.js";
+import { KubeApiError, apiStatusCode, kubeRequest } from "./request.js";
+
+export type ChangeType = "add" | "update" | "delete";
+export type ChangeHandler<T> = (type: ChangeType, obj: T, old?: T) => void;
+
+/** Why a watch was started again; bounded, so usable as a metric label. */
+export type RestartReason = "closed" | "expired" | "timeout" | "error" | "list_error";
+
+export interface InformerOptions {
+  kc: KubeConfig;
+  /** Name for logs and metrics, e.g. "pods". */
+  resource: string;
+  /** Collection path, e.g. "/api/v1/pods" or "/apis/apps/v1/namespaces/ns/deployments". */
+  path: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  clock?: Clock;
+  delay?: Delay;
+  random?: () => number;
+  log?: (line: string) => void;
+  /** Called on every watch restart, e.g. to count connmeter_watch_restarts_total{resource,reason}. */
+  onWatchRestart?: (resource: string, reason: RestartReason) => void;
+  /** Replaces the API server (unit tests); defaults to client-node's Watch and a plain list. */
+  transport?: InformerTransport;
+  /** Page size of the list (client-go uses 500). */
+  pageSize?: number;
+}
+
+/** One page of a list. */
+export interface ListPage<T> {
+  items: T[];
+  resourceVersion: string;
+  continueToken?: string;
+}
+
+/** What the informer needs from the API server; the seam unit tests fake. */
+export interface InformerTransport<T = KubernetesObject> {
+  list(query: { limit?: number; continueToken?: string }, signal: AbortSignal): Promise<ListPage<T>>;
+  /**
+   * Starts a watch. `onEvent` gets each decoded event; `onDone` is called once, with an error
+   * (carrying `statusCode` for HTTP errors) or null for a clean end. Resolves to a handle that
+   * ends the watch; may also reject when the request cannot even be made.
+   */
+  watch(
+    query: { resourceVersion: string; timeoutSeconds: number },
+    onEvent: (type: string, obj: unknown) => void,
+    onDone: (err: unknown) => void,
+  ): Promise<{ abort(): void }>;
+}
+
+/** Server-side watch timeout range, seconds (client-go's Reflector: [5, 10) minutes). */
+export const WATCH_TIMEOUT_MIN_S = 300;
+export const WATCH_TIMEOUT_MAX_S = 600;
+/**
+ * How long past the server's own timeout a silent stream is trusted. client-node 2.0.x aborts a
+ * watch after `Watch.requestTimeoutMs` (default 30 s) without a byte, and a quiet collection can
+ * go longer than that without one; the server ends every healthy watch at timeoutSeconds, so
+ * silence beyond timeoutSeconds + this margin means a dead connection (e.g. a vanished NAT entry).
+ */
+export const WATCH_STALL_MARGIN_MS = 30_000;
+/** A clean close sooner than this with no event is treated like an error (no hot loop). */
+const MIN_HEALTHY_WATCH_MS = 1_000;
+
+type WatchEnd =
+  | { kind: "closed"; events: number; durationMs: number }
+  | { kind: "expired"; detail: string }
+  | { kind: "error"; err: unknown }
+  | { kind: "aborted" };
+
+/**
+ * A cache of every object under one collection path, kept current by list+watch.
+ * Objects are keyed by namespace/name; handlers see adds, updates (only when the
+ * resourceVersion changed) and deletes, including those a relist discovers.
+ */
+export class Informer<T extends KubernetesObject> {
+  private readonly o: InformerOptions;
+  private readonly transport: InformerTransport<T>;
+  private readonly clock: Clock;
+  private readonly delay: Delay;
+  private readonly random: () => number;
+  private readonly log: (line: string) => void;
+  private readonly backoff: Backoff;
+  private cache = new Map<string, T>();
+  private readonly handlers = new Set<ChangeHandler<T>>();
+  private readonly syncWaiters = new Set<() => void>();
+  private resourceVersion: string | undefined;
+  private synced = false;
+  private abort: AbortController | undefined;
+  private loop: Promise<void> | undefined;
+  private readonly restartCounts = new Map<RestartReason, number>();
+
+  constructor(opts: InformerOptions) {
+    this.o = opts;
+    this.clock = opts.clock ?? Date.now;
+    this.delay = opts.delay ?? realDelay;
+    this.random = opts.random ?? Math.random;
+    this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.backoff = new Backoff({ clock: this.clock, random: this.random });
+    this.transport = (opts.transport as InformerTransport<T> | undefined) ?? clientNodeTransport<T>(opts);
+  }
+
+  /** True once the first full list is in the cache (and stays true across relists). */
+  get hasSynced(): boolean {
+    return this.synced;
+  }
+
+  /** Watch restarts since construction, by reason. */
+  get restarts(): ReadonlyMap<RestartReason, number> {
+    return this.restartCounts;
+  }
+
+  /** Starts listing and watching in the background; a second call does nothing. */
+  start(): void {
+    if (this.abort) return;
+    const abort = new AbortController();
+    this.abort = abort;
+    this.loop = this.run(abort.signal);
+  }
+
+  /** Ends the watch and any backoff wait; resolves when the loop has exited. */
+  async stop(): Promise<void> {
+    const abort = this.abort;
+    if (!abort) return;
+    abort.abort(new Error(`informer ${this.o.resource} stopped`));
+    await this.loop;
+    if (this.abort === abort) this.abort = undefined;
+  }
+
+  /** Resolves after the first full list; rejects if `signal` aborts first. */
+  waitForSync(signal?: AbortSignal): Promise<void> {
+    if (this.synced) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const done = () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        this.syncWaiters.delete(done);
+        reject(signal?.reason as Error);
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.syncWaiters.add(done);
+    });
+  }
+
+  /** The cached object, or undefined. Pass undefined as namespace for cluster-scoped kinds. */
+  get(namespace: string | undefined, name: string): T | undefined {
+    return this.cache.get(keyOf(namespace, name));
+  }
+
+  /** Cached objects, all or those of one namespace. */
+  list(namespace?: string): T[] {
+    const all = [...this.cache.values()];
+    return namespace === undefined ? all : all.filter((o) => o.metadata?.namespace === namespace);
+  }
+
+  /** Subscribes to changes; returns the unsubscribe function. */
+  onChange(handler: ChangeHandler<T>): () => void {
+    this.handlers.add(handler);
+    return () => this.handlers.delete(handler);
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    let needList = true;
+    while (!signal.aborted) {
+      try {
+        if (needList) {
+          await this.relist(signal);
+          needList = false;
+        }
+        const end = await this.watchOnce(signal);
+        if (end.kind === "aborted") break;
+        if (end.kind === "expired") {
+          // The resourceVersion left the server's history window: only a relist can
+          // tell us what changed meanwhile. No backoff: it is not a failure.
+          this.restarted("expired", `resourceVersion expired (${end.detail}); relisting`);
+          needList = true;
+          continue;
+        }
+        if (end.kind === "closed" && (end.events > 0 || end.durationMs >= MIN_HEALTHY_WATCH_MS)) {
+          this.restarted("closed", `watch closed by the server after ${(end.durationMs / 1000).toFixed(1)} s, ${end.events} event(s); re-watching from ${this.resourceVersion}`);
+          continue;
+        }
+        const [reason, what] = end.kind === "closed" ? ["error" as const, "watch closed at once with no event"] : describe(end.err);
+        await this.pause(reason, what, signal);
+      } catch (err) {
+        if (signal.aborted) break;
+        await this.pause("list_error", `list failed: ${describe(err)[1]}`, signal);
+      }
+    }
+  }
+
+  private async pause(reason: RestartReason, what: string, signal: AbortSignal): Promise<void> {
+    const ms = this.backoff.next();
+    this.restarted(reason, `${what}; retrying in ${ms} ms`);
+    try {
+      await this.delay(ms, signal);
+    } catch {
+      // Aborted by stop(): the loop condition ends it.
+    }
+  }
+
+  private restarted(reason: RestartReason, message: string): void {
+    this.restartCounts.set(reason, (this.restartCounts.get(reason) ?? 0) + 1);
+    this.log(`informer ${this.o.resource}: ${message}`);
+    this.o.onWatchRestart?.(this.o.resource, reason);
+  }
+
+  /** Lists everything (paginated), swaps the cache and emits the difference. */
+  private async relist(signal: AbortSignal): Promise<void> {
+    const limit = this.o.pageSize ?? 500;
+    let items: T[] = [];
+    let page = await this.transport.list({ limit }, signal);
+    items.push(...page.items);
+    while (page.continueToken) {
+      try {
+        page = await this.transport.list({ limit, continueToken: page.continueToken }, signal);
+        items.push(...page.items);
+      } catch (err) {
+        // A continue token lives about 5 min; when it expires start over in one request.
+        if (apiStatusCode(err) !== 410) throw err;
+        page = await this.transport.list({}, signal);
+        items = [...page.items];
+      }
+    }
+    if (signal.aborted) return;
+    this.replace(items);
+    this.resourceVersion = page.resourceVersion;
+    if (!this.synced) {
+      this.synced = true;
+      for (const w of this.syncWaiters) w();
+      this.syncWaiters.clear();
+    }
+  }
+
+  private replace(items: readonly T[]): void {
+    const next = new Map<string, T>();
+    for (const obj of items) next.set(keyOfObj(obj), obj);
+    const prev = this.cache;
+    this.cache = next;
+    for (const [key, old] of prev) if (!next.has(key)) this.emit("delete", old);
+    for (const [key, obj] of next) {
+      const old = prev.get(key);
+      if (!old) this.emit("add", obj);
+      else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit("update", obj, old);
+    }
+  }
+
+  private watchOnce(signal: AbortSignal): Promise<WatchEnd> {
+    return new Promise<WatchEnd>((resolve) => {
+      const startedAt = this.clock();
+      let events = 0;
+      let ended = false;
+      let handle: { abort(): void } | undefined;
+      const finish = (end: WatchEnd) => {
+        if (ended) return;
+        ended = true;
+        signal.removeEventListener("abort", onAbort);
+        handle?.abort();
+        resolve(end);
+      };
+      const onAbort = () => finish({ kind: "aborted" });
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      const span = WATCH_TIMEOUT_MAX_S - WATCH_TIMEOUT_MIN_S;
+      const timeoutSeconds = WATCH_TIMEOUT_MIN_S + Math.floor(this.random() * span);
+      const onEvent = (type: string, obj: unknown) => {
+        if (ended) return; // a late event of a watch we already left must not touch the cache
+        events++;
+        const end = this.apply(type, obj);
+        if (end) finish(end);
+      };
+      const onDone = (err: unknown) => {
+        if (!err) return finish({ kind: "closed", events, durationMs: this.clock() - startedAt });
+        if (apiStatusCode(err) === 410) return finish({ kind: "expired", detail: "HTTP 410" });
+        finish({ kind: "error", err });
+      };
+      this.transport.watch({ resourceVersion: this.resourceVersion ?? "", timeoutSeconds }, onEvent, onDone).then(
+        (h) => {
+          handle = h;
+          if (ended) h.abort();
+        },
+        (err: unknown) => finish({ kind: "error", err }),
+      );
+    });
+  }
+
+  /** Applies one watch event to the cache; returns how the watch ends, if it must. */
+  private apply(type: string, raw: unknown): WatchEnd | undefined {
+    const obj = raw as T;
+    const rv = obj?.metadata?.resourceVersion;
+    switch (type) {
+      case "ADDED":
+      case "MODIFIED": {
+        if (rv) this.resourceVersion = rv;
+        const key = keyOfObj(obj);
+        const old = this.cache.get(key);
+        this.cache.set(key, obj);
+        if (!old) this.emit("add", obj);
+        else if (old.metadata?.resourceVersion !== rv) this.emit("update", obj, old);
+        return undefined;
+      }
+      case "DELETED": {
+        if (rv) this.resourceVersion = rv;
+        const key = keyOfObj(obj);
+        const old = this.cache.get(key);
+        this.cache.delete(key);
+        this.emit("delete", obj ?? old);
+        return undefined;
+      }
+      case "BOOKMARK":
+        // Only metadata.resourceVersion is meaningful; it keeps a quiet watch's position fresh
+        // so that a restart resumes inside the server's history window.
+        if (rv) this.resourceVersion = rv;
+        return undefined;
+      case "ERROR": {
+        const status = (raw ?? {}) as { code?: number; reason?: string; message?: string };
+        if (status.code === 410 || status.reason === "Expired" || status.reason === "Gone") {
+          return { kind: "expired", detail: status.message ?? status.reason ?? "410" };
+        }
+        const err = new KubeApiError(status.code ?? 500, status.message ?? "watch ERROR event", status.reason, `WATCH ${this.o.path}`);
+        return { kind: "error", err };
+      }
+      default:
+        this.log(`informer ${this.o.resource}: ignoring watch event of unknown type ${JSON.stringify(type)}`);
+        return undefined;
+    }
+  }
+
+  private emit(type: ChangeType, obj: T, old?: T): void {
+    for (const h of this.handlers) {
+      try {
+        h(type, obj, old);
+      } catch (err) {
+        // A handler's bug must not stop the informer for every other handler.
+        this.log(`informer ${this.o.resource}: change handler threw on ${type} ${keyOfObj(obj)}: ${describe(err)[1]}`);
+      }
+    }
+  }
+}
+
+const keyOf = (namespace: string | undefined, name: string) => `${namespace ?? ""}/${name}`;
+const keyOfObj = (o: KubernetesObject) => keyOf(o.metadata?.namespace, o.metadata?.name ?? "");
+
+function describe(err: unknown): [RestartReason, string] {
+  if (err instanceof Error && err.name === "TimeoutError") {
+    return ["timeout", "watch stalled: no byte within the inactivity timeout"];
+  }
+  const code = apiStatusCode(err);
+  const text = err instanceof Error ? err.message : String(err);
+  return ["error", code ? `HTTP ${code}: ${text}` : text];
+}
+
+interface RawList<T> {
+  items?: T[];
+  metadata?: { resourceVersion?: string; continue?: string };
+}
+
+/** The real transport: a plain GET for lists, client-node's Watch for watches. */
+function clientNodeTransport<T extends KubernetesObject>(o: InformerOptions): InformerTransport<T> {
+  const selectors = { labelSelector: o.labelSelector, fieldSelector: o.fieldSelector };
+  return {
+    async list(query, signal) {
+      // Raw JSON, not client-node's deserialized models: the token is `continue`, not `_continue`.
+      const list = await kubeRequest<RawList<T>>(o.kc, {
+        method: "GET", path: o.path, signal, query: { ...selectors, limit: query.limit, continue: query.continueToken },
+      });
+      return { items: list.items ?? [], resourceVersion: list.metadata?.resourceVersion ?? "", continueToken: list.metadata?.continue || undefined };
+    },
+    async watch(query, onEvent, onDone) {
+      const watch = new Watch(o.kc);
+      // client-node 2.0.x aborts a watch after requestTimeoutMs (30 s) without a byte; a quiet
+      // but healthy watch (a namespace with no pod churn) would restart every 30 s. Keep the
+      // timer as a stall detector only, past the point where the server ends the watch itself.
+      // 2.0.1 declares the field private in its .d.ts, though it is a plain instance property
+      // meant to be tuned (kubernetes-client/javascript#3022); a build-time check in the e2e
+      // test measures that the raised value is honoured.
+      (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = query.timeoutSeconds * 1000 + WATCH_STALL_MARGIN_MS;
+      const params = { ...selectors, allowWatchBookmarks: true, resourceVersion: query.resourceVersion || undefined, timeoutSeconds: query.timeoutSeconds };
+      const controller = await watch.watch(o.path, params, (type: string, obj: unknown) => onEvent(type, obj), onDone);
+      return { abort: () => controller.abort() };
+    },
+  };
+}
