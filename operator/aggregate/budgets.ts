@@ -1,0 +1,57 @@
+// Pure: a cluster-wide cap split into per-pod budgets whose sum never exceeds the cap.
+
+/** One pod's claim on a cap. */
+export interface BudgetClaim {
+  name: string;
+  /** What the pod holds now (connections, or joined channels of one group). */
+  used: number;
+  /**
+   * Set for a pod that cannot be told a new budget (its sidecar did not answer): it keeps
+   * enforcing the budget it last got until that expires, so this much of the cap stays
+   * reserved for it (at least what it held when last seen).
+   */
+  reserved?: number;
+}
+
+/**
+ * Splits `cap` among the pods: each live pod gets what it holds plus an even share of the
+ * headroom, never more than `perPodCap`; stale pods keep their reservation. When the pods
+ * already hold more than the cap (the cap was lowered, or pods came back), each live pod's
+ * budget is its proportional share of what is left, below what it holds: it refuses new
+ * connections and keeps the ones it has. The sum of the budgets of live pods plus the
+ * reservations never exceeds `cap` (property-tested).
+ *
+ * Returns the budget of every live pod (pods with `reserved` are left out: nothing can be
+ * pushed to them).
+ */
+export function splitCap(cap: number, claims: readonly BudgetClaim[], perPodCap = Infinity): Map<string, number> {
+  const budgets = new Map<string, number>();
+  const live = claims.filter((c) => c.reserved === undefined).sort((a, b) => a.name.localeCompare(b.name));
+  const reservedTotal = claims.reduce((sum, c) => sum + (c.reserved === undefined ? 0 : Math.max(c.reserved, c.used)), 0);
+  const pool = Math.max(0, Math.floor(cap) - reservedTotal);
+  const usedTotal = live.reduce((sum, c) => sum + c.used, 0);
+  if (live.length === 0) return budgets;
+  if (usedTotal >= pool) {
+    // Over (or at) the cap: proportional shares of the pool, floored, so the sum stays ≤ pool.
+    for (const c of live) budgets.set(c.name, usedTotal === 0 ? 0 : Math.min(perPodCap, Math.floor((pool * c.used) / usedTotal)));
+    return budgets;
+  }
+  for (const c of live) budgets.set(c.name, Math.min(perPodCap, c.used));
+  // Water-fill the headroom: even shares to pods still below the per-pod cap, until none is left
+  // or every pod is full. Each round fills at least one pod or hands out all the headroom.
+  let headroom = pool - live.reduce((sum, c) => sum + budgets.get(c.name)!, 0);
+  let open = live.filter((c) => budgets.get(c.name)! < perPodCap);
+  while (headroom > 0 && open.length > 0) {
+    const share = Math.floor(headroom / open.length);
+    let extra = headroom - share * open.length;
+    for (const c of open) {
+      const want = share + (extra > 0 ? 1 : 0);
+      if (extra > 0) extra--;
+      const give = Math.min(want, perPodCap - budgets.get(c.name)!);
+      budgets.set(c.name, budgets.get(c.name)! + give);
+      headroom -= give;
+    }
+    open = open.filter((c) => budgets.get(c.name)! < perPodCap);
+  }
+  return budgets;
+}

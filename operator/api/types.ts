@@ -1,0 +1,179 @@
+// The ConnectionPolicy API (crds/connectionpolicies.connmeter.io.yaml) as TypeScript types, and
+// the names other parts rely on: condition types, reasons, annotations. DESIGN.md "Contracts".
+
+export const GROUP = "connmeter.io";
+export const VERSION = "v1alpha1";
+export const PLURAL = "connectionpolicies";
+export const KIND = "ConnectionPolicy";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+/** Who writes the Events and the field manager of every write. */
+export const REPORTING_CONTROLLER = "connmeter.io/operator";
+
+export const DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost";
+/** Marks a deletion cost connmeter wrote (value: the policy's name), so only ours are removed. */
+export const DELETION_COST_OWNER_ANNOTATION = "connmeter.io/pod-deletion-cost-by";
+
+export type TargetKind = "Deployment" | "StatefulSet";
+
+export interface TopicGroupSpec {
+  match: string;
+  maxChannels?: number;
+}
+
+export interface ScalingSpec {
+  minReplicas: number;
+  maxReplicas: number;
+  targetConnectionsPerPod: number;
+  scaleUpStabilizationSeconds: number;
+  scaleDownStabilizationSeconds: number;
+  connectionAwareScaleDown: boolean;
+}
+
+export interface LimitsSpec {
+  maxConnectionsPerPod?: number;
+  maxConnections?: number;
+  rejectAtPercent?: number;
+}
+
+/** spec with the CRD's defaults applied (the API server applies them; we apply them again for safety). */
+export interface PolicySpec {
+  targetRef: { apiVersion: string; kind: TargetKind; name: string };
+  sidecar: { adminPort: number };
+  scrapeIntervalSeconds: number;
+  topics: TopicGroupSpec[];
+  limits: LimitsSpec;
+  scaling: ScalingSpec | undefined;
+}
+
+export type ConditionStatus = "True" | "False" | "Unknown";
+
+export interface Condition {
+  type: string;
+  status: ConditionStatus;
+  observedGeneration: number;
+  lastTransitionTime: string;
+  reason: string;
+  message: string;
+}
+
+export interface PodStatus {
+  name: string;
+  node?: string;
+  /** Absent when the sidecar never answered or its last counts are too old to use. */
+  connections?: number;
+  channels?: number;
+  ready: boolean;
+  /** The sidecar did not answer the last scrape: the counts are its last known ones. */
+  stale?: boolean;
+}
+
+export interface NodeStatus {
+  name: string;
+  pods: number;
+  connections: number;
+  channels: number;
+}
+
+export interface TopicStatus {
+  name: string;
+  channels: number;
+  /** The group's cluster-wide cap (spec.topics[].maxChannels), when set. */
+  maxChannels?: number;
+}
+
+export interface CapacityStatus {
+  maxConnections: number;
+  connections: number;
+  /** connections / maxConnections, in whole percent. */
+  usedPercent: number;
+}
+
+export interface PolicyStatus {
+  observedGeneration?: number;
+  connections?: number;
+  channels?: number;
+  longpoll?: number;
+  replicas?: number;
+  desiredReplicas?: number;
+  meteredPods?: number;
+  stalePods?: number;
+  topics?: TopicStatus[];
+  pods?: PodStatus[];
+  nodes?: NodeStatus[];
+  capacity?: CapacityStatus;
+  conditions?: Condition[];
+  lastScaleTime?: string;
+}
+
+export interface ConnectionPolicy {
+  apiVersion?: string;
+  kind?: string;
+  metadata: {
+    name: string;
+    namespace: string;
+    uid?: string;
+    generation?: number;
+    resourceVersion?: string;
+    deletionTimestamp?: string;
+  };
+  spec: Partial<PolicySpec> & { targetRef: PolicySpec["targetRef"] };
+  status?: PolicyStatus;
+}
+
+// Condition types (DESIGN.md) and reasons (CamelCase constants, one per situation).
+export const COND_METERED = "Metered";
+export const COND_SCALING_ACTIVE = "ScalingActive";
+export const COND_SCALING_LIMITED = "ScalingLimited";
+export const COND_AT_CAPACITY = "AtCapacity";
+export const CONDITION_TYPES = [COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY] as const;
+
+export const REASON_ALL_PODS_SCRAPED = "AllPodsScraped";
+export const REASON_SCRAPE_FAILED = "ScrapeFailed";
+export const REASON_NO_PODS = "NoPods";
+export const REASON_TARGET_NOT_FOUND = "TargetNotFound";
+export const REASON_INVALID_SELECTOR = "InvalidSelector";
+export const REASON_OBSERVE_ONLY = "ObserveOnly";
+export const REASON_VALID_METRIC = "ValidMetricFound";
+export const REASON_HPA_CONFLICT = "HPAConflict";
+export const REASON_SCALED_TO_ZERO = "ScalingDisabled";
+export const REASON_TOO_MANY = "TooManyReplicas";
+export const REASON_TOO_FEW = "TooFewReplicas";
+export const REASON_WITHIN_RANGE = "DesiredWithinRange";
+export const REASON_AT_CAPACITY = "AtCapacity";
+export const REASON_BELOW_CAPACITY = "BelowCapacity";
+export const REASON_NO_CAP = "NoClusterCap";
+
+// Event reasons (DESIGN.md).
+export const EVENT_SCALED_UP = "ScaledUp";
+export const EVENT_SCALED_DOWN = "ScaledDown";
+export const EVENT_AT_CAPACITY = "AtCapacity";
+export const EVENT_SCRAPE_FAILED = "ScrapeFailed";
+export const EVENT_TARGET_NOT_FOUND = "TargetNotFound";
+
+/** The spec with every default of the CRD filled in. */
+export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {
+  const s = spec.scaling as Partial<ScalingSpec> | undefined;
+  return {
+    targetRef: { ...spec.targetRef, apiVersion: spec.targetRef.apiVersion ?? "apps/v1" },
+    sidecar: { adminPort: spec.sidecar?.adminPort ?? 9090 },
+    scrapeIntervalSeconds: spec.scrapeIntervalSeconds ?? 5,
+    topics: spec.topics ?? [],
+    limits: spec.limits ?? {},
+    scaling: s?.maxReplicas === undefined || s.targetConnectionsPerPod === undefined
+      ? undefined
+      : {
+          minReplicas: s.minReplicas ?? 1,
+          maxReplicas: s.maxReplicas,
+          targetConnectionsPerPod: s.targetConnectionsPerPod,
+          scaleUpStabilizationSeconds: s.scaleUpStabilizationSeconds ?? 0,
+          scaleDownStabilizationSeconds: s.scaleDownStabilizationSeconds ?? 300,
+          connectionAwareScaleDown: s.connectionAwareScaleDown ?? true,
+        },
+  };
+}
+
+/** `namespace/name`, the work queue's key. */
+export function policyKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}

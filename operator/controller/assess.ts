@@ -1,0 +1,150 @@
+// The one place where the outcome of a reconcile becomes conditions (and, on their
+// transitions, Events). Pure, except emitTransitionEvents, which only records Events.
+import type { Aggregate } from "../aggregate/aggregate.js";
+import {
+  COND_AT_CAPACITY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, EVENT_AT_CAPACITY, EVENT_SCRAPE_FAILED,
+  EVENT_TARGET_NOT_FOUND, REASON_ALL_PODS_SCRAPED, REASON_AT_CAPACITY, REASON_BELOW_CAPACITY, REASON_HPA_CONFLICT,
+  REASON_NO_CAP, REASON_NO_PODS, REASON_OBSERVE_ONLY, REASON_SCALED_TO_ZERO, REASON_SCRAPE_FAILED,
+  REASON_TARGET_NOT_FOUND, REASON_TOO_FEW, REASON_TOO_MANY, REASON_VALID_METRIC, REASON_WITHIN_RANGE,
+  type CapacityStatus, type Condition, type PolicySpec, type PolicyStatus, type TargetKind,
+} from "../api/types.js";
+import type { ScaleDecision } from "../scale/decide.js";
+import type { EventSink, ObjectRef } from "./cluster.js";
+import type { ConditionUpdate } from "./conditions.js";
+import type { PodSamples } from "./pod-samples.js";
+
+/** What a reconcile found and decided, before it is written. */
+export interface Assessment {
+  status: PolicyStatus;
+  conditions: ConditionUpdate[];
+}
+
+export type ScalingOutcome =
+  | { mode: "observe"; current: number }
+  | { mode: "hpaConflict"; current: number; hpa: string }
+  | { mode: "scaledToZero"; current: number }
+  | { mode: "noMetric"; current: number }
+  | { mode: "active"; current: number; decision: ScaleDecision; kind: TargetKind; scaledAt: string | undefined };
+
+/** Most pods named in one condition message; the rest are counted. */
+const MAX_NAMED_PODS = 10;
+
+function targetName(spec: PolicySpec): string {
+  return `${spec.targetRef.kind} ${spec.targetRef.name}`;
+}
+
+function namedList(items: readonly string[]): string {
+  const shown = items.slice(0, MAX_NAMED_PODS).join(", ");
+  return items.length > MAX_NAMED_PODS ? `${shown} and ${items.length - MAX_NAMED_PODS} more` : shown;
+}
+
+/** Metered: every pod of the target answered (True), or which did not and why (False). */
+export function assessMetering(spec: PolicySpec, targetFound: boolean, podCount: number, agg: Aggregate, samples: PodSamples): ConditionUpdate {
+  const port = spec.sidecar.adminPort;
+  if (!targetFound) {
+    return {
+      type: COND_METERED, status: "False", reason: REASON_TARGET_NOT_FOUND,
+      message: `${targetName(spec)} was not found in the policy's namespace: create it or fix spec.targetRef`,
+    };
+  }
+  if (podCount === 0) {
+    return { type: COND_METERED, status: "False", reason: REASON_NO_PODS, message: `${targetName(spec)} has no Running pod with an IP to scrape yet` };
+  }
+  if (agg.stalePods.length > 0) {
+    const unknown = agg.unknownPods.length > 0
+      ? `; ${agg.unknownPods.length} of them have no usable counts, so the totals are a lower bound`
+      : "";
+    return {
+      type: COND_METERED, status: "False", reason: REASON_SCRAPE_FAILED,
+      message: `${agg.stalePods.length} of ${podCount} pods did not answer GET /stats on admin port ${port}: `
+        + `${namedList(samples.failures(agg.stalePods))}. Their last known counts are used for at most 3 intervals${unknown}. `
+        + "Check that the pod runs the connmeter sidecar with its admin port at spec.sidecar.adminPort",
+    };
+  }
+  return { type: COND_METERED, status: "True", reason: REASON_ALL_PODS_SCRAPED, message: `${podCount} of ${podCount} pods answered GET /stats` };
+}
+
+/** AtCapacity, and the capacity in use when a cluster cap is set. */
+export function assessCapacity(spec: PolicySpec, agg: Aggregate): { condition: ConditionUpdate; capacity: CapacityStatus | undefined } {
+  const cap = spec.limits.maxConnections;
+  const capacity = cap === undefined ? undefined : { maxConnections: cap, connections: agg.connections, usedPercent: Math.floor((100 * agg.connections) / cap) };
+  const full = agg.topics.filter((t) => t.maxChannels !== undefined && t.channels >= t.maxChannels).map((t) => `${t.name} ${t.channels}/${t.maxChannels} channels`);
+  if (capacity && capacity.connections >= capacity.maxConnections) full.unshift(`${capacity.connections}/${capacity.maxConnections} connections`);
+  if (full.length > 0) {
+    return {
+      capacity,
+      condition: {
+        type: COND_AT_CAPACITY, status: "True", reason: REASON_AT_CAPACITY,
+        message: `At the cluster cap: ${full.join("; ")}. Sidecars refuse new WebSocket upgrades (503) and joins (phx_reply {reason: "capacity"}) past their budgets`,
+      },
+    };
+  }
+  const hasCap = capacity !== undefined || spec.topics.some((t) => t.maxChannels !== undefined);
+  return {
+    capacity,
+    condition: hasCap
+      ? { type: COND_AT_CAPACITY, status: "False", reason: REASON_BELOW_CAPACITY, message: capacity ? `${capacity.connections}/${capacity.maxConnections} connections (${capacity.usedPercent}%)` : "every topic group is below its maxChannels" }
+      : { type: COND_AT_CAPACITY, status: "False", reason: REASON_NO_CAP, message: "no cluster cap is set (spec.limits.maxConnections, spec.topics[].maxChannels)" },
+  };
+}
+
+/** ScalingActive and ScalingLimited, after the HPA's meanings. */
+export function assessScaling(spec: PolicySpec, outcome: ScalingOutcome | undefined): { active: ConditionUpdate; limited: ConditionUpdate } {
+  const active = (status: "True" | "False", reason: string, message: string): ConditionUpdate => ({ type: COND_SCALING_ACTIVE, status, reason, message });
+  const notLimited = (reason: string, message: string): ConditionUpdate => ({ type: COND_SCALING_LIMITED, status: "False", reason, message });
+  if (!outcome) {
+    const message = `${targetName(spec)} was not found: nothing to scale`;
+    return { active: active("False", REASON_TARGET_NOT_FOUND, message), limited: notLimited(REASON_TARGET_NOT_FOUND, message) };
+  }
+  switch (outcome.mode) {
+    case "observe":
+      return {
+        active: active("False", REASON_OBSERVE_ONLY, "spec.scaling is not set: connmeter meters and limits but does not scale"),
+        limited: notLimited(REASON_OBSERVE_ONLY, "spec.scaling is not set"),
+      };
+    case "hpaConflict": {
+      const message = `HorizontalPodAutoscaler ${outcome.hpa} also scales ${targetName(spec)}; connmeter does not fight it. Delete the HPA or remove spec.scaling`;
+      return { active: active("False", REASON_HPA_CONFLICT, message), limited: notLimited(REASON_HPA_CONFLICT, message) };
+    }
+    case "scaledToZero": {
+      const message = `${targetName(spec)} has 0 replicas; connmeter scales only from 1 up, so scaling is off until someone sets replicas ≥ 1`;
+      return { active: active("False", REASON_SCALED_TO_ZERO, message), limited: notLimited(REASON_SCALED_TO_ZERO, message) };
+    }
+    case "noMetric": {
+      const message = "no pod of the target has counts: scaling waits for the first answered scrape";
+      return { active: active("False", REASON_NO_PODS, message), limited: notLimited(REASON_NO_PODS, message) };
+    }
+    case "active": {
+      const s = spec.scaling!;
+      const d = outcome.decision;
+      const note = outcome.kind === "StatefulSet" ? " A StatefulSet removes its highest ordinal first on scale-down (pod-deletion-cost does not apply)." : "";
+      const held = d.heldBack ? ` A scale-down to ${d.recommendation} is held back by the ${s.scaleDownStabilizationSeconds} s stabilization window (or by pods with unknown counts).` : "";
+      const limited = d.limited === "TooManyReplicas"
+        ? { type: COND_SCALING_LIMITED, status: "True" as const, reason: REASON_TOO_MANY, message: `the connections ask for more than maxReplicas ${s.maxReplicas}` }
+        : d.limited === "TooFewReplicas"
+          ? { type: COND_SCALING_LIMITED, status: "True" as const, reason: REASON_TOO_FEW, message: `the connections ask for fewer than minReplicas ${s.minReplicas}` }
+          : notLimited(REASON_WITHIN_RANGE, `the desired count is within [${s.minReplicas}, ${s.maxReplicas}]`);
+      return {
+        active: active("True", REASON_VALID_METRIC, `desired ${d.desired} replicas for a target of ${s.targetConnectionsPerPod} connections per pod.${held}${note}`),
+        limited,
+      };
+    }
+  }
+}
+
+/** Events on condition transitions (status or reason): the situations an operator must hear about once, not every interval. */
+export function emitTransitionEvents(events: EventSink, ref: ObjectRef, before: readonly Condition[] | undefined, after: readonly Condition[]): void {
+  const entered = (type: string, status: string, reason?: string): Condition | undefined => {
+    const a = after.find((c) => c.type === type);
+    const b = before?.find((c) => c.type === type);
+    if (!a || a.status !== status || (reason !== undefined && a.reason !== reason)) return undefined;
+    return b && b.status === a.status && b.reason === a.reason ? undefined : a;
+  };
+  const notFound = entered(COND_METERED, "False", REASON_TARGET_NOT_FOUND);
+  if (notFound) events.record(ref, "Warning", EVENT_TARGET_NOT_FOUND, "Meter", notFound.message);
+  const failed = entered(COND_METERED, "False", REASON_SCRAPE_FAILED);
+  if (failed) events.record(ref, "Warning", EVENT_SCRAPE_FAILED, "Scrape", failed.message);
+  const full = entered(COND_AT_CAPACITY, "True");
+  if (full) events.record(ref, "Warning", EVENT_AT_CAPACITY, "Limit", full.message);
+}
+

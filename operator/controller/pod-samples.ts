@@ -1,0 +1,87 @@
+// Per policy: what each metered pod's sidecar last answered, and what was last pushed to it.
+import type { PodObservation, SidecarSample } from "../aggregate/aggregate.js";
+import type { SidecarConfig } from "../scrape/sidecar-client.js";
+
+/** A stale pod's last known counts are used for at most this many scrape intervals. */
+export const STALE_INTERVALS = 3;
+
+/** A pod of the target that can be scraped (Running, with an IP). */
+export interface ScrapeTarget {
+  name: string;
+  ip: string;
+  node: string | undefined;
+  ready: boolean;
+}
+
+interface PodMemory {
+  ip: string;
+  sample: SidecarSample | undefined;
+  lastGoodMs: number;
+  /** Whether the latest scrape got an answer. */
+  fresh: boolean;
+  lastError: string | undefined;
+  /** The config last pushed and accepted, if any. */
+  pushed: SidecarConfig | undefined;
+}
+
+export class PodSamples {
+  private readonly pods = new Map<string, PodMemory>();
+
+  /**
+   * Scrapes every target at once (the client bounds concurrency) and remembers the answers.
+   * A pod whose IP changed is a new sidecar: nothing it said before is kept.
+   */
+  async scrape(targets: readonly ScrapeTarget[], fetchStats: (t: ScrapeTarget) => Promise<SidecarSample>, nowMs: number): Promise<void> {
+    const alive = new Set(targets.map((t) => t.name));
+    for (const name of this.pods.keys()) if (!alive.has(name)) this.pods.delete(name);
+    await Promise.all(targets.map(async (t) => {
+      let m = this.pods.get(t.name);
+      if (!m || m.ip !== t.ip) {
+        m = { ip: t.ip, sample: undefined, lastGoodMs: -Infinity, fresh: false, lastError: undefined, pushed: undefined };
+        this.pods.set(t.name, m);
+      }
+      try {
+        m.sample = await fetchStats(t);
+        m.lastGoodMs = nowMs;
+        m.fresh = true;
+        m.lastError = undefined;
+      } catch (err) {
+        m.fresh = false;
+        m.lastError = (err as Error).message;
+      }
+    }));
+  }
+
+  /** The pods as the aggregate sees them: fresh counts, last known ones while not too old, or none. */
+  observations(targets: readonly ScrapeTarget[], nowMs: number, intervalMs: number): PodObservation[] {
+    return targets.map((t) => {
+      const m = this.pods.get(t.name);
+      const fresh = m?.fresh === true;
+      const usable = m !== undefined && nowMs - m.lastGoodMs <= STALE_INTERVALS * intervalMs;
+      return { name: t.name, node: t.node, ready: t.ready, sample: usable ? m.sample : undefined, stale: !fresh };
+    });
+  }
+
+  /** Why each stale pod failed, as `name (error)`. */
+  failures(names: readonly string[]): string[] {
+    return names.map((n) => `${n} (${this.pods.get(n)?.lastError ?? "not scraped yet"})`);
+  }
+
+  isFresh(name: string): boolean {
+    return this.pods.get(name)?.fresh === true;
+  }
+
+  pushed(name: string): SidecarConfig | undefined {
+    return this.pods.get(name)?.pushed;
+  }
+
+  setPushed(name: string, config: SidecarConfig | undefined): void {
+    const m = this.pods.get(name);
+    if (m) m.pushed = config;
+  }
+
+  /** Every pod that was last told something, with its IP: what a deleted policy must lift. */
+  pushedPods(): { name: string; ip: string }[] {
+    return [...this.pods].filter(([, m]) => m.pushed !== undefined).map(([name, m]) => ({ name, ip: m.ip }));
+  }
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+// connmeter operator: wires config, informers, leader election, the controller and the admin
+// plane. Logic lives in controller/, aggregate/, scale/; Kubernetes I/O in k8s/.
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { OperatorAdmin } from "./admin/admin-server.js";
+import { OperatorMetrics } from "./admin/metrics.js";
+import { GROUP, PLURAL, REPORTING_CONTROLLER, VERSION, type ConnectionPolicy } from "./api/types.js";
+import { ConfigError, loadOperatorConfig, usage } from "./config.js";
+import type { Caches, HpaLike, PodLike, WorkloadLike } from "./controller/cluster.js";
+import { PolicyController } from "./controller/controller.js";
+import { Reconciler } from "./controller/reconciler.js";
+import { patchPodAnnotations, patchPolicyStatus, patchScale } from "./k8s/api-writes.js";
+import { EventRecorder } from "./k8s/events.js";
+import { Informer } from "./k8s/informer.js";
+import { loadKubeConfig } from "./k8s/kubeconfig.js";
+import { LeaderElector } from "./k8s/leader-election.js";
+import { SidecarClient } from "./scrape/sidecar-client.js";
+
+function log(msg: string): void {
+  console.log(`${new Date().toISOString()} connmeter-operator ${msg}`);
+}
+
+async function main(): Promise<void> {
+  const config = loadOperatorConfig(process.argv.slice(2), process.env);
+  if (config === "help") {
+    console.log(usage());
+    return;
+  }
+  const kc = loadKubeConfig(config.kubeconfig ? { kubeconfig: config.kubeconfig } : {});
+  const metrics = new OperatorMetrics();
+  const identity = `${process.env.POD_NAME || hostname()}_${randomBytes(4).toString("hex")}`;
+  const ns = config.namespace ? `/namespaces/${encodeURIComponent(config.namespace)}` : "";
+  const informer = <T extends { metadata?: object }>(resource: string, prefix: string) => new Informer<T & { metadata?: { name?: string } }>({
+    kc, resource, path: `${prefix}${ns}/${resource}`, log,
+    onWatchRestart: (r, reason) => metrics.watchRestarts.inc({ resource: r, reason }),
+  });
+  const policies = informer<ConnectionPolicy>(PLURAL, `/apis/${GROUP}/${VERSION}`);
+  const pods = informer<PodLike>("pods", "/api/v1");
+  const deployments = informer<WorkloadLike>("deployments", "/apis/apps/v1");
+  const statefulSets = informer<WorkloadLike>("statefulsets", "/apis/apps/v1");
+  const hpas = informer<HpaLike>("horizontalpodautoscalers", "/apis/autoscaling/v2");
+  const all = [policies, pods, deployments, statefulSets, hpas];
+  const caches = { policies, pods, deployments, statefulSets, hpas } as unknown as Caches;
+
+  const sidecars = new SidecarClient({ maxConcurrent: config.maxConcurrentScrapes, token: config.adminToken });
+  const events = new EventRecorder({ kc, reportingController: REPORTING_CONTROLLER, reportingInstance: identity.slice(0, 128), log });
+  const reconciler = new Reconciler({
+    caches, events, sidecars, metrics, clock: Date.now, log,
+    writer: {
+      patchPolicyStatus: (namespace, name, status) => patchPolicyStatus(kc, namespace, name, status),
+      patchScale: (kind, namespace, name, replicas) => patchScale(kc, kind, namespace, name, replicas),
+      patchPodAnnotations: (namespace, name, annotations) => patchPodAnnotations(kc, namespace, name, annotations),
+    },
+  });
+  const controller = new PolicyController(caches, reconciler, metrics, log, config.concurrentReconciles);
+
+  let leading = false;
+  const admin = new OperatorAdmin(metrics, { synced: () => all.every((i) => i.hasSynced), role: () => (leading ? "leader" : "standby") });
+  const at = await admin.start(config.metricsAddr, config.healthAddr);
+  log(`metrics on ${at.metrics.host}:${at.metrics.port}, health on ${at.health.host}:${at.health.port}; watching ${config.namespace ? `namespace ${config.namespace}` : "all namespaces"}`);
+  for (const i of all) i.start();
+
+  const startLeading = async (): Promise<void> => {
+    await Promise.all(all.map((i) => i.waitForSync()));
+    leading = true;
+    metrics.leader.set(1);
+    log("leading: reconciling ConnectionPolicies");
+    controller.start({ policies, deployments, statefulSets } as never);
+  };
+  const shutdown = new AbortController();
+  let elector: LeaderElector | undefined;
+  if (config.leaderElect) {
+    elector = new LeaderElector({
+      kc, namespace: config.leaderElectionNamespace, name: config.leaderElectionId, identity, log,
+      onStartedLeading: () => void startLeading(),
+      // Lost the Lease: another replica may act already. Exit at once (no graceful shutdown), as
+      // controller-runtime does; the Deployment restarts this replica as a standby.
+      onStoppedLeading: () => {
+        log("leader election lost: exiting so only the new leader acts");
+        process.exit(1);
+      },
+      onNewLeader: (who) => log(`leader is ${who}${who === identity ? " (this replica)" : ""}`),
+    });
+    log(`leader election on Lease ${config.leaderElectionNamespace}/${config.leaderElectionId} as ${identity}`);
+    void elector.run(shutdown.signal);
+  } else {
+    log("--leader-elect=false: acting as the only replica");
+    void startLeading();
+  }
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: stopping`);
+    await controller.stop();
+    await events.flush();
+    // Release only now: nothing of this replica acts any more, so the standby may take over at once.
+    if (elector?.isLeader) await elector.release().catch((err: unknown) => log(`releasing the Lease failed: ${(err as Error).message}`));
+    shutdown.abort();
+    await Promise.all(all.map((i) => i.stop()));
+    sidecars.close();
+    await admin.close();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    console.error(`connmeter-operator: ${err.message}`);
+    process.exit(2);
+  }
+  console.error(`connmeter-operator: ${(err as Error).stack ?? String(err)}`);
+  process.exit(1);
+});
