@@ -37,21 +37,29 @@ export function splitCap(cap: number, claims: readonly BudgetClaim[], perPodCap 
     return budgets;
   }
   for (const c of live) budgets.set(c.name, Math.min(perPodCap, c.used));
-  // Water-fill the headroom: even shares to pods still below the per-pod cap, until none is left
-  // or every pod is full. Each round fills at least one pod or hands out all the headroom.
+  // Water-fill the headroom: pods that an even share would take to the per-pod cap are filled
+  // first; once none would, the rest is split evenly (the remainder one each, in name order), so
+  // the shares of pods below the cap differ by at most 1. Each round fills at least one pod or
+  // hands out all the headroom.
   let headroom = pool - live.reduce((sum, c) => sum + budgets.get(c.name)!, 0);
   let open = live.filter((c) => budgets.get(c.name)! < perPodCap);
   while (headroom > 0 && open.length > 0) {
     const share = Math.floor(headroom / open.length);
+    const filled = open.filter((c) => perPodCap - budgets.get(c.name)! <= share);
+    if (filled.length > 0) {
+      for (const c of filled) {
+        headroom -= perPodCap - budgets.get(c.name)!;
+        budgets.set(c.name, perPodCap);
+      }
+      open = open.filter((c) => budgets.get(c.name)! < perPodCap);
+      continue;
+    }
     let extra = headroom - share * open.length;
     for (const c of open) {
-      const want = share + (extra > 0 ? 1 : 0);
-      if (extra > 0) extra--;
-      const give = Math.min(want, perPodCap - budgets.get(c.name)!);
-      budgets.set(c.name, budgets.get(c.name)! + give);
-      headroom -= give;
+      budgets.set(c.name, budgets.get(c.name)! + share + (extra > 0 ? 1 : 0));
+      extra--;
     }
-    open = open.filter((c) => budgets.get(c.name)! < perPodCap);
+    headroom = 0;
   }
   return budgets;
 }
