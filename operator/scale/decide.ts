@@ -48,7 +48,9 @@ export function decideScale(input: ScaleInput): ScaleDecision {
   const { spec, current, connections, nowMs } = input;
   const wanted = Math.ceil(connections / spec.targetConnectionsPerPod);
   const ratio = current > 0 ? connections / (current * spec.targetConnectionsPerPod) : Infinity;
-  let raw = Math.abs(ratio - 1) <= TOLERANCE ? current : wanted;
+  // As the HPA's Tolerances.isWithin: bounds compared as 1 ± t, both inclusive (|ratio − 1| would
+  // put an exact +10 % outside by a rounding error and an exact −10 % inside).
+  let raw = ratio >= 1 - TOLERANCE && ratio <= 1 + TOLERANCE ? current : wanted;
   if (input.incomplete && raw < current) raw = current;
   const limited: Limited = raw > spec.maxReplicas ? "TooManyReplicas" : raw < spec.minReplicas ? "TooFewReplicas" : undefined;
   const recommendation = Math.min(spec.maxReplicas, Math.max(spec.minReplicas, raw));
