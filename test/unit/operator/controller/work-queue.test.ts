@@ -1,0 +1,212 @@
+import { describe, expect, it } from "vitest";
+import { WorkQueue, type WorkResult } from "../../../../operator/controller/work-queue.js";
+
+function deferred() {
+  let resolve!: () => void;
+  const promise = new Promise<void>((res) => { resolve = res; });
+  return { promise, resolve };
+}
+const tick = async (n = 3) => { for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r)); };
+
+/** A timer the test fires by hand; records every delay asked for. */
+class ManualTimers {
+  readonly delays: number[] = [];
+  readonly cleared: unknown[] = [];
+  private pending = new Map<number, () => void>();
+  private next = 1;
+  readonly setTimer = (fn: () => void, ms: number): unknown => {
+    this.delays.push(ms);
+    const id = this.next++;
+    this.pending.set(id, fn);
+    return id;
+  };
+  readonly clearTimer = (h: unknown): void => {
+    this.cleared.push(h);
+    this.pending.delete(h as number);
+  };
+  get size(): number { return this.pending.size; }
+  fireAll(): void {
+    const fns = [...this.pending.values()];
+    this.pending.clear();
+    for (const fn of fns) fn();
+  }
+}
+
+describe("WorkQueue", () => {
+  it("runs a key added several times before it starts only once", async () => {
+    const q = new WorkQueue({ concurrency: 2 });
+    const runs: string[] = [];
+    q.add("a"); q.add("a"); q.add("b"); q.add("a");
+    expect(q.length).toBe(2);
+    q.start(async (k) => { runs.push(k); });
+    await tick();
+    expect(runs).toEqual(["a", "b"]);
+    await q.stop();
+  });
+
+  it("never runs one key twice at once; a key added while it runs runs exactly once more afterwards", async () => {
+    const q = new WorkQueue({ concurrency: 4 });
+    const gates = [deferred(), deferred()];
+    let running = 0;
+    let peak = 0;
+    let runs = 0;
+    q.start(async () => {
+      const gate = gates[runs++]!;
+      peak = Math.max(peak, ++running);
+      await gate.promise;
+      running--;
+    });
+    q.add("k");
+    await tick();
+    q.add("k"); q.add("k"); q.add("k");
+    await tick();
+    expect(runs).toBe(1);
+    gates[0]!.resolve();
+    await tick();
+    expect(runs).toBe(2);
+    gates[1]!.resolve();
+    await tick();
+    expect(runs).toBe(2);
+    expect(peak).toBe(1);
+    await q.stop();
+  });
+
+  it("runs different keys at once up to the concurrency", async () => {
+    const q = new WorkQueue({ concurrency: 2 });
+    const gate = deferred();
+    const started: string[] = [];
+    q.start(async (k) => { started.push(k); await gate.promise; });
+    q.add("a"); q.add("b"); q.add("c");
+    await tick();
+    expect(started).toEqual(["a", "b"]);
+    gate.resolve();
+    await tick();
+    expect(started).toEqual(["a", "b", "c"]);
+    await q.stop();
+  });
+
+  it("retries a failing key with exponential backoff up to the maximum, and resets it after a success", async () => {
+    const timers = new ManualTimers();
+    const q = new WorkQueue({ concurrency: 1, baseBackoffMs: 10, maxBackoffMs: 50, setTimer: timers.setTimer, clearTimer: timers.clearTimer });
+    let fail = true;
+    let runs = 0;
+    q.start(async () => { runs++; if (fail) throw new Error("nope"); });
+    q.add("k");
+    for (let i = 0; i < 5; i++) {
+      await tick();
+      timers.fireAll();
+    }
+    await tick();
+    expect(runs).toBe(6);
+    expect(timers.delays).toEqual([10, 20, 40, 50, 50, 50]);
+    fail = false;
+    timers.fireAll();
+    await tick();
+    expect(runs).toBe(7);
+    fail = true;
+    q.add("k");
+    await tick();
+    expect(timers.delays.at(-1)).toBe(10);
+    await q.stop();
+  });
+
+  it("runs a key again after the requeueAfterMs its worker asked for", async () => {
+    const timers = new ManualTimers();
+    const q = new WorkQueue({ concurrency: 1, setTimer: timers.setTimer, clearTimer: timers.clearTimer });
+    let runs = 0;
+    q.start(async (): Promise<WorkResult> => { runs++; return { requeueAfterMs: 5000 }; });
+    q.add("k");
+    await tick();
+    expect(runs).toBe(1);
+    expect(timers.delays).toEqual([5000]);
+    timers.fireAll();
+    await tick();
+    expect(runs).toBe(2);
+    await q.stop();
+  });
+
+  it("runs a requeued key after the delay with real timers", async () => {
+    const q = new WorkQueue({ concurrency: 1 });
+    const at: number[] = [];
+    q.start(async () => { at.push(performance.now()); return at.length < 2 ? { requeueAfterMs: 30 } : undefined; });
+    q.add("k");
+    await new Promise((r) => setTimeout(r, 120));
+    expect(at).toHaveLength(2);
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(25);
+    await q.stop();
+  });
+
+  it("addAfter: an earlier pending add wins over a later one, a sooner one replaces it", () => {
+    const timers = new ManualTimers();
+    const q = new WorkQueue({ concurrency: 1, setTimer: timers.setTimer, clearTimer: timers.clearTimer });
+    q.addAfter("k", 1000);
+    q.addAfter("k", 5000);
+    expect(timers.delays).toEqual([1000]);
+    q.addAfter("k", 100);
+    expect(timers.delays).toEqual([1000, 100]);
+    expect(timers.cleared).toHaveLength(1);
+    expect(timers.size).toBe(1);
+  });
+
+  it("addAfter with no delay adds at once", async () => {
+    const q = new WorkQueue({ concurrency: 1 });
+    const runs: string[] = [];
+    q.start(async (k) => { runs.push(k); });
+    q.addAfter("k", 0);
+    await tick();
+    expect(runs).toEqual(["k"]);
+    await q.stop();
+  });
+
+  it("forget drops a key's pending retry and its failure count", async () => {
+    const timers = new ManualTimers();
+    const q = new WorkQueue({ concurrency: 1, baseBackoffMs: 10, setTimer: timers.setTimer, clearTimer: timers.clearTimer });
+    q.start(async () => { throw new Error("nope"); });
+    q.add("k");
+    await tick();
+    timers.fireAll();
+    await tick();
+    expect(timers.delays).toEqual([10, 20]);
+    q.forget("k");
+    expect(timers.size).toBe(0);
+    q.add("k");
+    await tick();
+    expect(timers.delays.at(-1)).toBe(10);
+    await q.stop();
+  });
+
+  it("stop waits for the keys running now, then runs nothing more, and cancels pending retries", async () => {
+    const timers = new ManualTimers();
+    const q = new WorkQueue({ concurrency: 2, setTimer: timers.setTimer, clearTimer: timers.clearTimer });
+    const gate = deferred();
+    const runs: string[] = [];
+    let finished = false;
+    q.start(async (k) => {
+      runs.push(k);
+      if (k === "slow") { await gate.promise; finished = true; }
+      return { requeueAfterMs: 1000 };
+    });
+    q.add("slow"); q.add("fast");
+    await tick();
+    expect(timers.size).toBe(1);
+    let stopped = false;
+    const stopping = q.stop().then(() => { stopped = true; });
+    await tick();
+    expect(stopped).toBe(false);
+    expect(timers.size).toBe(0);
+    q.add("slow");
+    q.add("late");
+    gate.resolve();
+    await stopping;
+    expect(finished).toBe(true);
+    await tick();
+    expect(runs).toEqual(["slow", "fast"]);
+    expect(timers.size).toBe(0);
+  });
+
+  it("stop resolves at once when nothing runs", async () => {
+    const q = new WorkQueue({ concurrency: 1 });
+    q.start(async () => undefined);
+    await expect(q.stop()).resolves.toBeUndefined();
+  });
+});
