@@ -8,11 +8,14 @@
  *   GET /metrics   Prometheus text, every name prefixed connmeter_
  *   GET /config    the limits and topic groups in force, where they come from ("flags" or
  *                  "pushed") and when pushed values expire:
- *                  {maxConnections, rejectAtPercent, upgradeRatePerSecond, upgradeBurst,
- *                   topics: [{match, maxChannels?}], source, expiresAt: ISO | null, ttlSeconds: n | null}
+ *                  {maxConnections, connectionBudget: n | null, rejectAtPercent, upgradeRatePerSecond,
+ *                   upgradeBurst, topics: [{match, maxChannels?}], source, expiresAt: ISO | null,
+ *                   ttlSeconds: n | null}
  *   PUT /config    replace them (partial JSON merged over the current values, optional
  *                  `ttlSeconds`: fall back to the flags unless refreshed in time); requires
- *                  `Authorization: Bearer $CONNMETER_ADMIN_TOKEN`; answers like GET /config
+ *                  `Authorization: Bearer $CONNMETER_ADMIN_TOKEN`; answers like GET /config.
+ *                  `connectionBudget` is the pod's share of a cluster cap (0 admits nobody new)
+ *   DELETE /config back to the flags' values at once (a deleted policy's budgets); same token
  */
 import { timingSafeEqual } from "node:crypto";
 import { once } from "node:events";
@@ -72,6 +75,8 @@ export class AdminServer {
         return send(res, 200, this.currentConfig());
       case "PUT /config":
         return this.putConfig(req, res);
+      case "DELETE /config":
+        return this.deleteConfig(req, res);
       default:
         return send(res, 404, { error: `no such endpoint ${key}; see GET /healthz /readyz /stats /metrics /config, PUT /config` });
     }
@@ -82,13 +87,27 @@ export class AdminServer {
     return { ...this.sidecar.admission.current, topics: this.sidecar.ledger.topicGroups.toJSON(), ...provenance };
   }
 
-  private async putConfig(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  /** Whether a mutating call may proceed; answers 403/401 itself when not. */
+  private authorized(req: http.IncomingMessage, res: http.ServerResponse): boolean {
     if (this.token === undefined || this.token === "") {
-      return send(res, 403, { error: "PUT /config is disabled: start the sidecar with CONNMETER_ADMIN_TOKEN set and send it as `Authorization: Bearer <token>`" });
+      send(res, 403, { error: `${req.method} /config is disabled: start the sidecar with CONNMETER_ADMIN_TOKEN set and send it as \`Authorization: Bearer <token>\`` });
+      return false;
     }
     if (!bearerMatches(req.headers.authorization, this.token)) {
-      return send(res, 401, { error: "missing or wrong bearer token: send `Authorization: Bearer $CONNMETER_ADMIN_TOKEN`" });
+      send(res, 401, { error: "missing or wrong bearer token: send `Authorization: Bearer $CONNMETER_ADMIN_TOKEN`" });
+      return false;
     }
+    return true;
+  }
+
+  private deleteConfig(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (!this.authorized(req, res)) return;
+    this.sidecar.config.reset();
+    send(res, 200, this.currentConfig());
+  }
+
+  private async putConfig(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (!this.authorized(req, res)) return;
     const body = await readBody(req);
     if (body === null) return send(res, 413, { error: `config body over ${MAX_CONFIG_BYTES} bytes` });
     this.sidecar.config.provenance(); // an expired push reverts before the update merges over it

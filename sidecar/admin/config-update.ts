@@ -16,7 +16,7 @@ const LIMIT_FIELDS = {
   rejectAtPercent: { min: 1, max: 100 },
   upgradeRatePerSecond: { min: 0, max: 1_000_000 },
   upgradeBurst: { min: 1, max: 1_000_000 },
-} as const satisfies Record<keyof Limits, { min: number; max: number }>;
+} as const satisfies Record<Exclude<keyof Limits, "connectionBudget">, { min: number; max: number }>;
 
 /**
  * Validates a PUT /config body: a JSON object with any of the {@link Limits} fields,
@@ -32,11 +32,18 @@ export function parseConfigUpdate(body: string, current: Limits): ConfigUpdate {
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return { ok: false, error: "body must be a JSON object" };
   const input = doc as Record<string, unknown>;
-  const known = new Set([...Object.keys(LIMIT_FIELDS), "topics", "ttlSeconds"]);
+  const known = new Set([...Object.keys(LIMIT_FIELDS), "connectionBudget", "topics", "ttlSeconds"]);
   const unknown = Object.keys(input).filter((k) => !known.has(k));
   if (unknown.length > 0) return { ok: false, error: `unknown field(s) ${unknown.join(", ")}; allowed: ${[...known].join(", ")}` };
   const limits: Limits = { ...current };
-  for (const [field, range] of Object.entries(LIMIT_FIELDS) as [keyof Limits, { min: number; max: number }][]) {
+  const budget = input.connectionBudget;
+  if (budget !== undefined) {
+    if (budget !== null && (typeof budget !== "number" || !Number.isInteger(budget) || budget < 0)) {
+      return { ok: false, error: `connectionBudget must be a non-negative integer (this pod's share of the cluster cap) or null (no budget), got ${JSON.stringify(budget)}` };
+    }
+    limits.connectionBudget = budget;
+  }
+  for (const [field, range] of Object.entries(LIMIT_FIELDS) as [Exclude<keyof Limits, "connectionBudget">, { min: number; max: number }][]) {
     const v = input[field];
     if (v === undefined) continue;
     if (typeof v !== "number" || !Number.isInteger(v) || v < range.min || v > range.max) {

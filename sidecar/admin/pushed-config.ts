@@ -67,6 +67,17 @@ export class PushedConfig {
     }
   }
 
+  /** DELETE /config: the flags' values at once (the operator lifts a deleted policy's budgets). */
+  reset(): void {
+    if (this.source !== "pushed") return;
+    this.clearTimer();
+    this.source = "flags";
+    this.expiresAtMs = null;
+    this.ttlSeconds = null;
+    this.target.configure(this.flags.limits, this.flags.topics);
+    this.log(`config: pushed values lifted by DELETE /config; back to flag values (${describe(this.flags.limits)})`);
+  }
+
   provenance(): ConfigProvenance {
     this.expireIfDue();
     return {

@@ -2,6 +2,11 @@
 export interface Limits {
   /** Open WebSocket connections this pod admits; 0 = no cap. */
   maxConnections: number;
+  /**
+   * This pod's share of a cluster-wide cap, pushed by the operator (PUT /config); null = none.
+   * Unlike maxConnections, 0 means what it says: admit no new connection.
+   */
+  connectionBudget: number | null;
   /** /readyz turns 503 at this percentage of maxConnections, so the Service sends new sockets elsewhere. */
   rejectAtPercent: number;
   /** Sustained upgrades per second admitted (token bucket refill); 0 = no rate limit. */
@@ -12,6 +17,7 @@ export interface Limits {
 
 export const DEFAULT_LIMITS: Limits = {
   maxConnections: 0,
+  connectionBudget: null,
   rejectAtPercent: 90,
   upgradeRatePerSecond: 0,
   upgradeBurst: 100,
@@ -56,6 +62,12 @@ export class Admission {
     return this.limits;
   }
 
+  /** Connections admitted at most: the pod cap and the cluster budget, whichever is lower; Infinity = none. */
+  get effectiveCap(): number {
+    const cap = this.limits.maxConnections > 0 ? this.limits.maxConnections : Infinity;
+    return this.limits.connectionBudget === null ? cap : Math.min(cap, this.limits.connectionBudget);
+  }
+
   update(limits: Limits): void {
     this.limits = { ...limits };
     this.bucket.configure(limits.upgradeRatePerSecond, limits.upgradeBurst);
@@ -76,8 +88,7 @@ export class Admission {
    */
   checkUpgrade(open: number): Refusal | null {
     if (this.draining) return { statusCode: 503, reason: REFUSE_DRAINING, retryAfterSeconds: 5 };
-    const max = this.limits.maxConnections;
-    if (max > 0 && open >= max) return { statusCode: 503, reason: REFUSE_CAPACITY, retryAfterSeconds: 10 };
+    if (open >= this.effectiveCap) return { statusCode: 503, reason: REFUSE_CAPACITY, retryAfterSeconds: 10 };
     if (!this.bucket.take()) {
       return { statusCode: 429, reason: REFUSE_RATE, retryAfterSeconds: this.bucket.secondsUntilToken() };
     }
@@ -87,9 +98,9 @@ export class Admission {
   /** The readiness latch: off at rejectAtPercent, on again below it minus the hysteresis. */
   isReady(open: number): boolean {
     if (this.draining) return false;
-    const max = this.limits.maxConnections;
-    if (max <= 0) return (this.ready = true);
-    const percent = (open / max) * 100;
+    const max = this.effectiveCap;
+    if (max === Infinity) return (this.ready = true);
+    const percent = max === 0 ? Infinity : (open / max) * 100;
     if (this.ready && percent >= this.limits.rejectAtPercent) this.ready = false;
     else if (!this.ready && percent < this.limits.rejectAtPercent - READY_HYSTERESIS_PERCENT) this.ready = true;
     return this.ready;

@@ -131,6 +131,7 @@ describe("limits and the admin port", () => {
       fetch(`${sidecar.adminUrl}/config`, { method: "PUT", body: JSON.stringify(body), headers: { authorization: `Bearer ${TOKEN}` } });
     expect(await getConfig()).toEqual({
       maxConnections: 50,
+      connectionBudget: null,
       rejectAtPercent: 90,
       upgradeRatePerSecond: 0,
       upgradeBurst: 100,
@@ -166,6 +167,32 @@ describe("limits and the admin port", () => {
     expect(log.join("\n")).toMatch(/pushed values expired .*back to flag values \(maxConnections=50/);
     const metrics = await (await fetch(`${sidecar.adminUrl}/metrics`)).text();
     expect(metrics).toContain("connmeter_config_pushed 0");
+  });
+
+  it("admits no more than a pushed connectionBudget below the pod cap (0 admits nobody), and DELETE /config lifts it at once", async () => {
+    const log: string[] = [];
+    sidecar = await startSidecar({ upstream: app.url, adminToken: TOKEN, limits: { maxConnections: 50 }, log: (m) => log.push(m) });
+    const call = (method: string, body?: unknown) =>
+      fetch(`${sidecar.adminUrl}/config`, { method, body: body === undefined ? undefined : JSON.stringify(body), headers: { authorization: `Bearer ${TOKEN}` } });
+    expect((await call("PUT", { connectionBudget: -1 })).status).toBe(400);
+    expect((await call("PUT", { connectionBudget: 0, ttlSeconds: 60 })).status).toBe(200);
+    const refused = await tryUpgrade(sidecar.url);
+    expect(refused.status).toBe(503);
+    expect((await fetch(`${sidecar.adminUrl}/readyz`)).status).toBe(503);
+    expect((await call("PUT", { connectionBudget: 1, ttlSeconds: 60 })).status).toBe(200);
+    const first = await tryUpgrade(sidecar.url);
+    expect(first.status).toBe(101);
+    open.push(first.ws!);
+    expect((await tryUpgrade(sidecar.url)).status).toBe(503);
+
+    expect((await fetch(`${sidecar.adminUrl}/config`, { method: "DELETE" })).status).toBe(401);
+    const lifted = await call("DELETE");
+    expect(lifted.status).toBe(200);
+    expect(await lifted.json()).toMatchObject({ maxConnections: 50, connectionBudget: null, source: "flags", expiresAt: null });
+    const second = await tryUpgrade(sidecar.url);
+    expect(second.status).toBe(101);
+    open.push(second.ws!);
+    expect(log.join("\n")).toMatch(/lifted by DELETE \/config; back to flag values/);
   });
 
   it("refuses PUT /config when no admin token is configured, saying how to enable it", async () => {
