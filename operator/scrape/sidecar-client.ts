@@ -103,7 +103,9 @@ function errorCode(err: NodeJS.ErrnoException): string {
   }
 }
 
-function count(doc: Record<string, unknown>, field: string, where: string): number {
+/** A count of the answer; `required` ones must be there (DESIGN.md: connections, channels), so a service that is not a sidecar is never read as zero. */
+function count(doc: Record<string, unknown>, field: string, where: string, required: boolean): number {
+  if (required && doc[field] === undefined) throw new SidecarError("bad_stats", `/stats of ${where} has no ${field}: is adminPort the connmeter sidecar's admin port?`);
   const v = doc[field] ?? 0;
   if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new SidecarError("bad_stats", `/stats of ${where}: ${field} is not a count`);
   return v;
@@ -111,11 +113,11 @@ function count(doc: Record<string, unknown>, field: string, where: string): numb
 
 /** The fields of a /stats answer the operator relies on (DESIGN.md), checked. */
 export function parseStats(doc: unknown, where: string): SidecarSample {
-  if (typeof doc !== "object" || doc === null) throw new SidecarError("bad_stats", `/stats of ${where} is not a JSON object`);
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) throw new SidecarError("bad_stats", `/stats of ${where} is not a JSON object`);
   const d = doc as Record<string, unknown>;
   const topics: Record<string, number> = {};
   if (typeof d.topics === "object" && d.topics !== null) {
-    for (const [k, v] of Object.entries(d.topics)) if (typeof v === "number" && v >= 0) topics[k] = v;
+    for (const [k, v] of Object.entries(d.topics)) if (typeof v === "number" && Number.isFinite(v) && v >= 0) topics[k] = v;
   }
-  return { connections: count(d, "connections", where), channels: count(d, "channels", where), longpoll: count(d, "longpoll", where), topics };
+  return { connections: count(d, "connections", where, true), channels: count(d, "channels", where, true), longpoll: count(d, "longpoll", where, false), topics };
 }
