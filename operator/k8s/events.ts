@@ -75,6 +75,7 @@ export class EventRecorder {
   private readonly maxSeries: number;
   private readonly series = new Map<string, Series>();
   private readonly pending = new Set<Promise<void>>();
+  private seq = 0;
 
   constructor(o: EventRecorderOptions) {
     this.o = o;
@@ -119,7 +120,9 @@ export class EventRecorder {
     const body = {
       apiVersion: "events.k8s.io/v1",
       kind: "Event",
-      metadata: { generateName: `${regarding.name}.`, namespace },
+      // client-go's naming: <regarding>.<hex nanoseconds>; generateName would need a valid
+      // name prefix, and the API server refuses one that ends in ".".
+      metadata: { name: eventName(regarding.name, now, this.seq++), namespace },
       eventTime: microTime(now),
       reportingController: this.o.reportingController,
       reportingInstance: this.o.reportingInstance,
@@ -133,9 +136,10 @@ export class EventRecorder {
   }
 
   private evict(): void {
-    for (const [key, s] of this.series) {
+    // A forgotten series whose write is still in flight finishes it; only its dedup is lost.
+    for (const key of this.series.keys()) {
       if (this.series.size <= this.maxSeries) break;
-      if (!s.inflight) this.series.delete(key);
+      this.series.delete(key);
     }
   }
 
@@ -155,7 +159,14 @@ export class EventRecorder {
       const target = s.count;
       const ok = await this.withRetries(s, async () => {
         if (!s.name) {
-          const created = await this.api.create(s.namespace, s.body);
+          let created: { metadata?: { name?: string } };
+          try {
+            created = await this.api.create(s.namespace, s.body);
+          } catch (err) {
+            // Name taken (two recorders, same nanosecond): the retry gets a fresh name.
+            if (apiStatusCode(err) === 409) (s.body.metadata as { name: string }).name = eventName((s.body.regarding as EventRegarding).name, this.clock(), this.seq++);
+            throw err;
+          }
           s.name = created.metadata?.name;
           s.writtenCount = 1;
         } else {
@@ -197,6 +208,12 @@ export class EventRecorder {
       }
     }
   }
+}
+
+/** `<name>.<hex>`: nanoseconds since the epoch plus a sequence, within the 253-character limit. */
+export function eventName(regardingName: string, nowMs: number, seq: number): string {
+  const nanos = BigInt(Math.floor(nowMs)) * 1_000_000n + BigInt(seq % 1_000_000);
+  return `${regardingName.slice(0, 253 - 17)}.${nanos.toString(16)}`;
 }
 
 /** Cuts `s` to at most `maxBytes` of UTF-8 without splitting a character. */

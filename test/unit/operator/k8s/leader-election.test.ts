@@ -1,0 +1,184 @@
+import { describe, expect, it } from "vitest";
+import { LeaderElector, type Lease, type LeaseApi } from "../../../../operator/k8s/leader-election.js";
+import { KubeApiError } from "../../../../operator/k8s/request.js";
+import { FakeTime, settle } from "./fake-time.js";
+
+/** One Lease with the API server's optimistic concurrency: a stale resourceVersion gets 409. */
+class FakeLeaseServer {
+  lease: Lease | undefined;
+  private rv = 0;
+  failing = new Set<string>();
+  writes = 0;
+
+  api(who: string): LeaseApi {
+    const check = () => {
+      if (this.failing.has(who)) throw new Error(`${who}: connection refused`);
+    };
+    return {
+      get: async () => {
+        check();
+        return this.lease && structuredClone(this.lease);
+      },
+      create: async (lease) => {
+        check();
+        if (this.lease) throw new KubeApiError(409, "already exists", "AlreadyExists", "POST");
+        this.lease = { ...structuredClone(lease), metadata: { ...lease.metadata, resourceVersion: String(++this.rv) } };
+        this.writes++;
+        return structuredClone(this.lease);
+      },
+      replace: async (lease) => {
+        check();
+        if (!this.lease) throw new KubeApiError(404, "not found", "NotFound", "PUT");
+        if (lease.metadata.resourceVersion !== this.lease.metadata.resourceVersion) throw new KubeApiError(409, "conflict", "Conflict", "PUT");
+        this.lease = { ...structuredClone(lease), metadata: { ...lease.metadata, resourceVersion: String(++this.rv) } };
+        this.writes++;
+        return structuredClone(this.lease);
+      },
+    };
+  }
+}
+
+function candidate(server: FakeLeaseServer, time: FakeTime, identity: string) {
+  const events: string[] = [];
+  const elector = new LeaderElector({
+    kc: undefined as never, namespace: "ns", name: "lock", identity, api: server.api(identity),
+    clock: time.clock, delay: time.delay, random: () => 0, log: () => undefined,
+    onStartedLeading: () => events.push(`started@${time.now}`),
+    onStoppedLeading: () => events.push(`stopped@${time.now}`),
+    onNewLeader: (id) => events.push(`leader=${id}`),
+  });
+  const abort = new AbortController();
+  return { elector, events, abort, run: () => elector.run(abort.signal) };
+}
+
+describe("LeaderElector", () => {
+  it("validates leaseDuration > renewDeadline > 1.2 × retryPeriod", () => {
+    const base = { kc: undefined as never, namespace: "n", name: "l", identity: "i", onStartedLeading: () => undefined, onStoppedLeading: () => undefined };
+    expect(() => new LeaderElector({ ...base, leaseDurationMs: 10_000, renewDeadlineMs: 10_000 })).toThrow(/leaseDuration must be greater/);
+    expect(() => new LeaderElector({ ...base, renewDeadlineMs: 2_400, retryPeriodMs: 2_000 })).toThrow(/1.2 × retryPeriod/);
+    expect(() => new LeaderElector({ ...base, identity: "" })).toThrow(/identity/);
+    expect(() => new LeaderElector(base)).not.toThrow();
+  });
+
+  it("creates an absent lease and leads; a second candidate waits", async () => {
+    const server = new FakeLeaseServer();
+    const time = new FakeTime();
+    const a = candidate(server, time, "a");
+    const b = candidate(server, time, "b");
+    void a.run();
+    await settle();
+    void b.run();
+    await time.advance(30_000);
+    expect(a.elector.isLeader).toBe(true);
+    expect(b.elector.isLeader).toBe(false);
+    expect(b.elector.leader).toBe("a");
+    expect(a.events).toEqual(["leader=a", "started@0"]);
+    expect(server.lease?.spec).toMatchObject({ holderIdentity: "a", leaseDurationSeconds: 15, leaseTransitions: 0 });
+    a.abort.abort();
+    b.abort.abort();
+  });
+
+  it("takes over only after the record stayed unchanged for a full leaseDuration on its own clock", async () => {
+    const server = new FakeLeaseServer();
+    const time = new FakeTime();
+    const a = candidate(server, time, "a");
+    void a.run();
+    await settle();
+    const b = candidate(server, time, "b");
+    void b.run();
+    await time.advance(10_000);
+    a.abort.abort(); // killed: no release, no more renewals
+    await settle();
+    const frozenAt = time.now;
+    let tookOverAt: number | undefined;
+    for (let t = 0; t < 30_000 && tookOverAt === undefined; t += 100) {
+      await time.advance(100);
+      if (b.elector.isLeader) tookOverAt = time.now;
+    }
+    // b saw the last renewal at or before frozenAt; it must wait ≥ 15 s after its observation
+    // of that record, and polls every 2 s (random 0 here): so 13-17 s after the freeze.
+    expect(tookOverAt! - frozenAt).toBeGreaterThanOrEqual(13_000);
+    expect(tookOverAt! - frozenAt).toBeLessThanOrEqual(17_100);
+    expect(server.lease?.spec).toMatchObject({ holderIdentity: "b", leaseTransitions: 1 });
+    expect(a.events).not.toContain(expect.stringMatching(/^stopped/));
+    b.abort.abort();
+  });
+
+  it("a released lease is taken at the next retry", async () => {
+    const server = new FakeLeaseServer();
+    const time = new FakeTime();
+    const a = candidate(server, time, "a");
+    void a.run();
+    await settle();
+    const b = candidate(server, time, "b");
+    void b.run();
+    await time.advance(5_000);
+    a.abort.abort();
+    await a.elector.release();
+    expect(server.lease?.spec?.holderIdentity).toBeUndefined();
+    expect(server.lease?.spec?.leaseDurationSeconds).toBe(1);
+    const t0 = time.now;
+    while (!b.elector.isLeader && time.now - t0 < 10_000) await time.advance(100);
+    expect(time.now - t0).toBeLessThanOrEqual(2_100);
+    expect(server.lease?.spec).toMatchObject({ holderIdentity: "b", leaseTransitions: 1 });
+    expect(a.elector.isLeader).toBe(false);
+    b.abort.abort();
+  });
+
+  it("calls onStoppedLeading when it cannot renew within renewDeadline", async () => {
+    const server = new FakeLeaseServer();
+    const time = new FakeTime();
+    const a = candidate(server, time, "a");
+    const done = a.run();
+    await time.advance(4_000);
+    server.failing.add("a");
+    const failedAt = time.now;
+    await time.advance(20_000);
+    await done;
+    const stopped = a.events.find((e) => e.startsWith("stopped@"));
+    const at = Number(stopped?.split("@")[1]);
+    expect(a.elector.isLeader).toBe(false);
+    // The renewal that fails starts ≤ 2 s after the failure, and gives up 10 s later.
+    expect(at - failedAt).toBeGreaterThanOrEqual(10_000);
+    expect(at - failedAt).toBeLessThanOrEqual(12_100);
+  });
+
+  it("stops leading at once when it sees another holder (its renewals were not seen in time)", async () => {
+    const server = new FakeLeaseServer();
+    const time = new FakeTime();
+    const a = candidate(server, time, "a");
+    const done = a.run();
+    await time.advance(3_000);
+    // Someone else took the lease (e.g. after a partition longer than leaseDuration).
+    server.lease = { ...server.lease!, metadata: { ...server.lease!.metadata, resourceVersion: "999" }, spec: { ...server.lease!.spec, holderIdentity: "z", renewTime: "x" } };
+    await time.advance(2_100);
+    await done;
+    expect(a.events.filter((e) => e.startsWith("stopped@"))).toHaveLength(1);
+    expect(a.elector.leader).toBe("z");
+  });
+
+  it("of two candidates racing for an absent lease exactly one wins", async () => {
+    const server = new FakeLeaseServer();
+    const time = new FakeTime();
+    const a = candidate(server, time, "a");
+    const b = candidate(server, time, "b");
+    void a.run();
+    void b.run();
+    await time.advance(20_000);
+    expect([a.elector.isLeader, b.elector.isLeader].filter(Boolean)).toHaveLength(1);
+    a.abort.abort();
+    b.abort.abort();
+  });
+
+  it("the leader renews every retryPeriod without reading first", async () => {
+    const server = new FakeLeaseServer();
+    const time = new FakeTime();
+    const a = candidate(server, time, "a");
+    void a.run();
+    await time.advance(10_000);
+    expect(server.writes).toBe(6); // create at 0, renewals at 2, 4, 6, 8, 10 s
+    expect(server.lease?.spec?.acquireTime).toBe("1970-01-01T00:00:00.000000Z");
+    expect(server.lease?.spec?.renewTime).toBe("1970-01-01T00:00:10.000000Z");
+    a.abort.abort();
+  });
+});
