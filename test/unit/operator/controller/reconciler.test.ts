@@ -1,0 +1,454 @@
+// The reconciler against in-memory fakes: listers over arrays, a writer that applies its patches
+// to them (as the API server and the informer caches would), a recording event sink, canned
+// sidecar answers and a clock the test advances.
+import { describe, expect, it } from "vitest";
+import { OperatorMetrics } from "../../../../operator/admin/metrics.js";
+import type { SidecarSample } from "../../../../operator/aggregate/aggregate.js";
+import type { ConnectionPolicy, PolicyStatus, TargetKind } from "../../../../operator/api/types.js";
+import type { ClusterWriter, EventSink, HpaLike, Lister, ObjectRef, PodLike, WorkloadLike } from "../../../../operator/controller/cluster.js";
+import { Reconciler } from "../../../../operator/controller/reconciler.js";
+import type { SidecarConfig } from "../../../../operator/scrape/sidecar-client.js";
+import { SidecarError } from "../../../../operator/scrape/sidecar-client.js";
+
+const NS = "shop";
+const KEY = `${NS}/chat-policy`;
+const INTERVAL_MS = 5000;
+const T0 = Date.parse("2026-03-01T12:00:00Z");
+
+interface Named { metadata?: { name?: string; namespace?: string } }
+
+class ArrayLister<T extends Named> implements Lister<T> {
+  constructor(readonly items: T[] = []) {}
+  get(namespace: string, name: string): T | undefined {
+    return this.items.find((o) => o.metadata?.namespace === namespace && o.metadata.name === name);
+  }
+  list(namespace?: string): T[] {
+    return this.items.filter((o) => namespace === undefined || o.metadata?.namespace === namespace);
+  }
+}
+
+type Write =
+  | { op: "status"; status: Record<string, unknown> }
+  | { op: "scale"; kind: TargetKind; name: string; replicas: number }
+  | { op: "annotate"; pod: string; annotations: Record<string, string | null> };
+
+function pod(name: string, ip: string, node: string, ready = true): PodLike {
+  return {
+    metadata: { name, namespace: NS, labels: { app: "chat" }, annotations: {} },
+    spec: { nodeName: node },
+    status: { phase: "Running", podIP: ip, conditions: [{ type: "Ready", status: ready ? "True" : "False" }] },
+  };
+}
+
+const sample = (connections: number, channels = 0, topics: Record<string, number> = {}, longpoll = 0): SidecarSample =>
+  ({ connections, channels, longpoll, topics });
+
+function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: number; pods?: PodLike[]; target?: boolean; hpa?: boolean } = {}) {
+  let now = T0;
+  const policy: ConnectionPolicy = {
+    apiVersion: "connmeter.io/v1alpha1", kind: "ConnectionPolicy",
+    metadata: { name: "chat-policy", namespace: NS, uid: "uid-1", generation: 1 },
+    spec: { targetRef: { apiVersion: "apps/v1", kind: "Deployment", name: "chat" }, scrapeIntervalSeconds: INTERVAL_MS / 1000, ...opts.spec },
+  };
+  const deployment: WorkloadLike = { metadata: { name: "chat", namespace: NS }, spec: { replicas: opts.replicas ?? 2, selector: { matchLabels: { app: "chat" } } } };
+  const caches = {
+    policies: new ArrayLister<ConnectionPolicy>([policy]),
+    pods: new ArrayLister<PodLike>(opts.pods ?? [pod("chat-a", "198.18.0.1", "node-1"), pod("chat-b", "198.18.0.2", "node-2")]),
+    deployments: new ArrayLister<WorkloadLike>(opts.target === false ? [] : [deployment]),
+    statefulSets: new ArrayLister<WorkloadLike>(),
+    hpas: new ArrayLister<HpaLike>(opts.hpa
+      ? [{ metadata: { name: "chat-hpa", namespace: NS }, spec: { scaleTargetRef: { apiVersion: "apps/v1", kind: "Deployment", name: "chat" } } }]
+      : []),
+  };
+  const writes: Write[] = [];
+  const writer: ClusterWriter = {
+    async patchPolicyStatus(_ns, _name, patch) {
+      writes.push({ op: "status", status: structuredClone(patch) as Record<string, unknown> });
+      const current = caches.policies.items[0]!;
+      const merged: Record<string, unknown> = { ...(current.status ?? {}) };
+      for (const [k, v] of Object.entries(patch)) {
+        if (v === null) delete merged[k];
+        else merged[k] = structuredClone(v);
+      }
+      // As an informer does: the cache gets a new object; the one a reconcile holds is not changed.
+      caches.policies.items[0] = { ...structuredClone(current), status: merged as PolicyStatus };
+    },
+    async patchScale(kind, _ns, name, replicas) {
+      writes.push({ op: "scale", kind, name, replicas });
+      deployment.spec!.replicas = replicas;
+    },
+    async patchPodAnnotations(_ns, name, annotations) {
+      writes.push({ op: "annotate", pod: name, annotations });
+      const p = caches.pods.get(NS, name)!;
+      const a = { ...(p.metadata!.annotations ?? {}) };
+      for (const [k, v] of Object.entries(annotations)) {
+        if (v === null) delete a[k];
+        else a[k] = v;
+      }
+      p.metadata!.annotations = a;
+    },
+  };
+  const events: { reason: string; type: string; note: string; regarding: ObjectRef }[] = [];
+  const sink: EventSink = { record: (regarding, type, reason, _action, note) => events.push({ regarding, type, reason, note }) };
+  /** What each sidecar (by IP) answers: a sample, or an error to throw. */
+  const answers = new Map<string, SidecarSample | Error>();
+  const pushes: { ip: string; config: SidecarConfig }[] = [];
+  const resets: string[] = [];
+  const scrapes: string[] = [];
+  const sidecars = {
+    async stats(ip: string): Promise<SidecarSample> {
+      scrapes.push(ip);
+      const a = answers.get(ip) ?? new SidecarError("refused", `connect ECONNREFUSED ${ip}`);
+      if (a instanceof Error) throw a;
+      return structuredClone(a);
+    },
+    async pushConfig(ip: string, _port: number, config: SidecarConfig): Promise<void> {
+      pushes.push({ ip, config: structuredClone(config) });
+    },
+    async resetConfig(ip: string): Promise<void> {
+      resets.push(ip);
+    },
+  };
+  const reconciler = new Reconciler({ caches, writer, events: sink, sidecars, metrics: new OperatorMetrics(), clock: () => now, log: () => undefined });
+  return {
+    /** The policy as the cache holds it now. */
+    get policy(): ConnectionPolicy { return caches.policies.items[0]!; },
+    deployment, caches, writes, events, answers, pushes, resets, scrapes, reconciler,
+    advance(ms: number) { now += ms; },
+    reconcile: () => reconciler.reconcile(KEY),
+    statusWrites: () => writes.filter((w): w is Extract<Write, { op: "status" }> => w.op === "status"),
+    condition: (type: string) => caches.policies.items[0]!.status?.conditions?.find((c) => c.type === type),
+  };
+}
+
+describe("Reconciler: status", () => {
+  it("assembles totals, topics, pods, nodes, replicas and conditions from the sidecars' answers", async () => {
+    const w = world({ spec: { topics: [{ match: "room:*", maxChannels: 50 }] } });
+    w.answers.set("198.18.0.1", sample(10, 6, { "room:1": 4, lobby: 2 }, 2));
+    w.answers.set("198.18.0.2", sample(5, 3, { "room:*": 3 }));
+    await w.reconcile();
+    const s = w.policy.status!;
+    expect(s).toMatchObject({
+      observedGeneration: 1, connections: 17, channels: 9, longpoll: 2, replicas: 2, desiredReplicas: 2, meteredPods: 2, stalePods: 0,
+      topics: [{ name: "room:*", channels: 7, maxChannels: 50 }, { name: "lobby", channels: 2 }],
+      pods: [
+        { name: "chat-a", node: "node-1", connections: 12, channels: 6, ready: true },
+        { name: "chat-b", node: "node-2", connections: 5, channels: 3, ready: true },
+      ],
+      nodes: [{ name: "node-1", pods: 1, connections: 12, channels: 6 }, { name: "node-2", pods: 1, connections: 5, channels: 3 }],
+    });
+    expect(s.capacity).toBeUndefined();
+    expect(w.statusWrites()[0]!.status.capacity).toBeNull();
+    expect(w.condition("Metered")).toMatchObject({ status: "True", reason: "AllPodsScraped", observedGeneration: 1, lastTransitionTime: new Date(T0).toISOString() });
+    expect(w.condition("ScalingActive")).toMatchObject({ status: "False", reason: "ObserveOnly" });
+    expect(w.condition("ScalingLimited")).toMatchObject({ status: "False" });
+    expect(w.condition("AtCapacity")).toMatchObject({ status: "False", reason: "BelowCapacity" });
+  });
+
+  it("scrapes only the target's Running pods that have an IP", async () => {
+    const other = pod("other", "198.18.0.9", "node-1");
+    other.metadata!.labels = { app: "other" };
+    const pending = pod("chat-c", "198.18.0.3", "node-1");
+    pending.status!.phase = "Pending";
+    const noIp = pod("chat-d", "", "node-1");
+    const w = world({ pods: [pod("chat-a", "198.18.0.1", "node-1"), other, pending, noIp] });
+    w.answers.set("198.18.0.1", sample(1));
+    await w.reconcile();
+    expect(w.scrapes).toEqual(["198.18.0.1"]);
+    expect(w.policy.status?.pods?.map((p) => p.name)).toEqual(["chat-a"]);
+  });
+
+  it("writes the status at most once per interval, and not at all when nothing changed", async () => {
+    const w = world();
+    w.answers.set("198.18.0.1", sample(1));
+    w.answers.set("198.18.0.2", sample(2));
+    await w.reconcile();
+    expect(w.statusWrites()).toHaveLength(1);
+    // Events between two scrapes: the counts change, but no write before the next interval.
+    for (const dt of [100, 1000, 2000]) {
+      w.answers.set("198.18.0.1", sample(dt));
+      w.advance(dt);
+      await w.reconcile();
+    }
+    expect(w.statusWrites()).toHaveLength(1);
+    w.advance(INTERVAL_MS - 3100);
+    w.answers.set("198.18.0.1", sample(1));
+    await w.reconcile();
+    // The next interval: the counts are back to what was written, so nothing to write.
+    expect(w.statusWrites()).toHaveLength(1);
+    w.answers.set("198.18.0.1", sample(40));
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.statusWrites()).toHaveLength(2);
+    expect(w.policy.status?.connections).toBe(42);
+  });
+
+  it("asks to run again at the next scrape", async () => {
+    const w = world();
+    w.answers.set("198.18.0.1", sample(1));
+    w.answers.set("198.18.0.2", sample(1));
+    expect((await w.reconcile()).requeueAfterMs).toBe(INTERVAL_MS);
+    w.advance(1500);
+    expect((await w.reconcile()).requeueAfterMs).toBe(INTERVAL_MS - 1500);
+  });
+
+  it("acts on a new generation at once: rescrapes and writes observedGeneration without waiting for the interval", async () => {
+    const w = world();
+    w.answers.set("198.18.0.1", sample(1));
+    w.answers.set("198.18.0.2", sample(1));
+    await w.reconcile();
+    w.policy.metadata.generation = 2;
+    w.advance(10);
+    await w.reconcile();
+    expect(w.scrapes).toHaveLength(4);
+    expect(w.statusWrites()).toHaveLength(2);
+    expect(w.policy.status?.observedGeneration).toBe(2);
+    expect(w.condition("Metered")?.observedGeneration).toBe(2);
+  });
+});
+
+describe("Reconciler: stale pods", () => {
+  it("keeps a stale pod's last counts for 3 intervals, then lists it as unknown, never as zero", async () => {
+    const w = world();
+    w.answers.set("198.18.0.1", sample(10));
+    w.answers.set("198.18.0.2", sample(7, 2));
+    await w.reconcile();
+    w.answers.set("198.18.0.2", new SidecarError("timeout", "no answer within 1666 ms"));
+    for (let i = 1; i <= 3; i++) {
+      w.advance(INTERVAL_MS);
+      await w.reconcile();
+      expect(w.policy.status).toMatchObject({ connections: 17, meteredPods: 1, stalePods: 1 });
+      expect(w.policy.status?.pods?.[0]).toEqual({ name: "chat-b", node: "node-2", connections: 7, channels: 2, ready: true, stale: true });
+    }
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.policy.status).toMatchObject({ connections: 10, meteredPods: 1, stalePods: 1 });
+    expect(w.policy.status?.pods?.[0]).toEqual({ name: "chat-b", node: "node-2", ready: true, stale: true });
+    expect(w.condition("Metered")?.message).toContain("lower bound");
+  });
+
+  it("turns Metered False with ScrapeFailed naming the pod and its error, with one ScrapeFailed event", async () => {
+    const w = world();
+    w.answers.set("198.18.0.1", sample(1));
+    w.answers.set("198.18.0.2", sample(1));
+    await w.reconcile();
+    const since = w.condition("Metered")!.lastTransitionTime;
+    w.answers.set("198.18.0.2", new SidecarError("refused", "connect ECONNREFUSED 198.18.0.2:9090"));
+    for (let i = 0; i < 3; i++) {
+      w.advance(INTERVAL_MS);
+      await w.reconcile();
+    }
+    const c = w.condition("Metered")!;
+    expect(c).toMatchObject({ status: "False", reason: "ScrapeFailed" });
+    expect(c.message).toContain("chat-b (connect ECONNREFUSED 198.18.0.2:9090)");
+    expect(c.message).not.toContain("chat-a");
+    expect(c.lastTransitionTime).not.toBe(since);
+    expect(c.lastTransitionTime).toBe(new Date(T0 + INTERVAL_MS).toISOString());
+    expect(w.events.filter((e) => e.reason === "ScrapeFailed")).toHaveLength(1);
+    expect(w.events[0]).toMatchObject({ type: "Warning", regarding: { kind: "ConnectionPolicy", name: "chat-policy", namespace: NS, uid: "uid-1" } });
+  });
+
+  it("a pod that never answered is listed without counts, and scaling waits when no pod has counts", async () => {
+    const w = world({ spec: { scaling: { minReplicas: 1, maxReplicas: 10, targetConnectionsPerPod: 1 } as never } });
+    await w.reconcile();
+    expect(w.policy.status?.pods).toEqual([
+      { name: "chat-a", node: "node-1", ready: true, stale: true },
+      { name: "chat-b", node: "node-2", ready: true, stale: true },
+    ]);
+    expect(w.condition("ScalingActive")).toMatchObject({ status: "False", reason: "NoPods" });
+    expect(w.writes.filter((x) => x.op === "scale")).toEqual([]);
+  });
+});
+
+describe("Reconciler: target and HPA", () => {
+  it("a missing target: TargetNotFound on Metered and ScalingActive, one event, no scrape", async () => {
+    const w = world({ target: false });
+    await w.reconcile();
+    expect(w.condition("Metered")).toMatchObject({ status: "False", reason: "TargetNotFound" });
+    expect(w.condition("ScalingActive")).toMatchObject({ status: "False", reason: "TargetNotFound" });
+    expect(w.scrapes).toEqual([]);
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.events.filter((e) => e.reason === "TargetNotFound")).toHaveLength(1);
+  });
+
+  it("an HPA on the same target blocks scaling: ScalingActive False HPAConflict and no scale write", async () => {
+    const w = world({ hpa: true, replicas: 1, spec: { scaling: { minReplicas: 1, maxReplicas: 10, targetConnectionsPerPod: 10 } as never } });
+    w.answers.set("198.18.0.1", sample(100));
+    w.answers.set("198.18.0.2", sample(100));
+    await w.reconcile();
+    expect(w.writes.filter((x) => x.op === "scale")).toEqual([]);
+    expect(w.condition("ScalingActive")).toMatchObject({ status: "False", reason: "HPAConflict" });
+    expect(w.condition("ScalingActive")?.message).toContain("chat-hpa");
+  });
+});
+
+describe("Reconciler: scaling", () => {
+  const scaling = (over: Record<string, number | boolean> = {}) =>
+    ({ minReplicas: 1, maxReplicas: 10, targetConnectionsPerPod: 100, scaleDownStabilizationSeconds: 0, ...over }) as never;
+
+  it("scales up once through the scale subresource, with one ScaledUp event and lastScaleTime", async () => {
+    const w = world({ replicas: 2, spec: { scaling: scaling() } });
+    w.answers.set("198.18.0.1", sample(300));
+    w.answers.set("198.18.0.2", sample(200));
+    await w.reconcile();
+    expect(w.writes.filter((x) => x.op === "scale")).toEqual([{ op: "scale", kind: "Deployment", name: "chat", replicas: 5 }]);
+    expect(w.events.filter((e) => e.reason === "ScaledUp")).toHaveLength(1);
+    expect(w.events.find((e) => e.reason === "ScaledUp")?.note).toContain("from 2 to 5");
+    expect(w.policy.status).toMatchObject({ desiredReplicas: 5, lastScaleTime: new Date(T0).toISOString() });
+    expect(w.condition("ScalingActive")).toMatchObject({ status: "True", reason: "ValidMetricFound" });
+    // No deletion costs on a scale-up.
+    expect(w.writes.filter((x) => x.op === "annotate")).toEqual([]);
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.writes.filter((x) => x.op === "scale")).toHaveLength(1);
+    expect(w.events.filter((e) => e.reason === "ScaledUp")).toHaveLength(1);
+    expect(w.policy.status?.lastScaleTime).toBe(new Date(T0).toISOString());
+  });
+
+  it("before a scale-down, writes each pod's connections as its deletion cost, marked as ours, then the scale", async () => {
+    const pods = [pod("chat-a", "198.18.0.1", "n"), pod("chat-b", "198.18.0.2", "n"), pod("chat-c", "198.18.0.3", "n")];
+    const w = world({ replicas: 3, pods, spec: { scaling: scaling() } });
+    w.answers.set("198.18.0.1", sample(40, 0, {}, 2));
+    w.answers.set("198.18.0.2", sample(0));
+    w.answers.set("198.18.0.3", sample(9));
+    await w.reconcile();
+    const i = w.writes.findIndex((x) => x.op === "scale");
+    expect(w.writes[i]).toEqual({ op: "scale", kind: "Deployment", name: "chat", replicas: 1 });
+    const costs = w.writes.slice(0, i).filter((x) => x.op === "annotate");
+    expect(costs).toHaveLength(3);
+    expect(Object.fromEntries(costs.map((c) => [c.pod, c.annotations]))).toEqual({
+      "chat-a": { "controller.kubernetes.io/pod-deletion-cost": "42", "connmeter.io/pod-deletion-cost-by": "chat-policy" },
+      "chat-b": { "controller.kubernetes.io/pod-deletion-cost": "0", "connmeter.io/pod-deletion-cost-by": "chat-policy" },
+      "chat-c": { "controller.kubernetes.io/pod-deletion-cost": "9", "connmeter.io/pod-deletion-cost-by": "chat-policy" },
+    });
+    expect(w.writes.slice(i + 1).filter((x) => x.op === "annotate")).toEqual([]);
+    expect(w.events.filter((e) => e.reason === "ScaledDown")).toHaveLength(1);
+  });
+
+  it("writes no deletion costs when connection-aware scale-down is off", async () => {
+    const w = world({ replicas: 3, spec: { scaling: scaling({ connectionAwareScaleDown: false }) } });
+    w.answers.set("198.18.0.1", sample(1));
+    w.answers.set("198.18.0.2", sample(1));
+    await w.reconcile();
+    expect(w.writes.filter((x) => x.op === "scale")).toEqual([{ op: "scale", kind: "Deployment", name: "chat", replicas: 1 }]);
+    expect(w.writes.filter((x) => x.op === "annotate")).toEqual([]);
+  });
+
+  it("a policy new to this operator holds a scale-down for the whole down window", async () => {
+    const w = world({ replicas: 4, spec: { scaling: scaling({ scaleDownStabilizationSeconds: 30 }) } });
+    w.answers.set("198.18.0.1", sample(10));
+    w.answers.set("198.18.0.2", sample(10));
+    for (let t = 0; t < 30_000; t += INTERVAL_MS) {
+      await w.reconcile();
+      w.advance(INTERVAL_MS);
+    }
+    expect(w.writes.filter((x) => x.op === "scale")).toEqual([]);
+    expect(w.condition("ScalingActive")?.message).toContain("held back");
+    await w.reconcile();
+    expect(w.writes.filter((x) => x.op === "scale")).toEqual([{ op: "scale", kind: "Deployment", name: "chat", replicas: 1 }]);
+  });
+
+  it("never scales down while a pod's sidecar does not answer", async () => {
+    const w = world({ replicas: 4, spec: { scaling: scaling() } });
+    w.answers.set("198.18.0.1", sample(10));
+    await w.reconcile();
+    expect(w.writes.filter((x) => x.op === "scale")).toEqual([]);
+  });
+});
+
+describe("Reconciler: budgets", () => {
+  it("pushes every answering sidecar its share of the cluster cap, the pod limits and a TTL of 3 intervals", async () => {
+    const pods = [pod("chat-a", "198.18.0.1", "n"), pod("chat-b", "198.18.0.2", "n"), pod("chat-c", "198.18.0.3", "n")];
+    const w = world({ pods, spec: { limits: { maxConnections: 100, maxConnectionsPerPod: 60, rejectAtPercent: 90 }, topics: [{ match: "room:*", maxChannels: 10 }, { match: "user:*" }] } });
+    w.answers.set("198.18.0.1", sample(30, 4, { "room:1": 4 }));
+    w.answers.set("198.18.0.2", sample(10, 1, { "room:2": 1 }));
+    w.answers.set("198.18.0.3", sample(0));
+    await w.reconcile();
+    expect(w.pushes.map((p) => p.ip).sort()).toEqual(["198.18.0.1", "198.18.0.2", "198.18.0.3"]);
+    for (const { config } of w.pushes) {
+      expect(config).toMatchObject({ maxConnections: 60, rejectAtPercent: 90, ttlSeconds: 15 });
+      expect(config.topics?.map((t) => t.match)).toEqual(["room:*", "user:*"]);
+      expect(config.topics?.[1]).not.toHaveProperty("maxChannels");
+    }
+    const budget = (ip: string) => w.pushes.find((p) => p.ip === ip)!.config;
+    expect(budget("198.18.0.1").connectionBudget).toBeGreaterThanOrEqual(30);
+    expect(budget("198.18.0.2").connectionBudget).toBeGreaterThanOrEqual(10);
+    expect(w.pushes.reduce((s, p) => s + (p.config.connectionBudget ?? 0), 0)).toBeLessThanOrEqual(100);
+    expect(w.pushes.reduce((s, p) => s + (p.config.topics?.[0]?.maxChannels ?? 0), 0)).toBeLessThanOrEqual(10);
+    expect(budget("198.18.0.1").topics?.[0]?.maxChannels).toBeGreaterThanOrEqual(4);
+    expect(w.policy.status?.capacity).toEqual({ maxConnections: 100, connections: 40, usedPercent: 40 });
+  });
+
+  it("keeps a stale pod's budget reserved: nothing is pushed to it and the others' budgets leave room for it", async () => {
+    const w = world({ spec: { limits: { maxConnections: 100 } } });
+    w.answers.set("198.18.0.1", sample(20));
+    w.answers.set("198.18.0.2", sample(20));
+    await w.reconcile();
+    const first = w.pushes.find((p) => p.ip === "198.18.0.2")!.config.connectionBudget!;
+    w.pushes.length = 0;
+    w.answers.set("198.18.0.2", new SidecarError("timeout", "slow"));
+    w.answers.set("198.18.0.1", sample(35));
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.pushes.map((p) => p.ip)).toEqual(["198.18.0.1"]);
+    expect(w.pushes[0]!.config.connectionBudget! + first).toBeLessThanOrEqual(100);
+  });
+
+  it("pushes again every interval, so the TTL never runs out while the operator lives", async () => {
+    const w = world({ spec: { limits: { maxConnections: 10 } } });
+    w.answers.set("198.18.0.1", sample(1));
+    w.answers.set("198.18.0.2", sample(1));
+    await w.reconcile();
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.pushes).toHaveLength(4);
+    expect(w.pushes.every((p) => p.config.ttlSeconds === 15)).toBe(true);
+  });
+
+  it("at the cluster cap: AtCapacity True and one AtCapacity event", async () => {
+    const w = world({ spec: { limits: { maxConnections: 20 } } });
+    w.answers.set("198.18.0.1", sample(12));
+    w.answers.set("198.18.0.2", sample(8));
+    await w.reconcile();
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.condition("AtCapacity")).toMatchObject({ status: "True", reason: "AtCapacity" });
+    expect(w.events.filter((e) => e.reason === "AtCapacity")).toHaveLength(1);
+    expect(w.pushes.slice(0, 2).reduce((s, p) => s + (p.config.connectionBudget ?? 0), 0)).toBeLessThanOrEqual(20);
+  });
+
+  it("forget() lifts the budgets of every pod it pushed to and removes the deletion costs it wrote", async () => {
+    const w = world({ replicas: 3, spec: { limits: { maxConnections: 50 }, scaling: { minReplicas: 1, maxReplicas: 5, targetConnectionsPerPod: 100, scaleDownStabilizationSeconds: 0 } as never } });
+    w.answers.set("198.18.0.1", sample(3));
+    w.answers.set("198.18.0.2", sample(4));
+    await w.reconcile();
+    expect(w.writes.filter((x) => x.op === "annotate")).toHaveLength(2);
+    await w.reconciler.forget(KEY, w.policy);
+    expect(w.resets.sort()).toEqual(["198.18.0.1", "198.18.0.2"]);
+    const removals = w.writes.filter((x) => x.op === "annotate").slice(2);
+    expect(removals.map((r) => r.annotations)).toEqual([
+      { "controller.kubernetes.io/pod-deletion-cost": null, "connmeter.io/pod-deletion-cost-by": null },
+      { "controller.kubernetes.io/pod-deletion-cost": null, "connmeter.io/pod-deletion-cost-by": null },
+    ]);
+    // Forgotten: a second forget has nothing to lift.
+    w.resets.length = 0;
+    await w.reconciler.forget(KEY, w.policy);
+    expect(w.resets).toEqual([]);
+  });
+
+  it("a policy being deleted is forgotten by reconcile: budgets lifted, no status written", async () => {
+    const w = world({ spec: { limits: { maxConnections: 50 } } });
+    w.answers.set("198.18.0.1", sample(3));
+    w.answers.set("198.18.0.2", sample(4));
+    await w.reconcile();
+    const writes = w.statusWrites().length;
+    w.policy.metadata.deletionTimestamp = new Date(T0).toISOString();
+    w.advance(INTERVAL_MS);
+    expect((await w.reconcile()).requeueAfterMs).toBe(0);
+    expect(w.resets.sort()).toEqual(["198.18.0.1", "198.18.0.2"]);
+    expect(w.statusWrites()).toHaveLength(writes);
+  });
+});
