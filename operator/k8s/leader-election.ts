@@ -134,17 +134,22 @@ export class LeaderElector {
     this.leading = true;
     this.log(`leader election: ${this.o.identity} acquired ${where}`);
     this.o.onStartedLeading();
-    for (;;) {
-      await this.sleep(this.retryPeriodMs, signal);
-      if (signal.aborted || this.released) return;
-      const lostBecause = await this.renew(signal);
-      if (signal.aborted || this.released) return;
-      if (lostBecause) {
-        this.leading = false;
-        this.log(`leader election: ${this.o.identity} lost ${where}: ${lostBecause}`);
-        this.o.onStoppedLeading();
-        return;
+    try {
+      for (;;) {
+        await this.sleep(this.retryPeriodMs, signal);
+        if (signal.aborted || this.released) return;
+        const lostBecause = await this.renew(signal);
+        if (signal.aborted || this.released) return;
+        if (lostBecause) {
+          this.leading = false;
+          this.log(`leader election: ${this.o.identity} lost ${where}: ${lostBecause}`);
+          this.o.onStoppedLeading();
+          return;
+        }
       }
+    } finally {
+      // Not renewing any more: whatever the lease says, this replica must not act as leader.
+      this.leading = false;
     }
   }
 

@@ -89,6 +89,7 @@ describe("LeaderElector", () => {
     await time.advance(10_000);
     a.abort.abort(); // killed: no release, no more renewals
     await settle();
+    expect(a.elector.isLeader).toBe(false);
     const frozenAt = time.now;
     let tookOverAt: number | undefined;
     for (let t = 0; t < 30_000 && tookOverAt === undefined; t += 100) {
