@@ -68,6 +68,11 @@ export class Sidecar implements ConnectionObserver {
     rejected: new Map<string, number>(REFUSE_REASONS.map((r) => [r, 0])),
     unparsedFromClient: 0,
     unparsedFromServer: 0,
+    /** Compressed messages not read in full: they inflated past the cap, or followed one that did. */
+    uninspectedFromClient: 0,
+    uninspectedFromServer: 0,
+    /** Open connections whose compressed messages can no longer be read in some direction. */
+    uninspectedConnections: 0,
     connectionSecondsClosed: 0,
     /** Plain HTTP requests answered 502 because the app was unreachable. */
     httpUpstreamErrors: 0,
@@ -197,8 +202,18 @@ export class Sidecar implements ConnectionObserver {
     else this.counters.unparsedFromServer++;
   }
 
+  onUninspected(connection: TappedConnection, fromClient: boolean, contextLost: boolean): void {
+    if (fromClient) this.counters.uninspectedFromClient++;
+    else this.counters.uninspectedFromServer++;
+    if (contextLost && !connection.uninspected) {
+      connection.uninspected = true;
+      this.counters.uninspectedConnections++;
+    }
+  }
+
   onConnectionClosed(connection: TappedConnection): void {
     if (!this.connections.delete(connection)) return;
+    if (connection.uninspected) this.counters.uninspectedConnections--;
     this.openedAtSumMs -= connection.openedAtMs;
     const seconds = (this.now() - connection.openedAtMs) / 1000;
     this.counters.connectionSecondsClosed += seconds;

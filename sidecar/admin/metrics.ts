@@ -75,6 +75,24 @@ export function createMetrics(sidecar: Sidecar): Registry {
     [{ direction: "client_to_server" }, sidecar.counters.unparsedFromClient],
     [{ direction: "server_to_client" }, sidecar.counters.unparsedFromServer],
   ]);
+  counterFrom(
+    registry,
+    "connmeter_messages_uninspected_total",
+    "Compressed messages relayed but not read in full, by direction and reason (inflate_limit: the message inflated past the tap's cap, or came after one that did on a socket with context takeover, whose window the tap then gave up).",
+    ["direction", "reason"],
+    () => [
+      [{ direction: "client_to_server", reason: "inflate_limit" }, sidecar.counters.uninspectedFromClient],
+      [{ direction: "server_to_client", reason: "inflate_limit" }, sidecar.counters.uninspectedFromServer],
+    ],
+  );
+  new Gauge({
+    name: "connmeter_connections_uninspected",
+    help: "Open WebSocket connections whose compressed messages the tap can no longer read in some direction (it gave up a deflate window past the inflate cap): their channel counts may miss joins or leaves until they close.",
+    registers: [registry],
+    collect() {
+      this.set(sidecar.counters.uninspectedConnections);
+    },
+  });
   const durations = new Histogram({
     name: "connmeter_connection_duration_seconds",
     help: "Lifetime of closed WebSocket connections.",

@@ -9,6 +9,11 @@ import { JoinGate } from "./join-gate.js";
 /** What a connection reports to the sidecar that owns it. */
 export interface ConnectionObserver {
   onUnparsed(fromClient: boolean): void;
+  /**
+   * A compressed message was not read in full because it inflated past the cap; `contextLost`:
+   * this direction's later compressed messages cannot be read either (reported once each).
+   */
+  onUninspected(connection: TappedConnection, fromClient: boolean, contextLost: boolean): void;
   onConnectionClosed(connection: TappedConnection): void;
 }
 
@@ -17,6 +22,20 @@ const CLOSE_GRACE_MS = 1000;
 const CLOSE_GOING_AWAY = 1001;
 /** Sidecar-made frames waiting for a server message boundary, at most. */
 const MAX_QUEUED_INJECTIONS = 64;
+/**
+ * Bytes a direction's reader inflates per turn of the event loop; then the source socket is
+ * paused and parsing goes on at setImmediate, so one client's deflate bomb delays the others
+ * by one slice (~1-2 ms of CPU), not by the whole message. Ordinary messages, a few KiB
+ * inflated per read, never reach it.
+ */
+export const INFLATE_SLICE_BYTES = 256 * 1024;
+/**
+ * Inflated bytes of one message past which the tap stops reading it (~0.1 s of CPU for zeros).
+ * A Phoenix message that large is not a lifecycle message anyone needs metered, but a bomb of
+ * 1 GiB would cost seconds of CPU; past the cap the message (and, with context takeover, the
+ * direction's later compressed messages) is reported uninspected instead.
+ */
+export const MAX_INFLATED_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 /**
  * One proxied WebSocket after the 101: relays bytes unchanged in both directions with
@@ -50,6 +69,17 @@ export class TappedConnection implements PhoenixMessageHandler {
   private goingAway = false;
   /** The client is not read while too many of its joins wait for the app's reply. */
   private pausedForJoins = false;
+  /** Either direction lost its inflate context: its compressed messages go unread (the observer sets it). */
+  uninspected = false;
+  /** Chunks that arrived while their direction's reader was still busy with an earlier one. */
+  private readonly c2sWaiting: Buffer[] = [];
+  private readonly s2cWaiting: Buffer[] = [];
+  /** A server chunk parsed before it is written (injections wait), and its stream offset. */
+  private serverChunk: Buffer | null = null;
+  private serverChunkStart = 0;
+  /** A peer ended its side while its last chunks were still being parsed: end the other later. */
+  private endUpstreamPending = false;
+  private endClientPending = false;
 
   constructor(
     private readonly client: Duplex,
@@ -63,8 +93,9 @@ export class TappedConnection implements PhoenixMessageHandler {
     this.openedAtMs = nowMs;
     this.c2sDecoder = new PhoenixDecoder(vsn, true, this);
     this.s2cDecoder = new PhoenixDecoder(vsn, false, this);
-    this.c2s = new FrameReader(this.c2sDecoder, { fromClient: true, deflate, maxMessageBytes: Infinity });
-    this.s2c = new FrameReader(this.s2cDecoder, { fromClient: false, deflate, maxMessageBytes: Infinity });
+    const limits = { maxMessageBytes: Infinity, inflateSliceBytes: INFLATE_SLICE_BYTES, maxInflatedMessageBytes: MAX_INFLATED_MESSAGE_BYTES };
+    this.c2s = new FrameReader(this.c2sDecoder, { fromClient: true, deflate, ...limits, onUninspected: this.onClientUninspected });
+    this.s2c = new FrameReader(this.s2cDecoder, { fromClient: false, deflate, ...limits, onUninspected: this.onServerUninspected });
     const clientContextTakeover = deflate !== null && !deflate.clientNoContextTakeover;
     this.gate = clientContextTakeover ? null : new JoinGate(this.c2s, this.writeUpstream);
     this.vsn = vsn;
@@ -94,11 +125,11 @@ export class TappedConnection implements PhoenixMessageHandler {
   goAway(): void {
     if (this.closed || this.goingAway) return;
     this.goingAway = true;
-    if (this.s2c.atMessageBoundary && this.injections === null) {
+    if (this.serverAtBoundary() && this.injections === null) {
       this.client.write(encodeCloseFrame(CLOSE_GOING_AWAY, "sidecar draining", false));
     }
     // Bytes the gate holds were never sent, so the app's stream stops at a frame start.
-    if (this.c2s.atMessageBoundary || (this.gate !== null && !this.gate.empty)) {
+    if ((!this.c2s.busy && this.c2s.atMessageBoundary) || (this.gate !== null && !this.gate.empty)) {
       this.upstream.write(encodeCloseFrame(CLOSE_GOING_AWAY, "sidecar draining", true));
     }
     this.client.end();
@@ -167,34 +198,67 @@ export class TappedConnection implements PhoenixMessageHandler {
 
   private readonly onClientData = (chunk: Buffer): void => {
     if (this.goingAway) return;
+    if (this.c2s.busy || this.c2sWaiting.length > 0) {
+      this.c2sWaiting.push(chunk); // a read that raced the pause: it waits its turn
+      this.client.pause();
+      return;
+    }
+    this.takeClientChunk(chunk);
+  };
+
+  private takeClientChunk(chunk: Buffer): void {
     const gate = this.gate;
     if (gate === null || (gate.empty && !this.channels.budgeted)) {
       // Nothing can be refused: forward first, parse second.
       if (!this.upstream.write(chunk)) this.client.pause();
-      this.c2s.push(chunk);
+      if (!this.c2s.push(chunk)) this.waitForReader(true);
       return;
     }
     gate.hold(chunk);
-    this.c2s.push(chunk);
+    // The gate decides on whole chunks: it is flushed once the reader has parsed all of this one.
+    if (this.c2s.push(chunk)) this.flushGate();
+    else this.waitForReader(true);
+  }
+
+  private flushGate(): void {
+    const gate = this.gate;
+    if (gate === null || gate.empty) return;
     // Without budgets nothing is refused, so nothing needs to wait.
     const ok = this.channels.budgeted ? gate.flush() : gate.release();
     if (!ok) this.client.pause();
-  };
+  }
 
   private readonly onUpstreamData = (chunk: Buffer): void => {
     if (this.goingAway) return;
+    if (this.s2c.busy || this.s2cWaiting.length > 0) {
+      this.s2cWaiting.push(chunk);
+      this.upstream.pause();
+      return;
+    }
+    this.takeServerChunk(chunk);
+  };
+
+  private takeServerChunk(chunk: Buffer): void {
     if (this.injections === null) {
       if (!this.client.write(chunk)) this.upstream.pause();
-      this.s2c.push(chunk);
+      if (!this.s2c.push(chunk)) this.waitForReader(false);
       return;
     }
     // Frames wait to be injected: parse first to find where a server message ends.
-    const chunkStart = this.s2c.offset;
+    this.serverChunk = chunk;
+    this.serverChunkStart = this.s2c.offset;
     this.serverBoundary = -1;
-    this.s2c.push(chunk);
+    if (this.s2c.push(chunk)) this.writeParsedServerChunk();
+    else this.waitForReader(false);
+  }
+
+  /** Writes the server chunk parsed while injections waited, the injections at its first message boundary. */
+  private writeParsedServerChunk(): void {
+    const chunk = this.serverChunk!;
+    this.serverChunk = null;
     let ok: boolean;
     if (this.serverBoundary >= 0) {
-      const cut = this.serverBoundary - chunkStart;
+      const cut = this.serverBoundary - this.serverChunkStart;
       this.client.write(chunk.subarray(0, cut));
       this.flushInjections();
       ok = this.client.write(chunk.subarray(cut));
@@ -203,13 +267,64 @@ export class TappedConnection implements PhoenixMessageHandler {
       if (this.s2c.atMessageBoundary) this.flushInjections();
     }
     if (!ok) this.upstream.pause();
+  }
+
+  /**
+   * A reader stopped mid-chunk with its inflate slice spent: its source stays paused (no chunk
+   * overtakes the one being parsed, and backpressure reaches the sender) and parsing goes on
+   * at the next turn of the event loop, after every other socket's pending I/O.
+   */
+  private waitForReader(fromClient: boolean): void {
+    (fromClient ? this.client : this.upstream).pause();
+    setImmediate(fromClient ? this.continueClient : this.continueServer);
+  }
+
+  private readonly continueClient = (): void => {
+    if (this.closed) return;
+    if (!this.c2s.resume()) {
+      setImmediate(this.continueClient);
+      return;
+    }
+    this.flushGate();
+    while (this.c2sWaiting.length > 0 && !this.c2s.busy) this.takeClientChunk(this.c2sWaiting.shift()!);
+    if (this.c2s.busy) return;
+    if (this.endUpstreamPending) this.endUpstream();
+    else this.resumeClient();
+  };
+
+  private readonly continueServer = (): void => {
+    if (this.closed) return;
+    if (!this.s2c.resume()) {
+      setImmediate(this.continueServer);
+      return;
+    }
+    if (this.serverChunk !== null) this.writeParsedServerChunk();
+    else if (this.injections !== null && this.s2c.atMessageBoundary) this.flushInjections();
+    while (this.s2cWaiting.length > 0 && !this.s2c.busy) this.takeServerChunk(this.s2cWaiting.shift()!);
+    if (this.s2c.busy) return;
+    if (this.endClientPending) this.endClient();
+    else this.resumeUpstream();
+  };
+
+  private readonly onClientUninspected = (contextLost: boolean): void => {
+    this.observer.onUninspected(this, true, contextLost);
+  };
+
+  private readonly onServerUninspected = (contextLost: boolean): void => {
+    this.observer.onUninspected(this, false, contextLost);
   };
 
   private readonly writeUpstream = (chunk: Buffer): boolean => this.upstream.write(chunk);
 
+  /** The client has been sent whole server messages only: a frame may be written to it now. */
+  private serverAtBoundary(): boolean {
+    // A busy reader has not yet parsed bytes that were already forwarded.
+    return !this.s2c.busy && this.s2c.atMessageBoundary;
+  }
+
   /** Writes a sidecar-made frame to the client between two server messages. */
   private injectToClient(frame: Buffer): void {
-    if (this.injections === null && this.s2c.atMessageBoundary) {
+    if (this.injections === null && this.serverAtBoundary()) {
       this.client.write(frame);
       return;
     }
@@ -229,28 +344,36 @@ export class TappedConnection implements PhoenixMessageHandler {
     if (this.injections !== null && this.serverBoundary < 0) this.serverBoundary = this.s2c.offset;
   }
 
+  // A source is read again only when every reason to pause it is gone: its destination's
+  // backpressure, its reader still busy with a chunk, and (client) too many joins pending.
   private readonly resumeUpstream = (): void => {
-    this.upstream.resume();
+    if (!this.s2c.busy && this.s2cWaiting.length === 0 && !this.client.writableNeedDrain) this.upstream.resume();
   };
 
   private readonly resumeClient = (): void => {
-    if (!this.pausedForJoins) this.client.resume();
+    if (!this.pausedForJoins && !this.c2s.busy && this.c2sWaiting.length === 0 && !this.upstream.writableNeedDrain) this.client.resume();
   };
 
   private resumeAfterJoins(): void {
     this.pausedForJoins = false;
-    if (!this.upstream.writableNeedDrain) this.client.resume();
+    this.resumeClient();
   }
 
   // A WebSocket has no half-close: once either peer ends its side, the other is ended too
   // and the pair is cut after a grace period, so an app (or client) that keeps its half open
   // cannot hold a connection, and its count, forever.
+  // Bytes still being parsed (held by the gate, or a server chunk waiting for injections) are
+  // written before the end.
   private readonly endUpstream = (): void => {
+    this.endUpstreamPending = this.c2s.busy;
+    if (this.endUpstreamPending) return;
     this.upstream.end();
     this.cutAfterGrace();
   };
 
   private readonly endClient = (): void => {
+    this.endClientPending = this.s2c.busy;
+    if (this.endClientPending) return;
     this.client.end();
     this.cutAfterGrace();
   };

@@ -1,10 +1,11 @@
 import { Duplex } from "node:stream";
+import { constants, deflateRawSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { ChannelLedger, KIND_WEBSOCKET } from "../../../../sidecar/ledger/channel-ledger.js";
 import { TopicGroups } from "../../../../sidecar/ledger/topic-groups.js";
 import { VSN_2 } from "../../../../sidecar/phoenix/message.js";
-import { TappedConnection } from "../../../../sidecar/proxy/tapped-connection.js";
-import { FrameReader, type MessageSink } from "../../../../sidecar/ws/frame-reader.js";
+import { MAX_INFLATED_MESSAGE_BYTES, TappedConnection } from "../../../../sidecar/proxy/tapped-connection.js";
+import { FrameReader, type DeflateParams, type MessageSink } from "../../../../sidecar/ws/frame-reader.js";
 import { wsFrame } from "../ws/ws-internals.js";
 
 /** One side of the relay: what the test pushes in comes out as 'data'; what the relay writes is recorded. */
@@ -45,7 +46,7 @@ describe("TappedConnection", () => {
     const ledger = new ChannelLedger(new TopicGroups([{ match: "room:*", maxChannels: 0 }]));
     const client = endpoint();
     const app = endpoint();
-    const observer = { onUnparsed: () => {}, onConnectionClosed: () => {} };
+    const observer = { onUnparsed: () => {}, onUninspected: () => {}, onConnectionClosed: () => {} };
     new TappedConnection(client.socket, app.socket, ledger.openSocket(KIND_WEBSOCKET), VSN_2, null, observer, 0).start();
 
     const big = text(`[null,null,"patterns:x","bcast",{"body":"${"y".repeat(5000)}"}]`, false);
@@ -65,5 +66,65 @@ describe("TappedConnection", () => {
     // only the ping reached the app (frames are masked, so compare lengths)
     expect(Buffer.concat(app.written).length).toBe(text('["1","2","patterns:x","ping",{}]', true).length);
     expect(ledger.joinsByResult[2]).toBe(1);
+  });
+
+  it("relays a deflate bomb unchanged while inflating it a slice per turn, then reports the socket's compressed messages uninspected", async () => {
+    const deflate: DeflateParams = { serverNoContextTakeover: false, clientNoContextTakeover: false, serverMaxWindowBits: 15, clientMaxWindowBits: 15 };
+    const compressed = (data: Buffer) => {
+      const z = deflateRawSync(data, { level: 9, finishFlush: constants.Z_SYNC_FLUSH });
+      return wsFrame(z.subarray(0, z.length - 4), { fin: true, opcode: 1, mask: true, rsv1: true });
+    };
+    const ledger = new ChannelLedger(new TopicGroups([]));
+    const client = endpoint();
+    const app = endpoint();
+    const reports: string[] = [];
+    const observer = {
+      onUnparsed: () => {},
+      onUninspected: (c: TappedConnection, fromClient: boolean, lost: boolean) => {
+        c.uninspected = lost;
+        reports.push(`${fromClient ? "c2s" : "s2c"} lost=${lost}`);
+      },
+      onConnectionClosed: () => {},
+    };
+    const connection = new TappedConnection(client.socket, app.socket, ledger.openSocket(KIND_WEBSOCKET), VSN_2, deflate, observer, 0);
+    connection.start();
+    const reply = (ref: string, topic: string) => text(`["${ref}","${ref}","${topic}","phx_reply",{"response":{},"status":"ok"}]`, false);
+
+    client.socket.push(compressed(Buffer.from('["1","1","room:1","phx_join",{}]')));
+    await tick();
+    app.socket.push(reply("1", "room:1"));
+    await tick();
+    expect(ledger.channels).toBe(1);
+
+    // 4x the cap of zeros in one read: forwarded at once, then inflated up to the cap in slices.
+    const bomb = compressed(Buffer.alloc(4 * MAX_INFLATED_MESSAGE_BYTES));
+    const sentBefore = Buffer.concat(app.written).length;
+    client.socket.push(bomb);
+    await tick();
+    expect(Buffer.concat(app.written).subarray(sentBefore).equals(bomb)).toBe(true);
+    let turns = 0;
+    while (reports.length === 0 && turns < 10_000) {
+      await tick();
+      turns++;
+    }
+    expect(reports).toEqual(["c2s lost=true"]);
+    expect(turns).toBeGreaterThan(10); // other work ran between the slices
+    expect(connection.uninspected).toBe(true);
+
+    // The window is gone: a later compressed join is relayed but cannot be read, and says so.
+    const join2 = compressed(Buffer.from('["2","2","room:2","phx_join",{}]'));
+    client.socket.push(join2);
+    await tick();
+    app.socket.push(reply("2", "room:2"));
+    await tick();
+    expect(reports).toEqual(["c2s lost=true", "c2s lost=true"]);
+    expect(Buffer.concat(app.written).subarray(-join2.length).equals(join2)).toBe(true);
+    expect(ledger.channels).toBe(1); // room:1 stays counted; room:2 was not seen (the gauge says so)
+    // uncompressed messages are still read
+    client.socket.push(text('["3","3","room:3","phx_join",{}]', true));
+    await tick();
+    app.socket.push(reply("3", "room:3"));
+    await tick();
+    expect(ledger.channels).toBe(2);
   });
 });

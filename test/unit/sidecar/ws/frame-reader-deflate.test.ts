@@ -237,7 +237,7 @@ describe("FrameReader with permessage-deflate limits and errors", () => {
     const slice = 256 * 1024;
     let delivered = 0;
     let most = 0;
-    const sink: MessageSink = { ...r.sink, onMessageData: (data) => void (delivered += data.length) ?? true };
+    const sink: MessageSink = { ...r.sink, onMessageData: (data) => ((delivered += data.length), true) };
     const reader = new FrameReader(sink, { fromClient: true, deflate, maxMessageBytes: Infinity, inflateSliceBytes: slice });
     let calls = 1;
     let done = reader.push(frames);
