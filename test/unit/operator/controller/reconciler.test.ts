@@ -351,6 +351,17 @@ describe("Reconciler: scaling", () => {
     expect(w.writes.filter((x) => x.op === "scale")).toEqual([{ op: "scale", kind: "Deployment", name: "chat", replicas: 1 }]);
   });
 
+  it("scales a StatefulSet down without deletion costs (it removes its highest ordinal) and says so", async () => {
+    const w = world({ replicas: 3, spec: { targetRef: { apiVersion: "apps/v1", kind: "StatefulSet", name: "chat" }, scaling: scaling() } });
+    w.caches.statefulSets.items.push(...w.caches.deployments.items.splice(0));
+    w.answers.set("198.18.0.1", sample(1));
+    w.answers.set("198.18.0.2", sample(1));
+    await w.reconcile();
+    expect(w.writes.filter((x) => x.op === "scale")).toEqual([{ op: "scale", kind: "StatefulSet", name: "chat", replicas: 1 }]);
+    expect(w.writes.filter((x) => x.op === "annotate")).toEqual([]);
+    expect(w.condition("ScalingActive")?.message).toContain("highest ordinal");
+  });
+
   it("never scales down while a pod's sidecar does not answer", async () => {
     const w = world({ replicas: 4, spec: { scaling: scaling() } });
     w.answers.set("198.18.0.1", sample(10));
