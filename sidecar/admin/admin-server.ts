@@ -5,7 +5,8 @@
  *   GET /readyz    200 when new connections are welcome; 503 when draining or at
  *                  --reject-at-percent of --max-connections (with hysteresis)
  *   GET /stats     JSON counts: connections, channels, longpoll, topics{}, ...
- *   GET /metrics   Prometheus text, every name prefixed connmeter_
+ *   GET /metrics   Prometheus text, every name prefixed connmeter_; rendered at most once a
+ *                  second, every scrape meanwhile gets that page
  *   GET /config    the limits and topic groups in force, where they come from ("flags" or
  *                  "pushed") and when pushed values expire:
  *                  {maxConnections, connectionBudget: n | null, rejectAtPercent, upgradeRatePerSecond,
@@ -27,20 +28,37 @@ import type { Limits } from "../limits/admission.js";
 import type { ConfigProvenance } from "./pushed-config.js";
 import type { HostPort, Sidecar } from "../sidecar.js";
 import { parseConfigUpdate } from "./config-update.js";
+import { CachedMetrics } from "./metrics.js";
 
 const MAX_CONFIG_BYTES = 1024 * 1024;
+/**
+ * The admin port shares the event loop with the relay, so what a flood of admin clients can
+ * take is bounded: open connections (past the cap new ones are closed at once; a scrape or a
+ * probe needs one each, and each holds a file descriptor), and the time a connection may take
+ * to send its request or sit idle between requests.
+ */
+export const MAX_ADMIN_CONNECTIONS = 1024;
+const ADMIN_HEADERS_TIMEOUT_MS = 5000;
+const ADMIN_REQUEST_TIMEOUT_MS = 10_000;
+const ADMIN_KEEP_ALIVE_MS = 5000;
 
 export class AdminServer {
   private readonly server: http.Server;
+  private readonly metrics: CachedMetrics;
 
   constructor(
     private readonly sidecar: Sidecar,
-    private readonly metrics: Registry,
+    registry: Registry,
     private readonly token: string | undefined,
   ) {
-    this.server = http.createServer((req, res) => {
+    this.metrics = new CachedMetrics(registry);
+    this.server = http.createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
       this.route(req, res).catch((err: unknown) => send(res, 500, { error: String(err) }));
     });
+    this.server.maxConnections = MAX_ADMIN_CONNECTIONS;
+    this.server.headersTimeout = ADMIN_HEADERS_TIMEOUT_MS;
+    this.server.requestTimeout = ADMIN_REQUEST_TIMEOUT_MS;
+    this.server.keepAliveTimeout = ADMIN_KEEP_ALIVE_MS;
   }
 
   async start(at: HostPort): Promise<HostPort> {
@@ -68,9 +86,7 @@ export class AdminServer {
       case "GET /stats":
         return send(res, 200, this.sidecar.stats());
       case "GET /metrics":
-        res.writeHead(200, { "content-type": this.metrics.contentType });
-        res.end(await this.metrics.metrics());
-        return;
+        return sendText(res, 200, await this.metrics.render(), this.metrics.contentType);
       case "GET /config":
         return send(res, 200, this.currentConfig());
       case "PUT /config":
@@ -141,7 +157,7 @@ function send(res: http.ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-function sendText(res: http.ServerResponse, status: number, text: string): void {
-  res.writeHead(status, { "content-type": "text/plain", "content-length": Buffer.byteLength(text) });
+function sendText(res: http.ServerResponse, status: number, text: string, contentType = "text/plain"): void {
+  res.writeHead(status, { "content-type": contentType, "content-length": Buffer.byteLength(text) });
   res.end(text);
 }

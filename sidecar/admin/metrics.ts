@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { END_CAUSES, JOIN_RESULTS, KIND_LONGPOLL } from "../ledger/channel-ledger.js";
 import type { Sidecar } from "../sidecar.js";
@@ -101,6 +102,47 @@ export function createMetrics(sidecar: Sidecar): Registry {
   });
   sidecar.onConnectionDuration = (seconds) => durations.observe(seconds);
   return registry;
+}
+
+/** How long one rendered /metrics page is served to every scrape (Prometheus scrapes every 15-60 s). */
+export const METRICS_CACHE_MS = 1000;
+
+/**
+ * Renders a registry at most once per `maxAgeMs`; scrapes that arrive while a render runs share
+ * it. A burst of scrapers (500 at once) thus costs one render, not 500 on the event loop that
+ * relays the app's traffic. Values are at most `maxAgeMs` old.
+ */
+export class CachedMetrics {
+  private text = "";
+  private renderedAtMs = -Infinity;
+  private rendering: Promise<string> | null = null;
+
+  constructor(
+    readonly registry: Registry,
+    private readonly maxAgeMs = METRICS_CACHE_MS,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    if (this.now() - this.renderedAtMs < this.maxAgeMs) return Promise.resolve(this.text);
+    this.rendering ??= this.registry.metrics().then(
+      (text) => {
+        this.text = text;
+        this.renderedAtMs = this.now();
+        this.rendering = null;
+        return text;
+      },
+      (err: unknown) => {
+        this.rendering = null;
+        throw err;
+      },
+    );
+    return this.rendering;
+  }
 }
 
 type Sample = [labels: Record<string, string>, value: number];

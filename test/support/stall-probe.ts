@@ -3,6 +3,7 @@
 // own process): an app with an echo endpoint and a sink endpoint that accepts
 // permessage-deflate, a decompression bomb, and probes that time echo round trips of another
 // socket and /healthz requests while something hostile runs.
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import http from "node:http";
@@ -116,6 +117,7 @@ export interface StallReport {
   /** Longest GET /healthz on the admin port, in ms. */
   healthzMaxMs: number;
   healthzRequests: number;
+  healthzFailures: number;
 }
 
 /**
@@ -126,7 +128,7 @@ export interface StallReport {
 export async function measureStalls(sidecarUrl: string, adminUrl: string, during: () => Promise<void>): Promise<StallReport> {
   const ws = new WebSocket(`${sidecarUrl.replace(/^http/, "ws")}/echo`, { perMessageDeflate: false });
   await once(ws, "open");
-  const report: StallReport = { echoMaxMs: 0, echoRoundTrips: 0, healthzMaxMs: 0, healthzRequests: 0 };
+  const report: StallReport = { echoMaxMs: 0, echoRoundTrips: 0, healthzMaxMs: 0, healthzRequests: 0, healthzFailures: 0 };
   let running = true;
   const echo = async (): Promise<void> => {
     while (running) {
@@ -141,8 +143,11 @@ export async function measureStalls(sidecarUrl: string, adminUrl: string, during
   const healthz = async (): Promise<void> => {
     while (running) {
       const t0 = performance.now();
-      const res = await fetch(`${adminUrl}/healthz`);
-      await res.text();
+      try {
+        await (await fetch(`${adminUrl}/healthz`)).text();
+      } catch {
+        report.healthzFailures++; // a reused keep-alive connection the server closed meanwhile
+      }
       report.healthzMaxMs = Math.max(report.healthzMaxMs, performance.now() - t0);
       report.healthzRequests++;
     }
@@ -177,8 +182,10 @@ export interface BombResult extends StallReport {
  */
 export async function runDeflateBomb(sidecarUrl: string, adminUrl: string, app: StallApp, inflatedBytes: number, settleMs = 15_000): Promise<BombResult> {
   const frame = deflateBombFrame(inflatedBytes);
-  const uninspected = async (): Promise<number> =>
-    metricValue(await (await fetch(`${adminUrl}/metrics`)).text(), 'connmeter_messages_uninspected_total{direction="client_to_server",reason="inflate_limit"}');
+  const uninspected = async (): Promise<number> => {
+    const page = await fetch(`${adminUrl}/metrics`).then((r) => r.text(), () => "");
+    return metricValue(page, 'connmeter_messages_uninspected_total{direction="client_to_server",reason="inflate_limit"}');
+  };
   const before = await uninspected();
   let relayedAll = false;
   let uninspectedConnections = 0;
@@ -195,20 +202,28 @@ export async function runDeflateBomb(sidecarUrl: string, adminUrl: string, app: 
   return { ...stalls, frameBytes: frame.length, relayedAll, uninspected: (await uninspected()) - before, uninspectedConnections };
 }
 
-/** `scrapes` concurrent GET /metrics while {@link measureStalls} watches the data path. */
+/** Plain JS for a child process: `scrapes` concurrent GETs of a URL; prints how many failed. */
+const SCRAPER = `
+const [url, n] = process.argv.slice(1);
+let failed = 0;
+Promise.all(Array.from({ length: Number(n) }, () =>
+  fetch(url).then((r) => r.text()).then((t) => { if (!t.includes("connmeter_")) failed++; }, () => { failed++; }),
+)).then(() => console.log(failed));
+`;
+
+/**
+ * `scrapes` concurrent GET /metrics from a child process (so the scrapers' own CPU is not
+ * charged to the process under test when the sidecar runs in it) while {@link measureStalls}
+ * watches the data path.
+ */
 export async function runMetricsStorm(sidecarUrl: string, adminUrl: string, scrapes: number): Promise<StallReport & { failedScrapes: number }> {
-  let failedScrapes = 0;
+  let failedScrapes = -1;
   const stalls = await measureStalls(sidecarUrl, adminUrl, async () => {
-    await Promise.all(
-      Array.from({ length: scrapes }, async () => {
-        try {
-          const res = await fetch(`${adminUrl}/metrics`);
-          if (!(await res.text()).includes("connmeter_connections")) failedScrapes++;
-        } catch {
-          failedScrapes++;
-        }
-      }),
-    );
+    const child = spawn(process.execPath, ["-e", SCRAPER, `${adminUrl}/metrics`, String(scrapes)], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d));
+    await once(child, "exit");
+    failedScrapes = out.trim() === "" ? scrapes : Number(out.trim());
   });
   return { ...stalls, failedScrapes };
 }

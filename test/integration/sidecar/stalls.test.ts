@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
-import { metricValue, runDeflateBomb, startStallApp, type StallApp } from "../../support/stall-probe.js";
+import { metricValue, runDeflateBomb, runMetricsStorm, startStallApp, type StallApp } from "../../support/stall-probe.js";
 
 /**
  * A behavioural bound, not a micro-benchmark: generous for a loaded 2-core machine, and far
@@ -32,5 +32,12 @@ describe("no single client stalls the others", () => {
     expect(result.uninspectedConnections).toBe(1); // flagged while it was open...
     const page = () => fetch(`${sidecar.adminUrl}/metrics`).then((r) => r.text());
     await waitFor(page, (p) => metricValue(p, "connmeter_connections_uninspected") === 0, "the bomb's socket to close"); // ...and no longer once closed
+  });
+
+  it("500 concurrent GET /metrics: scrapes share one render and the data path keeps moving", async () => {
+    const result = await runMetricsStorm(sidecar.url, sidecar.adminUrl, 500);
+    console.log(`500 concurrent scrapes: worst echo ${result.echoMaxMs.toFixed(0)} ms, worst /healthz ${result.healthzMaxMs.toFixed(0)} ms, ${result.failedScrapes} failed`);
+    expect(result.failedScrapes).toBe(0);
+    expect(result.echoMaxMs).toBeLessThan(MAX_STALL_MS);
   });
 });
