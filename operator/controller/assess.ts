@@ -118,7 +118,7 @@ export function assessScaling(spec: PolicySpec, outcome: ScalingOutcome | undefi
       const s = spec.scaling!;
       const d = outcome.decision;
       const note = outcome.kind === "StatefulSet" ? " A StatefulSet removes its highest ordinal first on scale-down (pod-deletion-cost does not apply)." : "";
-      const held = d.heldBack ? ` A scale-down to ${d.recommendation} is held back by the ${s.scaleDownStabilizationSeconds} s stabilization window (or by pods with unknown counts).` : "";
+      const held = d.heldBack ? ` A scale-down to ${d.recommendation} is held back by the ${s.scaleDownStabilizationSeconds} s scale-down stabilization window.` : "";
       const limited = d.limited === "TooManyReplicas"
         ? { type: COND_SCALING_LIMITED, status: "True" as const, reason: REASON_TOO_MANY, message: `the connections ask for more than maxReplicas ${s.maxReplicas}` }
         : d.limited === "TooFewReplicas"

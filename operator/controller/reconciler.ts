@@ -50,6 +50,10 @@ interface PolicyMemory {
   topicLabels: string[];
   /** The last assessment, reused by reconciles between two scrapes. */
   assessment: Assessment | undefined;
+  /** The sidecars' admin port, to lift budgets after the policy is gone from the cache. */
+  adminPort: number;
+  /** Set by forget(): a reconcile still running for the old policy writes nothing more. */
+  forgotten: boolean;
 }
 
 /** A scrape's timeout: well under the interval, never long. */
@@ -73,6 +77,7 @@ export class Reconciler {
     const intervalMs = spec.scrapeIntervalSeconds * 1000;
     const now = this.deps.clock();
     const mem = this.memoryFor(key, policy);
+    mem.adminPort = spec.sidecar.adminPort;
     const target = this.target(namespace, spec);
 
     const scrapeDue = now - mem.lastScrapeMs >= intervalMs - 100 || mem.generation !== policy.metadata.generation;
@@ -95,11 +100,11 @@ export class Reconciler {
     const mem = this.memory.get(key);
     if (!mem) return;
     this.memory.delete(key);
+    mem.forgotten = true;
     const [namespace, name] = splitKey(key);
     this.deps.metrics.forgetPolicy(namespace, name, mem.topicLabels);
-    const port = last ? withDefaults(last.spec).sidecar.adminPort : undefined;
+    const port = last ? withDefaults(last.spec).sidecar.adminPort : mem.adminPort;
     await Promise.all(mem.samples.pushedPods().map(async (p) => {
-      if (port === undefined) return;
       try {
         await this.deps.sidecars.resetConfig(p.ip, port, 2000);
       } catch (err) {
@@ -116,6 +121,7 @@ export class Reconciler {
       mem = {
         uid: policy.metadata.uid, generation: undefined, samples: new PodSamples(), lastScrapeMs: -Infinity, history: [],
         lastStatusWriteMs: -Infinity, lastStatusJson: canonicalJson(policy.status ?? {}), topicLabels: [], assessment: undefined,
+        adminPort: 0, forgotten: false,
       };
       this.memory.set(key, mem);
     }
@@ -171,9 +177,11 @@ export class Reconciler {
     );
     const groupBudgets = spec.topics.map((g, i) => g.maxChannels === undefined ? undefined : splitCap(
       g.maxChannels,
-      claimsOf((n) => agg.podGroupChannels.get(n)?.[i] ?? 0, (c) => c.topics?.[i]?.maxChannels),
+      // By name, not position: a reordered spec.topics must not charge a stale pod another group's budget.
+      claimsOf((n) => agg.podGroupChannels.get(n)?.[i] ?? 0, (c) => c.topics?.find((t) => t.match === g.match)?.maxChannels),
     ));
     const ttlSeconds = Math.max(3, Math.ceil((3 * intervalMs) / 1000));
+    if (mem.forgotten) return;
     await Promise.all(pods.filter((p) => mem.samples.isFresh(p.name)).map(async (p) => {
       const config: SidecarConfig = {
         ...(limits.maxConnectionsPerPod !== undefined ? { maxConnections: limits.maxConnectionsPerPod } : {}),
@@ -216,7 +224,7 @@ export class Reconciler {
     });
     mem.history = decision.history;
     let scaledAt: string | undefined;
-    if (decision.desired !== current) {
+    if (decision.desired !== current && !mem.forgotten) {
       if (decision.desired < current && kind === "Deployment" && scaling.connectionAwareScaleDown) {
         await this.ensureDeletionCosts(policy, target, agg);
       }
@@ -301,9 +309,12 @@ export class Reconciler {
    */
   private async ensureStatus(policy: ConnectionPolicy, mem: PolicyMemory, now: number, intervalMs: number): Promise<void> {
     const a = mem.assessment!;
+    if (mem.forgotten) return;
+    // Captured before the write: the cache may hand back the same object, updated.
+    const before = policy.status?.conditions;
     const generation = policy.metadata.generation ?? 0;
     const nowIso = new Date(now).toISOString();
-    const conditions = a.conditions.reduce((list, c) => setCondition(list, c, generation, nowIso), policy.status?.conditions ?? []);
+    const conditions = a.conditions.reduce((list, c) => setCondition(list, c, generation, nowIso), before ?? []);
     const status: PolicyStatus = { ...a.status, observedGeneration: generation, conditions };
     const json = canonicalJson(status);
     if (json === mem.lastStatusJson || json === canonicalJson(policy.status ?? {})) return;
@@ -314,7 +325,7 @@ export class Reconciler {
     this.deps.metrics.statusWrites.inc();
     mem.lastStatusWriteMs = now;
     mem.lastStatusJson = json;
-    emitTransitionEvents(this.deps.events, policyRef(policy), policy.status?.conditions, conditions);
+    emitTransitionEvents(this.deps.events, policyRef(policy), before, conditions);
   }
 }
 

@@ -34,7 +34,7 @@ export interface ScaleDecision {
   limited: Limited;
   /** History to keep for the next decision (pruned to the longest window). */
   history: Recommendation[];
-  /** A scale-down was held back by the down window (or incomplete counts). */
+  /** A scale-down was held back by the down window (incomplete counts change the recommendation itself instead). */
   heldBack: boolean;
 }
 

@@ -3,7 +3,7 @@
 // state under .local/cluster/. `clusterUp` starts it (or reuses a running one), `clusterDown`
 // stops exactly the processes it started and removes their data.
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { createServer } from "node:net";
 import { join, relative } from "node:path";
@@ -400,6 +400,25 @@ async function startAll(config: ClusterConfig, binDir: string, agentMain: string
     await stopAll(config, state, log);
     throw err;
   }
+}
+
+/**
+ * Stops kube-apiserver and starts it again with the same command (an API server restart, as
+ * in an upgrade); resolves once it is ready again. For e2e tests of clients' resilience.
+ * `downMs` keeps it stopped that long first.
+ */
+export async function restartApiserver(downMs = 0, log: Log = console.error, config: ClusterConfig = loadClusterConfig()): Promise<void> {
+  await withLock(config, log, async () => {
+    const state = readState(config);
+    const rec = state?.processes.find((p) => p.name === "kube-apiserver");
+    if (!state || !rec) throw new Error("no running local cluster with a kube-apiserver to restart");
+    await stopProcess(rec, 10_000);
+    await sleep(downMs);
+    appendFileSync(rec.log, `# ${new Date().toISOString()} restarted\n`);
+    const next = spawnDaemon(rec.name, rec.command, { log: rec.log, cwd: config.repoRoot });
+    writeState(config, { ...state, processes: state.processes.map((p) => (p === rec ? next : p)) });
+    await waitUntil("kube-apiserver /readyz after a restart", 90_000, next, async () => (await httpsGet(`${state.server}/readyz`, adminTls(config))).status === 200);
+  });
 }
 
 // --- down ---

@@ -128,7 +128,7 @@ describe("assessScaling", () => {
     expect(plain.active.message).toContain("desired 6 replicas");
     expect(plain.active.message).not.toContain("held back");
     const held = assessScaling(spec(), { mode: "active", current: 6, decision: decision({ desired: 6, recommendation: 3, heldBack: true }), kind: "Deployment", scaledAt: undefined });
-    expect(held.active.message).toContain("A scale-down to 3 is held back by the 300 s stabilization window");
+    expect(held.active.message).toContain("A scale-down to 3 is held back by the 300 s scale-down stabilization window");
   });
 
   it("tells a StatefulSet's owner that the highest ordinal goes first", () => {
