@@ -52,9 +52,10 @@ test: build typecheck lint ## type-check, lint and run every test (unit, integra
 demo: build ## run the local demo: Phoenix test app + sidecar + the official phoenix client
 	node dist/test/support/demo.js
 
-bench: build ## benchmarks: direct vs sidecar vs nginx (installs nginx with apt-get if missing), then the frame reader vs ws
+bench: build ## benchmarks: direct vs sidecar vs nginx (installs nginx with apt-get if missing), the frame reader vs ws, one operator cycle over 1,000 sidecars
 	bash bench/run.sh
 	node dist/bench/frame-reader.bench.js
+	node dist/bench/operator-bench.js
 
 # The local Kubernetes control plane (test/env): etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler (built once by test/env/build-k8s.sh) and a node agent that runs pods as local

@@ -1,0 +1,53 @@
+// A child process for the operator benchmark: N sidecar admin APIs on loopback, one per
+// simulated pod at 127.1.x.y:<port> (all of 127/8 is loopback on Linux, so no setup), each
+// answering GET /stats like a busy sidecar and PUT/DELETE /config like one that accepts.
+// Prints "ready <n>" once all listen; exits when its parent does (stdin closes).
+import http from "node:http";
+
+const count = Number(process.argv[2] ?? 1000);
+const port = Number(process.argv[3] ?? 9090);
+
+/** The pod's address: 127.1.<i/250>.<i%250+1>. */
+export function fakePodIp(i: number): string {
+  return `127.1.${Math.floor(i / 250)}.${(i % 250) + 1}`;
+}
+
+function statsBody(i: number): string {
+  const connections = 50 + ((i * 37) % 200);
+  const topics: Record<string, number> = { "room:*": connections, "presence:*": Math.floor(connections / 2) };
+  for (let t = 0; t < 20; t++) topics[`match:${(i * 7 + t) % 500}`] = 1 + ((i + t) % 5);
+  const channels = Object.values(topics).reduce((a, b) => a + b, 0);
+  return JSON.stringify({ connections, channels, longpoll: i % 3, topics, ready: true, draining: false, maxConnections: 0, unparsedMessages: 0 });
+}
+
+async function main(): Promise<void> {
+  const servers: http.Server[] = [];
+  for (let i = 0; i < count; i++) {
+    const body = statsBody(i);
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        const out = req.method === "GET" ? body : '{"source":"pushed"}';
+        res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(out) });
+        res.end(out);
+      });
+    });
+    server.keepAliveTimeout = 60_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, fakePodIp(i), () => resolve());
+    });
+    servers.push(server);
+  }
+  console.log(`ready ${servers.length}`);
+  process.stdin.resume();
+  process.stdin.on("end", () => process.exit(0));
+  process.stdin.on("close", () => process.exit(0));
+}
+
+if (process.argv[1]?.endsWith("fake-sidecars.js")) {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
