@@ -13,6 +13,8 @@ export interface SidecarConfig {
   maxTopicLabels: number;
   drainSeconds: number;
   longpollTimeoutSeconds: number;
+  maxHandshakes: number;
+  handshakeTimeoutSeconds: number;
   adminToken: string | undefined;
 }
 
@@ -29,6 +31,8 @@ const FLAGS = {
   "max-topic-labels": { env: "CONNMETER_MAX_TOPIC_LABELS", default: "100", help: "ungrouped topics named in /stats and metrics before `_other`" },
   "drain-seconds": { env: "CONNMETER_DRAIN_SECONDS", default: "25", help: "on SIGTERM, how long open sockets may stay before a 1001 close" },
   "longpoll-timeout-seconds": { env: "CONNMETER_LONGPOLL_TIMEOUT_SECONDS", default: "20", help: "a long-poll session idle this long is over (Phoenix: 2 poll windows)" },
+  "max-handshakes": { env: "CONNMETER_MAX_HANDSHAKES", default: "1000", help: "sockets still sending their request head, at most; past it new connections are closed" },
+  "handshake-timeout-seconds": { env: "CONNMETER_HANDSHAKE_TIMEOUT_SECONDS", default: "10", help: "a socket must send its whole request head within this" },
 } as const;
 
 type FlagName = keyof typeof FLAGS;
@@ -75,6 +79,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConfi
     maxTopicLabels: parseInteger("max-topic-labels", get("max-topic-labels"), 0),
     drainSeconds: parseInteger("drain-seconds", get("drain-seconds"), 0),
     longpollTimeoutSeconds: parseInteger("longpoll-timeout-seconds", get("longpoll-timeout-seconds"), 1),
+    maxHandshakes: parseInteger("max-handshakes", get("max-handshakes"), 1),
+    handshakeTimeoutSeconds: parseInteger("handshake-timeout-seconds", get("handshake-timeout-seconds"), 1, 3600),
     adminToken: env.CONNMETER_ADMIN_TOKEN,
   };
 }

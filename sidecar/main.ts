@@ -18,6 +18,8 @@ async function main(): Promise<void> {
     topics: config.topics,
     maxTopicLabels: config.maxTopicLabels,
     longpollTimeoutSeconds: config.longpollTimeoutSeconds,
+    maxHandshakes: config.maxHandshakes,
+    handshakeTimeoutSeconds: config.handshakeTimeoutSeconds,
   });
   const admin = new AdminServer(sidecar, createMetrics(sidecar), config.adminToken);
   const publicAt = await sidecar.start();

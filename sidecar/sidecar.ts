@@ -33,7 +33,23 @@ export interface SidecarOptions {
   now?: () => number;
   /** Operational log lines (config source changes); default: stdout with a timestamp. */
   log?: (message: string) => void;
+  /** Sockets that have not sent a whole request head yet, at most (default {@link DEFAULT_MAX_HANDSHAKES}). */
+  maxHandshakes?: number;
+  /** Seconds a socket may take to send a whole request head (default {@link DEFAULT_HANDSHAKE_TIMEOUT_SECONDS}). */
+  handshakeTimeoutSeconds?: number;
 }
+
+/**
+ * Sockets still sending their first request head (an upgrade or plain HTTP: it cannot be told
+ * before the head is complete) are capped apart from --max-connections, which counts proxied
+ * WebSockets and upgrades waiting for the app: counting them there would let anyone who opens
+ * TCP connections and sends nothing refuse real clients' upgrades and turn /readyz off. Past
+ * the cap a new connection is closed at once; under it, each is closed when its head is not
+ * complete within the handshake timeout (silent sockets included), so a flood of half-sent
+ * requests holds at most this many sockets for at most that long.
+ */
+export const DEFAULT_MAX_HANDSHAKES = 1000;
+export const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS = 10;
 
 /** The /stats document (DESIGN.md's contract, extended). */
 export interface Stats {
@@ -76,10 +92,16 @@ export class Sidecar implements ConnectionObserver {
     connectionSecondsClosed: 0,
     /** Plain HTTP requests answered 502 because the app was unreachable. */
     httpUpstreamErrors: 0,
+    /** New connections closed at once because too many sockets were still sending a request head. */
+    handshakesRefused: 0,
   };
   /** Called with each closed connection's lifetime (the metrics histogram observes it). */
   onConnectionDuration: ((seconds: number) => void) | null = null;
   private readonly connections = new Set<TappedConnection>();
+  /** Sockets that have not sent a whole request head yet. */
+  private readonly handshaking = new Set<Socket>();
+  private readonly maxHandshakes: number;
+  private readonly handshakeTimeoutMs: number;
   /** Sum of open connections' start times, so connection-seconds cost O(1) per scrape. */
   private openedAtSumMs = 0;
   private upgradesInFlight = 0;
@@ -103,11 +125,16 @@ export class Sidecar implements ConnectionObserver {
       refusesJoins: () => this.ledger.hasBudgets,
       longpoll: this.longpoll,
     });
-    this.server = http.createServer(this.proxy.onRequest);
+    this.maxHandshakes = options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES;
+    this.handshakeTimeoutMs = (options.handshakeTimeoutSeconds ?? DEFAULT_HANDSHAKE_TIMEOUT_SECONDS) * 1000;
+    // Node checks request-head deadlines every connectionsCheckingInterval (30 s by default, which
+    // made a 60 s headersTimeout hold a half-sent request ~87 s): check every second.
+    this.server = http.createServer({ connectionsCheckingInterval: 1000 }, this.onRequest);
+    this.server.on("connection", this.onConnection);
     this.server.on("upgrade", this.onUpgrade);
-    // Long-lived sockets: never let Node's default timeouts cut them.
+    // Long-lived requests (long-poll, slow uploads) and sockets: no deadline once the head is in.
     this.server.requestTimeout = 0;
-    this.server.headersTimeout = 60_000;
+    this.server.headersTimeout = this.handshakeTimeoutMs;
     this.server.keepAliveTimeout = 65_000;
   }
 
@@ -116,6 +143,11 @@ export class Sidecar implements ConnectionObserver {
     await once(this.server, "listening");
     const a = this.server.address() as AddressInfo;
     return { host: a.address, port: a.port };
+  }
+
+  /** Sockets connected that have not sent a whole request head yet. */
+  get handshakeCount(): number {
+    return this.handshaking.size;
   }
 
   /** Open WebSocket connections. */
@@ -220,7 +252,31 @@ export class Sidecar implements ConnectionObserver {
     this.onConnectionDuration?.(seconds);
   }
 
+  private readonly onConnection = (socket: Socket): void => {
+    if (this.handshaking.size >= this.maxHandshakes) {
+      this.counters.handshakesRefused++;
+      socket.destroy();
+      return;
+    }
+    this.handshaking.add(socket);
+    // headersTimeout covers a head that has started; this idle timeout also covers a socket
+    // that sends nothing (Node then destroys it: nobody listens for 'timeout').
+    socket.setTimeout(this.handshakeTimeoutMs);
+    socket.once("close", () => this.handshaking.delete(socket));
+  };
+
+  /** A socket's request head is complete: it no longer counts as handshaking, and may idle. */
+  private headComplete(socket: Duplex): void {
+    if (this.handshaking.delete(socket as Socket)) (socket as Socket).setTimeout(0);
+  }
+
+  private readonly onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    this.headComplete(req.socket);
+    this.proxy.onRequest(req, res);
+  };
+
   private readonly onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+    this.headComplete(socket);
     const refusal = this.admission.checkUpgrade(this.connections.size + this.upgradesInFlight);
     if (refusal !== null) {
       this.refuse(socket, refusal);

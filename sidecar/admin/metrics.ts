@@ -56,6 +56,17 @@ export function createMetrics(sidecar: Sidecar): Registry {
       this.set(sidecar.config.isPushed ? 1 : 0);
     },
   });
+  new Gauge({
+    name: "connmeter_handshakes",
+    help: "Sockets connected to the public port that have not sent a whole request head yet (capped by --max-handshakes, each for at most --handshake-timeout-seconds).",
+    registers: [registry],
+    collect() {
+      this.set(sidecar.handshakeCount);
+    },
+  });
+  counterFrom(registry, "connmeter_handshakes_refused_total", "New connections closed at once because --max-handshakes sockets were still sending a request head.", [], () => [
+    [{}, sidecar.counters.handshakesRefused],
+  ]);
   counterFrom(registry, "connmeter_connections_accepted_total", "WebSocket upgrades proxied to the app.", [], () => [[{}, sidecar.counters.accepted]]);
   counterFrom(registry, "connmeter_connections_rejected_total", "WebSocket upgrades refused, by reason.", ["reason"], () =>
     [...sidecar.counters.rejected].map(([reason, n]) => [{ reason }, n]),

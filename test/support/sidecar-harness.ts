@@ -24,6 +24,8 @@ export async function startSidecar(opts: {
   adminToken?: string;
   longpollTimeoutSeconds?: number;
   log?: (message: string) => void;
+  maxHandshakes?: number;
+  handshakeTimeoutSeconds?: number;
 }): Promise<SidecarHandle> {
   const sidecar = new Sidecar({
     listen: { host: "127.0.0.1", port: 0 },
@@ -33,6 +35,8 @@ export async function startSidecar(opts: {
     maxTopicLabels: 100,
     longpollTimeoutSeconds: opts.longpollTimeoutSeconds ?? 20,
     log: opts.log,
+    maxHandshakes: opts.maxHandshakes,
+    handshakeTimeoutSeconds: opts.handshakeTimeoutSeconds,
   });
   const admin = new AdminServer(sidecar, createMetrics(sidecar), opts.adminToken);
   const pub = await sidecar.start();

@@ -13,6 +13,8 @@ describe("loadConfig", () => {
       upstream: "http://127.0.0.1:4000",
       admin: { host: "0.0.0.0", port: 9090 },
       limits: { maxConnections: 0, rejectAtPercent: 90 },
+      maxHandshakes: 1000,
+      handshakeTimeoutSeconds: 10,
     });
   });
 
@@ -36,6 +38,8 @@ describe("loadConfig", () => {
     [["--max-connections=-1"], /--max-connections must be an integer/],
     [["--reject-at-percent", "101"], /--reject-at-percent must be an integer in 1..100/],
     [["--bogus"], /Unknown option '--bogus'[\s\S]*usage:/],
+    [["--max-handshakes", "0"], /--max-handshakes must be an integer in 1\.\./],
+    [["--handshake-timeout-seconds", "0"], /--handshake-timeout-seconds must be an integer in 1\.\.3600/],
   ])("refuses %j with an error naming the flag", (argv, message) => {
     expect(() => loadConfig(argv, {})).toThrow(ConfigError);
     expect(() => loadConfig(argv, {})).toThrow(message);
