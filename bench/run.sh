@@ -3,7 +3,9 @@
 # Installs nginx with apt-get when it is missing, builds if the build is stale, raises the
 # open-files limit as far as allowed, then runs dist/bench/sidecar-bench.js. Everything listens
 # on 127.0.0.1; every load loop stops by itself; every process started here is ended by the trap.
-# Results: a table on stdout and bench/results/latest.json. Knobs: see bench/sidecar-bench.ts.
+# Then the stall benchmark (bench/stall-bench.ts): the worst wait of other sockets and /healthz
+# while one client sends a 1 GiB deflate bomb, and during 500 concurrent scrapes.
+# Results: tables on stdout, bench/results/latest.json and stalls.json. Knobs: see the .ts files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -88,5 +90,9 @@ trap 'exit 130' INT TERM
 
 say "running the benchmark (about 3 minutes; progress below)"
 node dist/bench/sidecar-bench.js &
+driver=$!
+wait "$driver"
+say "worst stall of other sockets under a deflate bomb and a /metrics storm (about 30 s)"
+node dist/bench/stall-bench.js &
 driver=$!
 wait "$driver"
