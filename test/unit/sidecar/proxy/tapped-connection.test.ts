@@ -127,4 +127,36 @@ describe("TappedConnection", () => {
     await tick();
     expect(ledger.channels).toBe(2);
   });
+
+  it("queues a refused join's reply while a large compressed server message is still being inflated, and writes it after that message", async () => {
+    const deflate: DeflateParams = { serverNoContextTakeover: false, clientNoContextTakeover: true, serverMaxWindowBits: 15, clientMaxWindowBits: 15 };
+    const ledger = new ChannelLedger(new TopicGroups([{ match: "room:*", maxChannels: 0 }]));
+    const client = endpoint();
+    const app = endpoint();
+    const observer = { onUnparsed: () => {}, onUninspected: () => {}, onConnectionClosed: () => {} };
+    new TappedConnection(client.socket, app.socket, ledger.openSocket(KIND_WEBSOCKET), VSN_2, deflate, observer, 0).start();
+    const body = `[null,null,"patterns:x","bcast",{"body":"${"y".repeat(3 * 1024 * 1024)}"}]`;
+    const z = deflateRawSync(Buffer.from(body), { finishFlush: constants.Z_SYNC_FLUSH });
+    const big = wsFrame(z.subarray(0, z.length - 4), { fin: true, opcode: 1, mask: false, rsv1: true });
+
+    await tick(); // both sockets flowing: a push is read at once
+    app.socket.push(big); // inflated a slice per turn...
+    client.socket.push(text('["1","1","room:1","phx_join",{}]', true)); // ...while an over-budget join arrives
+    for (let i = 0; i < 100; i++) await tick();
+
+    const out: string[] = [];
+    let current: Buffer[] = [];
+    const sink: MessageSink = {
+      onMessageStart: () => void (current = []),
+      onMessageData: (d) => (current.push(Buffer.from(d)), true),
+      onMessageEnd: () => void out.push(Buffer.concat(current).toString()),
+      onClose: () => {},
+      onError: (e) => {
+        throw e;
+      },
+    };
+    new FrameReader(sink, { fromClient: false, deflate, maxMessageBytes: Infinity }).push(Buffer.concat(client.written));
+    expect(out).toEqual([body, '["1","1","room:1","phx_reply",{"response":{"reason":"capacity"},"status":"error"}]']);
+    expect(app.written).toEqual([]); // the join never reached the app
+  });
 });
