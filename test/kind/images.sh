@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds connmeter/sidecar, connmeter/operator and connmeter/demo-app (tag $IMAGE_TAG, default
+# dev) from docker/Dockerfile. The Node base: $NODE_IMAGE when set; else the official
+# node:24-bookworm-slim when it is already present locally or CONNMETER_KIND_IMAGES=official
+# (docker pulls it); else an offline-built one (test/kind/base-images.sh). No registry is probed.
+source "$(dirname "$0")/lib.sh"
+IMAGE_TAG=${IMAGE_TAG:-dev}
+OFFICIAL_NODE_IMAGE=node:24-bookworm-slim
+mode=${CONNMETER_KIND_IMAGES:-auto}
+if [ -n "${NODE_IMAGE:-}" ]; then
+  base=$NODE_IMAGE
+elif [ "$mode" = official ] || { [ "$mode" = auto ] && docker image inspect "$OFFICIAL_NODE_IMAGE" >/dev/null 2>&1; }; then
+  base=$OFFICIAL_NODE_IMAGE
+else
+  log "images: $OFFICIAL_NODE_IMAGE is not present locally (CONNMETER_KIND_IMAGES=official pulls it): using an offline-built Node base"
+  base=$(bash "$KIND_DIR/base-images.sh" | tail -1)
+fi
+# npm inside the build trusts the CAs this machine added to its trust store (Debian keeps them
+# in /usr/local/share/ca-certificates; a TLS-intercepting proxy's CA lives there), or the PEM
+# file $CONNMETER_EXTRA_CA_FILE.
+ca_args=()
+extra_ca=$(cat "${CONNMETER_EXTRA_CA_FILE:-/dev/null}" /usr/local/share/ca-certificates/*.crt 2>/dev/null || true)
+[ -n "$extra_ca" ] && ca_args=(--build-arg "EXTRA_CA_CERTS=$extra_ca")
+for target in sidecar operator demo-app; do
+  start=$SECONDS
+  docker build -q -f "$REPO_ROOT/docker/Dockerfile" --target "$target" \
+    --build-arg "NODE_IMAGE=$base" "${ca_args[@]}" -t "connmeter/$target:$IMAGE_TAG" "$REPO_ROOT" >/dev/null 2>"$STATE/build-$target.log" \
+    || { cat "$STATE/build-$target.log" >&2; die "docker build --target $target failed"; }
+  log "images: connmeter/$target:$IMAGE_TAG built on $base in $((SECONDS - start)) s ($(docker image inspect -f '{{.Size}}' "connmeter/$target:$IMAGE_TAG" | awk '{printf "%.0f MB", $1/1e6}'))"
+done
