@@ -61,6 +61,8 @@ export interface Stats {
   draining: boolean;
   maxConnections: number;
   unparsedMessages: number;
+  /** Open connections whose compressed messages can no longer be read (their counts may be stale until they close). */
+  uninspectedConnections: number;
 }
 
 import { OTHER_TOPICS } from "./ledger/topic-groups.js";
@@ -201,6 +203,7 @@ export class Sidecar implements ConnectionObserver {
       draining: this.admission.isDraining,
       maxConnections: this.admission.current.maxConnections,
       unparsedMessages: this.counters.unparsedFromClient + this.counters.unparsedFromServer,
+      uninspectedConnections: this.counters.uninspectedConnections,
     };
   }
 

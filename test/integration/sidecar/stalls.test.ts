@@ -30,6 +30,7 @@ describe("no single client stalls the others", () => {
     expect(result.echoMaxMs).toBeLessThan(MAX_STALL_MS);
     expect(result.healthzMaxMs).toBeLessThan(MAX_STALL_MS);
     expect(result.uninspectedConnections).toBe(1); // flagged while it was open...
+    await waitFor(sidecar.stats, (s) => s.uninspectedConnections === 0, "/stats to drop the closed bomb socket");
     const page = () => fetch(`${sidecar.adminUrl}/metrics`).then((r) => r.text());
     await waitFor(page, (p) => metricValue(p, "connmeter_connections_uninspected") === 0, "the bomb's socket to close"); // ...and no longer once closed
   });
