@@ -10,6 +10,12 @@ import type { WorkerCommand, WorkerReport } from "./bench-protocol.js";
 const CLOCK_TICKS_PER_SECOND = 100;
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const NODE = process.execPath;
+/**
+ * The runtime of the sidecar under test (BENCH_SIDECAR_NODE, default this Node): only the
+ * proxy changes runtime, the app, load workers and nginx stay the same, so two runs compare
+ * runtimes on equal terms.
+ */
+export const SIDECAR_NODE = process.env.BENCH_SIDECAR_NODE || NODE;
 
 /** A long-running child that printed the line saying where it listens. */
 export interface Service {
@@ -165,7 +171,7 @@ export async function collectGarbage(svc: Service): Promise<void> {
 export async function startSidecar(upstream: string, nodeArgs: string[] = []): Promise<Service & { url: string; adminUrl: string }> {
   const svc = await startService(
     "sidecar",
-    NODE,
+    SIDECAR_NODE,
     [...nodeArgs, "dist/sidecar/main.js", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--upstream", upstream, "--drain-seconds", "1"],
     /listening on 127\.0\.0\.1:(\d+) .*admin on 127\.0\.0\.1:(\d+)/,
   );

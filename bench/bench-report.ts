@@ -109,7 +109,7 @@ export interface BenchResults {
   startedAt: string;
   finishedAt: string;
   durationSeconds: number;
-  machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; nginx: string; fdLimit: number; kernel: string };
+  machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; sidecarNode: string; nginx: string; fdLimit: number; kernel: string };
   /** Busy CPU of the machine in the second before the run (other work), % of one core. */
   machineBusyBeforePercent: number;
   notes: string[];
@@ -194,7 +194,7 @@ export function formatReport(r: BenchResults): string {
   const out: string[] = [];
   const m = r.machine;
   out.push("", "=== connmeter sidecar benchmark: client → app direct | → sidecar → app | → nginx → app ===");
-  out.push(`machine: ${m.cpus} cores (${m.cpuModel}), ${m.memoryGiB} GiB, ${m.kernel}, node ${m.node}, ${m.nginx}, fd limit ${m.fdLimit}/process`);
+  out.push(`machine: ${m.cpus} cores (${m.cpuModel}), ${m.memoryGiB} GiB, ${m.kernel}, node ${m.node} (sidecar on ${m.sidecarNode}), ${m.nginx}, fd limit ${m.fdLimit}/process`);
   for (const n of r.notes) out.push(`note: ${n}`);
 
   const t0 = r.throughput[0];

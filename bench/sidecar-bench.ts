@@ -14,13 +14,15 @@
 // interleaved slices), BENCH_WARMUP_S (1.5), BENCH_SOCKETS (200), BENCH_DEPTH (4),
 // BENCH_LATENCY_SOCKETS (50), BENCH_LATENCY_RATE (20 pushes/s per socket), BENCH_IDLE (10000),
 // BENCH_LOAD_WORKERS (2), BENCH_IDLE_WORKERS (4), BENCH_CPU_PROF (1 = profile the sidecar),
-// BENCH_TMP (temp dir, default a new one), BENCH_PID_FILE (children's pids, for run.sh's trap).
+// BENCH_TMP (temp dir, default a new one), BENCH_PID_FILE (children's pids, for run.sh's trap),
+// BENCH_SIDECAR_NODE (node binary running the sidecar, to compare runtimes; default this one).
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { fdLimit, killAllChildren, machineBusySeconds, recordPidsIn } from "./bench-procs.js";
+import { fdLimit, killAllChildren, machineBusySeconds, recordPidsIn, SIDECAR_NODE } from "./bench-procs.js";
 import { type BenchResults, evaluateTargets, formatReport, type IdleResult, PATHS, type ProxyName } from "./bench-report.js";
 import { hotFunctions } from "./cpu-profile.js";
 import { measureIdle } from "./idle-phase.js";
@@ -137,6 +139,7 @@ async function main(): Promise<void> {
       cpuModel: cpus()[0]?.model.trim() ?? "unknown",
       memoryGiB: Math.round(totalmem() / 2 ** 30),
       node: process.version,
+      sidecarNode: execFileSync(SIDECAR_NODE, ["--version"], { encoding: "utf8" }).trim(),
       nginx,
       fdLimit: maxFds,
       kernel: `Linux ${release()}`,
