@@ -115,6 +115,7 @@ export interface ConnectionPolicy {
     uid?: string;
     generation?: number;
     resourceVersion?: string;
+    creationTimestamp?: Date | string;
     deletionTimestamp?: string;
   };
   spec: Partial<PolicySpec> & { targetRef: PolicySpec["targetRef"] };
@@ -136,6 +137,7 @@ export const REASON_INVALID_SELECTOR = "InvalidSelector";
 export const REASON_OBSERVE_ONLY = "ObserveOnly";
 export const REASON_VALID_METRIC = "ValidMetricFound";
 export const REASON_HPA_CONFLICT = "HPAConflict";
+export const REASON_POLICY_CONFLICT = "PolicyConflict";
 export const REASON_SCALED_TO_ZERO = "ScalingDisabled";
 export const REASON_TOO_MANY = "TooManyReplicas";
 export const REASON_TOO_FEW = "TooFewReplicas";

@@ -4,7 +4,7 @@ import type { Aggregate } from "../aggregate/aggregate.js";
 import {
   COND_AT_CAPACITY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, EVENT_AT_CAPACITY, EVENT_SCRAPE_FAILED,
   EVENT_TARGET_NOT_FOUND, REASON_ALL_PODS_SCRAPED, REASON_AT_CAPACITY, REASON_BELOW_CAPACITY, REASON_HPA_CONFLICT,
-  REASON_NO_CAP, REASON_NO_PODS, REASON_OBSERVE_ONLY, REASON_SCALED_TO_ZERO, REASON_SCRAPE_FAILED,
+  REASON_NO_CAP, REASON_NO_PODS, REASON_OBSERVE_ONLY, REASON_POLICY_CONFLICT, REASON_SCALED_TO_ZERO, REASON_SCRAPE_FAILED,
   REASON_TARGET_NOT_FOUND, REASON_TOO_FEW, REASON_TOO_MANY, REASON_VALID_METRIC, REASON_WITHIN_RANGE,
   type CapacityStatus, type Condition, type PolicySpec, type PolicyStatus, type TargetKind,
 } from "../api/types.js";
@@ -22,6 +22,7 @@ export interface Assessment {
 export type ScalingOutcome =
   | { mode: "observe"; current: number }
   | { mode: "hpaConflict"; current: number; hpa: string }
+  | { mode: "policyConflict"; current: number; policy: string }
   | { mode: "scaledToZero"; current: number }
   | { mode: "noMetric"; current: number }
   | { mode: "active"; current: number; decision: ScaleDecision; kind: TargetKind; scaledAt: string | undefined };
@@ -105,6 +106,10 @@ export function assessScaling(spec: PolicySpec, outcome: ScalingOutcome | undefi
     case "hpaConflict": {
       const message = `HorizontalPodAutoscaler ${outcome.hpa} also scales ${targetName(spec)}; connmeter does not fight it. Delete the HPA or remove spec.scaling`;
       return { active: active("False", REASON_HPA_CONFLICT, message), limited: notLimited(REASON_HPA_CONFLICT, message) };
+    }
+    case "policyConflict": {
+      const message = `ConnectionPolicy ${outcome.policy} is older and targets ${targetName(spec)} too: it alone pushes limits and scales; this one only meters. Delete one of them`;
+      return { active: active("False", REASON_POLICY_CONFLICT, message), limited: notLimited(REASON_POLICY_CONFLICT, message) };
     }
     case "scaledToZero": {
       const message = `${targetName(spec)} has 0 replicas; connmeter scales only from 1 up, so scaling is off until someone sets replicas ≥ 1`;

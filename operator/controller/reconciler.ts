@@ -87,8 +87,12 @@ export class Reconciler {
       await mem.samples.scrape(pods, (t) => this.fetchStats(t, spec, intervalMs), now);
       mem.lastScrapeMs = now;
       const agg = aggregate(mem.samples.observations(pods, now, intervalMs), spec.topics);
-      if (target) await this.pushBudgets(policy, spec, pods, agg, mem, intervalMs);
-      const scaling = target ? await this.ensureScale(policy, spec, target, pods, agg, mem, now) : undefined;
+      // Two policies on one workload would push budgets and scale against each other: the older acts, the other meters.
+      const older = target ? this.olderPolicyOnTarget(policy, spec) : undefined;
+      if (target && !older) await this.pushBudgets(policy, spec, pods, agg, mem, intervalMs);
+      const scaling = !target ? undefined
+        : older ? { mode: "policyConflict" as const, current: target.spec?.replicas ?? 1, policy: older }
+          : await this.ensureScale(policy, spec, target, pods, agg, mem, now);
       mem.assessment = this.assess(policy, spec, target, pods, agg, scaling, mem);
     }
     await this.ensureStatus(policy, mem, now, intervalMs);
@@ -126,6 +130,17 @@ export class Reconciler {
       this.memory.set(key, mem);
     }
     return mem;
+  }
+
+  /** The name of an older policy (by creation, then name) with the same target, if any. */
+  private olderPolicyOnTarget(policy: ConnectionPolicy, spec: PolicySpec): string | undefined {
+    const rank = (p: ConnectionPolicy) => `${new Date(p.metadata.creationTimestamp ?? 0).toISOString()}/${p.metadata.name}`;
+    const mine = rank(policy);
+    return this.deps.caches.policies.list(policy.metadata.namespace)
+      .filter((p) => p.metadata.name !== policy.metadata.name && !p.metadata.deletionTimestamp
+        && p.spec.targetRef.kind === spec.targetRef.kind && p.spec.targetRef.name === spec.targetRef.name && rank(p) < mine)
+      .map((p) => p.metadata.name)
+      .sort()[0];
   }
 
   private target(namespace: string, spec: PolicySpec): WorkloadLike | undefined {
@@ -187,9 +202,12 @@ export class Reconciler {
         ...(limits.maxConnectionsPerPod !== undefined ? { maxConnections: limits.maxConnectionsPerPod } : {}),
         ...(limits.rejectAtPercent !== undefined ? { rejectAtPercent: limits.rejectAtPercent } : {}),
         connectionBudget: connectionBudgets?.get(p.name) ?? null,
-        topics: spec.topics.map((g, i) => {
-          const budget = groupBudgets[i]?.get(p.name);
-          return budget === undefined ? { match: g.match } : { match: g.match, maxChannels: budget };
+        // No groups in the spec: the sidecar keeps its own (--topic-group), not an empty list.
+        ...(spec.topics.length === 0 ? {} : {
+          topics: spec.topics.map((g, i) => {
+            const budget = groupBudgets[i]?.get(p.name);
+            return budget === undefined ? { match: g.match } : { match: g.match, maxChannels: budget };
+          }),
         }),
         ttlSeconds,
       };
@@ -341,7 +359,8 @@ function isReady(p: PodLike): boolean {
 /** Whether `next` drops a field `before` set (the sidecar merges a PUT over its current values). */
 function liftsAField(before: SidecarConfig, next: SidecarConfig): boolean {
   return (before.maxConnections !== undefined && next.maxConnections === undefined)
-    || (before.rejectAtPercent !== undefined && next.rejectAtPercent === undefined);
+    || (before.rejectAtPercent !== undefined && next.rejectAtPercent === undefined)
+    || (before.topics !== undefined && next.topics === undefined);
 }
 
 export function policyRef(policy: ConnectionPolicy): ObjectRef {

@@ -101,10 +101,11 @@ describe("splitCap: properties", () => {
       const budgets = splitCap(cap, claims, perPod);
       const shares = lives.filter((c) => budgets.get(c.name)! < perPod).map((c) => budgets.get(c.name)! - c.used);
       if (shares.length > 1) expect(Math.max(...shares) - Math.min(...shares)).toBeLessThanOrEqual(1);
-      // A pod at perPodCap got no more than the others' share would have been.
-      const top = shares.length > 0 ? Math.max(...shares) : Infinity;
+      // A pod at perPodCap got no more than the others' share would have been, ±1: the even
+      // split's remainder may take a pod to the cap exactly (e.g. others 322, it 323).
+      const bottom = shares.length > 0 ? Math.min(...shares) : Infinity;
       for (const c of lives) {
-        if (budgets.get(c.name) === perPod && c.used < perPod) expect(perPod - c.used).toBeLessThanOrEqual(top);
+        if (budgets.get(c.name) === perPod && c.used < perPod) expect(perPod - c.used).toBeLessThanOrEqual(bottom + 1);
       }
     }), { numRuns: 3000 });
   });

@@ -62,16 +62,17 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
   };
   const writes: Write[] = [];
   const writer: ClusterWriter = {
-    async patchPolicyStatus(_ns, _name, patch) {
+    async patchPolicyStatus(_ns, name, patch) {
       writes.push({ op: "status", status: structuredClone(patch) as Record<string, unknown> });
-      const current = caches.policies.items[0]!;
+      const index = caches.policies.items.findIndex((p) => p.metadata.name === name);
+      const current = caches.policies.items[index]!;
       const merged: Record<string, unknown> = { ...(current.status ?? {}) };
       for (const [k, v] of Object.entries(patch)) {
         if (v === null) delete merged[k];
         else merged[k] = structuredClone(v);
       }
       // As an informer does: the cache gets a new object; the one a reconcile holds is not changed.
-      caches.policies.items[0] = { ...structuredClone(current), status: merged as PolicyStatus };
+      caches.policies.items[index] = { ...structuredClone(current), status: merged as PolicyStatus };
     },
     async patchScale(kind, _ns, name, replicas) {
       writes.push({ op: "scale", kind, name, replicas });
@@ -461,5 +462,48 @@ describe("Reconciler: budgets", () => {
     expect((await w.reconcile()).requeueAfterMs).toBe(0);
     expect(w.resets.sort()).toEqual(["198.18.0.1", "198.18.0.2"]);
     expect(w.statusWrites()).toHaveLength(writes);
+  });
+});
+
+describe("Reconciler: two policies on one workload", () => {
+  it("lets only the older policy push budgets and scale; the newer one meters and says which policy acts", async () => {
+    const w = world({ spec: { limits: { maxConnections: 100 }, scaling: { minReplicas: 1, maxReplicas: 5, targetConnectionsPerPod: 1 } as never } });
+    w.caches.policies.items[0]!.metadata.creationTimestamp = "2026-03-01T11:00:00Z";
+    const newer: ConnectionPolicy = {
+      metadata: { name: "chat-policy-2", namespace: NS, uid: "uid-2", generation: 1, creationTimestamp: "2026-03-01T11:30:00Z" },
+      spec: { targetRef: { apiVersion: "apps/v1", kind: "Deployment", name: "chat" }, scrapeIntervalSeconds: 5, limits: { maxConnections: 1 } },
+    };
+    w.caches.policies.items.push(newer);
+    w.answers.set("198.18.0.1", sample(3));
+    w.answers.set("198.18.0.2", sample(3));
+    await w.reconciler.reconcile(`${NS}/chat-policy-2`);
+    expect(w.pushes).toEqual([]);
+    expect(w.writes.filter((x) => x.op === "scale")).toEqual([]);
+    const conflicted = w.caches.policies.items[1]!.status!;
+    expect(conflicted.connections).toBe(6);
+    expect(conflicted.conditions?.find((c) => c.type === "ScalingActive")).toMatchObject({ status: "False", reason: "PolicyConflict" });
+    expect(conflicted.conditions?.find((c) => c.type === "ScalingActive")?.message).toContain("chat-policy ");
+
+    await w.reconcile();
+    expect(w.pushes.map((p) => p.config.connectionBudget).reduce((a, b) => a! + b!, 0)).toBeLessThanOrEqual(100);
+    expect(w.pushes).toHaveLength(2);
+  });
+});
+
+describe("Reconciler: topic groups", () => {
+  it("pushes no topics when the spec has none (the sidecar keeps its own --topic-group), and lifts pushed groups the spec no longer has", async () => {
+    const w = world({ spec: { topics: [{ match: "room:*" }] } });
+    w.answers.set("198.18.0.1", sample(1));
+    w.answers.set("198.18.0.2", sample(1));
+    await w.reconcile();
+    expect(w.pushes.every((p) => p.config.topics?.[0]?.match === "room:*")).toBe(true);
+    w.pushes.length = 0;
+    const p = w.caches.policies.items[0]!;
+    w.caches.policies.items[0] = { ...p, metadata: { ...p.metadata, generation: 2 }, spec: { ...p.spec, topics: [] } };
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.pushes).toHaveLength(2);
+    expect(w.pushes.every((x) => x.config.topics === undefined)).toBe(true);
+    expect(w.resets.sort()).toEqual(["198.18.0.1", "198.18.0.2"]);
   });
 });
