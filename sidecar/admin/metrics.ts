@@ -1,6 +1,6 @@
 import { performance } from "node:perf_hooks";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { END_CAUSES, JOIN_RESULTS, KIND_LONGPOLL } from "../ledger/channel-ledger.js";
+import { END_CAUSES, JOIN_RESULTS, KIND_LONGPOLL, UNDECIDED_REASONS } from "../ledger/channel-ledger.js";
 import type { Sidecar } from "../sidecar.js";
 
 /**
@@ -86,6 +86,19 @@ export function createMetrics(sidecar: Sidecar): Registry {
   counterFrom(registry, "connmeter_unparsed_messages_total", "Messages relayed untouched that were not readable Phoenix messages, by direction.", ["direction"], () => [
     [{ direction: "client_to_server" }, sidecar.counters.unparsedFromClient],
     [{ direction: "server_to_client" }, sidecar.counters.unparsedFromServer],
+  ]);
+  counterFrom(
+    registry,
+    "connmeter_messages_undecided_total",
+    "Messages the sidecar relayed without being able to decide them: field_too_long (a topic, event or ref over 64 KiB; a join among them is not counted), too_long_to_hold or context_takeover (a join over its group's budget that could not be cut out; it reached the app and is counted).",
+    ["reason"],
+    () => UNDECIDED_REASONS.map((reason, i) => [{ reason }, sidecar.ledger.undecided[i]!]),
+  );
+  counterFrom(registry, "connmeter_join_pauses_total", "Times a client's relay paused because 1024 of its joins awaited the app's reply; counts stay exact, the client waits.", [], () => [
+    [{}, sidecar.ledger.joinPauses],
+  ]);
+  counterFrom(registry, "connmeter_leaves_forgotten_total", "Unanswered leaves forgotten past 256 per socket (a stale leave gets no reply); counts are unaffected.", [], () => [
+    [{}, sidecar.ledger.leavesForgotten],
   ]);
   counterFrom(
     registry,

@@ -65,6 +65,9 @@ describe("hostile and unusual clients against the Phoenix test app", () => {
     expect(app.count()).toBe(3000);
     expect((await sidecar.stats()).channels).toBe(3000);
     expect(sidecar.sidecar.ledger.joinPauses).toBeGreaterThan(0);
+    const metrics = await (await fetch(`${sidecar.adminUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^connmeter_join_pauses_total [1-9]/m);
+    expect(metrics).toMatch(/^connmeter_messages_undecided_total\{reason="field_too_long"\} 0$/m);
   });
 
   it("lets exactly 500 of a 2,000-join burst through a group budget of 500, refusing the rest itself", async () => {
