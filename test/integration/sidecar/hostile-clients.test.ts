@@ -118,4 +118,15 @@ describe("hostile and unusual clients against the Phoenix test app", () => {
     await waitFor(() => c.replies.length, (n) => n === 2, "2 join replies");
     expect((await sidecar.stats()).channels).toBe(2);
   });
+
+  it("reads a repeated vsn as Plug does, the last one winning, like the app", async () => {
+    sidecar = await startSidecar({ upstream: app.url });
+    const c = await rawClient(sidecar.url, "vsn=1.0.0&vsn=2.0.0");
+    open.push(c.ws);
+    c.writeAtOnce(joins(3, (i) => `room:${i}`));
+    await waitFor(() => c.replies.length, (n) => n === 3, "3 join replies");
+    expect(c.replies.every((r) => Array.isArray(r) && r[3] === "phx_reply")).toBe(true); // the app spoke vsn 2
+    expect(app.count()).toBe(3);
+    expect((await sidecar.stats()).channels).toBe(3);
+  });
 });

@@ -17,7 +17,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { LongPollEndpoint } from "./longpoll.js";
 import { ChannelRegistry } from "./registry.js";
-import { negotiateSerializer } from "./serializer.js";
+import { negotiateSerializer, vsnParam } from "./serializer.js";
 import { WebSocketEndpoints } from "./websocket.js";
 
 export { encodeJson } from "./elixir-json.js";
@@ -103,7 +103,7 @@ export async function startPhoenixServer(opts: PhoenixServerOptions = {}): Promi
       case "/socket/websocket":
       case "/socketz/websocket":
         // Phoenix runs connect (and so the vsn check) before it finds there is no upgrade.
-        if (negotiateSerializer(url.searchParams.get("vsn")) === undefined) return plain(res, 403, "");
+        if (negotiateSerializer(vsnParam(url)) === undefined) return plain(res, 403, "");
         return plain(res, 400, "'connection' header must contain 'upgrade', got []");
       default:
         return plain(res, 404, "Not Found");

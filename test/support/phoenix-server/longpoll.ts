@@ -11,7 +11,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ChannelRegistry } from "./registry.js";
-import { negotiateSerializer } from "./serializer.js";
+import { negotiateSerializer, vsnParam } from "./serializer.js";
 import type { OutFrame } from "./serializer.js";
 import { PhoenixSocket } from "./socket.js";
 
@@ -247,7 +247,7 @@ export class LongPollEndpoint {
       session.poll(res);
       return;
     }
-    const serializer = negotiateSerializer(url.searchParams.get("vsn"));
+    const serializer = negotiateSerializer(vsnParam(url));
     if (serializer === undefined) {
       sendJson(res, JSON.stringify({ status: 403 }));
       return;

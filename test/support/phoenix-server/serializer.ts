@@ -171,6 +171,11 @@ export const V1_SERIALIZER: Serializer = {
 
 const VSN_PATTERN = /^(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/;
 
+/** The `vsn` query parameter as Plug.Conn.Query decodes it: `+` and `%XX` decoded, the last one wins. */
+export function vsnParam(url: URL): string | null {
+  return url.searchParams.getAll("vsn").at(-1) ?? null;
+}
+
 /**
  * Picks the serializer for a `vsn` query value like Phoenix's defaults (`~> 1.0.0`, `~> 2.0.0`);
  * a missing vsn means 1.0.0. Returns undefined when Phoenix would refuse the connection.

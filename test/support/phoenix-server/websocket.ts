@@ -7,7 +7,7 @@ import type { EventEmitter } from "node:events";
 import { WebSocketServer } from "ws";
 import type { WebSocket } from "ws";
 import type { ChannelRegistry } from "./registry.js";
-import { negotiateSerializer } from "./serializer.js";
+import { negotiateSerializer, vsnParam } from "./serializer.js";
 import type { OutFrame } from "./serializer.js";
 import { PhoenixSocket } from "./socket.js";
 
@@ -161,7 +161,7 @@ export class WebSocketEndpoints {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): boolean {
     const server = url.pathname === "/socket/websocket" ? this.plain : url.pathname === "/socketz/websocket" ? this.compressed : undefined;
     if (server === undefined) return false;
-    const serializer = negotiateSerializer(url.searchParams.get("vsn"));
+    const serializer = negotiateSerializer(vsnParam(url));
     if (serializer === undefined || req.method !== "GET") {
       rejectUpgrade(socket, req.method === "GET" ? 403 : 400, req.method === "GET" ? "Forbidden" : "Bad Request");
       return true;
