@@ -75,3 +75,53 @@ clean: ## remove build output
 	rm -rf dist
 
 .PHONY: help node deps build typecheck lint test demo bench clean cluster-up cluster-down
+
+# The Helm chart (charts/connmeter). helm is pinned and built from source with `go install` (the
+# Go module proxy serves it), with the ldflags of helm's own release builds: its version, and the
+# Kubernetes version that `helm template` and `helm lint` assume (that of its client-go, v0.36).
+# Cached under ~/.cache/connmeter. promtool and prometheus come from Debian's `prometheus` package.
+HELM_VERSION := v3.21.4
+HELM_K8S_MINOR := 36
+HELM_DIR := $(CACHE_DIR)/helm-$(HELM_VERSION)
+HELM := $(CACHE_DIR)/bin/helm
+HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) -X helm.sh/helm/v3/internal/version.gitTreeState=clean \
+	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_K8S_MINOR) \
+	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_K8S_MINOR)
+APT_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(HELM_DIR)/helm:
+	@command -v go >/dev/null || { echo "helm: building it needs Go (https://go.dev/dl/)"; exit 1; }
+	@echo "helm: building helm $(HELM_VERSION) with go install into $(HELM_DIR) (first time only: a few minutes)"
+	@rm -rf $(HELM_DIR).tmp
+	GOBIN=$(HELM_DIR).tmp go install -trimpath -ldflags '$(HELM_LDFLAGS)' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	@mkdir -p $(HELM_DIR) && mv $(HELM_DIR).tmp/helm $@ && rmdir $(HELM_DIR).tmp
+
+$(HELM): $(HELM_DIR)/helm
+	@mkdir -p $(dir $@) && ln -sfn $< $@
+	@$@ version --short
+
+helm: $(HELM) ## bring the pinned helm (go install, cached outside the repo)
+
+promtool: ## install Debian's prometheus package (promtool, prometheus) with apt-get when missing
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+	  echo "promtool: installing Debian's prometheus package with apt-get"; \
+	  $(APT_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(APT_SUDO) apt-get install -y -qq --no-install-recommends prometheus; \
+	fi
+	@promtool --version 2>&1 | head -1
+
+chart-crds: ## copy crds/ into charts/connmeter/crds/ (a test checks they are equal)
+	rm -f charts/connmeter/crds/*.yaml
+	cp crds/*.yaml charts/connmeter/crds/
+
+chart-lint: $(HELM) promtool ## helm lint --strict the chart; promtool check its alerts
+	$(HELM) lint --strict charts/connmeter
+	$(HELM) lint --strict charts/connmeter --set serviceMonitor.enabled=true,podMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true
+	promtool check rules charts/connmeter/files/alerts.yaml
+
+test-chart: $(NPM_STAMP) $(HELM) promtool ## chart unit tests (no cluster): lint, objects, RBAC, schema, token, alerts (promtool test rules), dashboard
+	CONNMETER_HELM=$(HELM) npx vitest run --project unit test/chart
+
+e2e-chart: build $(HELM) promtool ## the chart on the local cluster: dry run, install + meter + scale under its RBAC, Prometheus panels, upgrade, uninstall
+	CONNMETER_HELM=$(HELM) npx vitest run --project e2e test/e2e/chart.test.ts
+
+.PHONY: helm promtool chart-crds chart-lint test-chart e2e-chart

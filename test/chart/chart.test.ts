@@ -1,0 +1,154 @@
+// The Helm chart without a cluster: lint, the rendered objects (security settings, probes, env,
+// least-privilege RBAC verb by verb), values.schema.json refusing bad values, the token Secret,
+// the optional Prometheus Operator and Grafana objects, and crds/ kept the one source.
+import type { KubernetesObject } from "../env/helm.js";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { findRepoRoot } from "../env/config.js";
+import { CHART_DIR, findHelm, helm, helmTemplate, parseYamlDocs, skipWithoutTool } from "../env/helm.js";
+
+const root = findRepoRoot();
+const skip = skipWithoutTool("chart tests (test/chart/chart.test.ts)", findHelm());
+
+type Obj = KubernetesObject & Record<string, unknown>;
+const find = (objs: KubernetesObject[], kind: string, name?: string) =>
+  objs.filter((o) => o.kind === kind && (name === undefined || o.metadata?.name === name)) as Obj[];
+const one = (objs: KubernetesObject[], kind: string, name?: string): Obj => {
+  const found = find(objs, kind, name);
+  expect(found, `${kind} ${name ?? ""}`).toHaveLength(1);
+  return found[0]!;
+};
+
+interface Rule { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }
+/** Rules flattened to "group/resource verb" (plus ":name" when limited by name), sorted. */
+const permissions = (rules: Rule[]) =>
+  rules.flatMap((r) => r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g || "core"}/${res} ${v}${r.resourceNames ? `:${r.resourceNames.join(",")}` : ""}`)))).sort();
+
+// What operator/k8s/*.ts calls, and nothing else (see the comment in templates/rbac.yaml).
+const OPERATOR_PERMISSIONS = [
+  "apps/deployments list", "apps/deployments watch", "apps/deployments/scale patch",
+  "apps/statefulsets list", "apps/statefulsets watch", "apps/statefulsets/scale patch",
+  "autoscaling/horizontalpodautoscalers list", "autoscaling/horizontalpodautoscalers watch",
+  "connmeter.io/connectionpolicies list", "connmeter.io/connectionpolicies watch", "connmeter.io/connectionpolicies/status patch",
+  "core/pods list", "core/pods patch", "core/pods watch",
+  "events.k8s.io/events create", "events.k8s.io/events patch",
+].sort();
+const LEASE_PERMISSIONS = ["coordination.k8s.io/leases create", "coordination.k8s.io/leases get:connmeter-operator", "coordination.k8s.io/leases update:connmeter-operator"];
+
+describe.skipIf(skip)("the connmeter chart", () => {
+  it("passes helm lint --strict with the defaults and with every optional object on", () => {
+    expect(helm(["lint", "--strict", CHART_DIR])).toMatch(/0 chart\(s\) failed/);
+    expect(helm(["lint", "--strict", CHART_DIR, "--set", "serviceMonitor.enabled=true,podMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,operator.watchNamespace=apps"])).toMatch(/0 chart\(s\) failed/);
+  });
+
+  it("keeps crds/ the one source: the chart's crds/ is a byte-for-byte copy (`make chart-crds`)", () => {
+    const src = readdirSync(join(root, "crds")).filter((f) => f.endsWith(".yaml")).sort();
+    expect(readdirSync(join(CHART_DIR, "crds")).sort()).toEqual(src);
+    for (const f of src) expect(readFileSync(join(CHART_DIR, "crds", f), "utf8"), `charts/connmeter/crds/${f} differs from crds/${f}: run make chart-crds`).toBe(readFileSync(join(root, "crds", f), "utf8"));
+  });
+
+  it("renders the operator hardened: 2 replicas, leader election, downward-API identity, the token from the Secret, probes, non-root, read-only, seccomp", () => {
+    const objs = helmTemplate();
+    expect(objs.map((o) => `${o.kind}/${o.metadata?.name}`).sort()).toEqual([
+      "ClusterRole/connmeter-operator", "ClusterRoleBinding/connmeter-operator", "Deployment/connmeter-operator", "Lease/connmeter-operator",
+      "PodDisruptionBudget/connmeter-operator", "Role/connmeter-leader-election", "RoleBinding/connmeter-leader-election", "Secret/connmeter-admin-token",
+      "Service/connmeter-operator-metrics", "ServiceAccount/connmeter",
+    ]);
+    const dep = one(objs, "Deployment") as unknown as { spec: { replicas: number; template: { spec: PodSpec } } };
+    interface PodSpec { serviceAccountName: string; securityContext: Record<string, unknown>; containers: Container[] }
+    interface Container { image: string; args: string[]; env: { name: string; valueFrom?: Record<string, Record<string, string>> }[]; ports: { name: string; containerPort: number }[]; securityContext: Record<string, unknown>; resources: Record<string, unknown>; livenessProbe: { httpGet: { path: string; port: string } }; readinessProbe: { httpGet: { path: string; port: string } } }
+    expect(dep.spec.replicas).toBe(2);
+    const pod = dep.spec.template.spec;
+    expect(pod.serviceAccountName).toBe("connmeter");
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } });
+    const c = pod.containers[0]!;
+    expect(c.image).toBe("connmeter/operator:0.1.0");
+    expect(c.args).toEqual(expect.arrayContaining(["--leader-elect=true", "--metrics-addr=$(POD_IP):8080", "--health-addr=$(POD_IP):8081"]));
+    expect(c.args.some((a) => a.startsWith("--namespace"))).toBe(false);
+    const env = Object.fromEntries(c.env.map((e) => [e.name, e.valueFrom]));
+    expect(env.POD_NAME).toEqual({ fieldRef: { fieldPath: "metadata.name" } });
+    expect(env.POD_NAMESPACE).toEqual({ fieldRef: { fieldPath: "metadata.namespace" } });
+    expect(env.CONNMETER_ADMIN_TOKEN).toEqual({ secretKeyRef: { name: "connmeter-admin-token", key: "token" } });
+    expect(c.ports).toEqual([{ name: "metrics", containerPort: 8080, protocol: "TCP" }, { name: "health", containerPort: 8081, protocol: "TCP" }]);
+    expect(c.livenessProbe.httpGet).toEqual({ path: "/healthz", port: "health" });
+    expect(c.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "health" });
+    expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
+    expect(c.resources).toMatchObject({ requests: { cpu: expect.any(String), memory: expect.any(String) }, limits: { memory: expect.any(String) } });
+    expect(one(objs, "PodDisruptionBudget").spec).toMatchObject({ minAvailable: 1 });
+    expect(one(objs, "Service").spec).toMatchObject({ ports: [{ name: "metrics", port: 8080, targetPort: "metrics" }] });
+    const listenAll = one(helmTemplate({ "operator.listenOnPodIP": false }), "Deployment") as unknown as { spec: { template: { spec: PodSpec } } };
+    expect(listenAll.spec.template.spec.containers[0]!.args).toEqual(expect.arrayContaining(["--metrics-addr=0.0.0.0:8080", "--health-addr=0.0.0.0:8081"]));
+  });
+
+  it("grants exactly the verbs the operator's code uses: cluster-wide by default, a Role in operator.watchNamespace, the Lease by name", () => {
+    const objs = helmTemplate();
+    expect(permissions(one(objs, "ClusterRole").rules as Rule[])).toEqual(OPERATOR_PERMISSIONS);
+    expect(permissions(one(objs, "Role", "connmeter-leader-election").rules as Rule[])).toEqual(LEASE_PERMISSIONS);
+    expect(one(objs, "ClusterRoleBinding").subjects).toEqual([{ kind: "ServiceAccount", name: "connmeter", namespace: "connmeter" }]);
+
+    const scoped = helmTemplate({ "operator.watchNamespace": "apps" });
+    expect(find(scoped, "ClusterRole")).toEqual([]);
+    const role = one(scoped, "Role", "connmeter-operator");
+    expect(role.metadata?.namespace).toBe("apps");
+    expect(permissions(role.rules as Rule[])).toEqual(OPERATOR_PERMISSIONS);
+    expect(one(scoped, "RoleBinding", "connmeter-operator")).toMatchObject({ metadata: { namespace: "apps" }, roleRef: { kind: "Role", name: "connmeter-operator" } });
+    expect((one(scoped, "Deployment").spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]!.args).toContain("--namespace=apps");
+
+    const single = helmTemplate({ "operator.leaderElect": false, "operator.replicas": 1 });
+    expect(find(single, "Lease")).toEqual([]);
+    expect(find(single, "Role")).toEqual([]);
+    expect(find(single, "PodDisruptionBudget")).toEqual([]);
+  });
+
+  it("refuses values that break values.schema.json, naming the value", () => {
+    for (const [set, what] of [["operator.replicas=0", "replicas"], ["operator.bogus=1", "bogus"], ["image.pullPolicy=Sometimes", "pullPolicy"], ["operator.watchNamespace=Not_A_Namespace", "watchNamespace"], ["serviceMonitor.interval=soon", "interval"]] as const) {
+      expect(() => helm(["template", "x", CHART_DIR, "--set", set])).toThrow(new RegExp(what));
+    }
+  });
+
+  it("generates one admin token, copies it to adminToken.extraNamespaces, and uses an existingSecret instead when given", () => {
+    const objs = helmTemplate({ "adminToken.extraNamespaces": "{apps,web}" });
+    const secrets = find(objs, "Secret") as unknown as { metadata: { namespace: string; name: string }; data: { token: string } }[];
+    expect(secrets.map((s) => `${s.metadata.namespace}/${s.metadata.name}`)).toEqual(["connmeter/connmeter-admin-token", "apps/connmeter-admin-token", "web/connmeter-admin-token"]);
+    const token = Buffer.from(secrets[0]!.data.token, "base64").toString();
+    expect(token).toMatch(/^[A-Za-z0-9]{48}$/);
+    for (const s of secrets) expect(s.data.token).toBe(secrets[0]!.data.token);
+    expect(Buffer.from((find(helmTemplate(), "Secret")[0] as unknown as { data: { token: string } }).data.token, "base64").toString()).not.toBe(token);
+
+    const existing = helmTemplate({ "adminToken.existingSecret": "my-token", "adminToken.secretKey": "t" });
+    expect(find(existing, "Secret")).toEqual([]);
+    const env = (one(existing, "Deployment").spec as { template: { spec: { containers: { env: { name: string; valueFrom?: unknown }[] }[] } } }).template.spec.containers[0]!.env;
+    expect(env.find((e) => e.name === "CONNMETER_ADMIN_TOKEN")?.valueFrom).toEqual({ secretKeyRef: { name: "my-token", key: "t" } });
+  });
+
+  it("renders the optional Prometheus Operator objects and the Grafana dashboard only when asked, from the files that are tested", () => {
+    expect(helmTemplate().filter((o) => o.apiVersion === "monitoring.coreos.com/v1" || o.kind === "ConfigMap")).toEqual([]);
+    const objs = helmTemplate({ "serviceMonitor.enabled": true, "podMonitor.enabled": true, "prometheusRule.enabled": true, "grafanaDashboard.enabled": true, "prometheusRule.labels.release": "kps" });
+    expect(one(objs, "ServiceMonitor").spec).toMatchObject({ endpoints: [{ port: "metrics", honorLabels: true, relabelings: [{ targetLabel: "job", replacement: "connmeter-operator" }] }] });
+    expect(one(objs, "PodMonitor").spec).toMatchObject({ namespaceSelector: { any: true }, podMetricsEndpoints: [{ port: "connmeter-admin", relabelings: [{ targetLabel: "job", replacement: "connmeter-sidecar" }, { targetLabel: "node" }] }] });
+    const rule = one(objs, "PrometheusRule");
+    expect(rule.metadata?.labels).toMatchObject({ release: "kps" });
+    expect(rule.spec).toEqual(parseYamlDocs(readFileSync(join(CHART_DIR, "files/alerts.yaml"), "utf8"))[0]);
+    const cm = one(objs, "ConfigMap") as unknown as { metadata: { labels: Record<string, string> }; data: Record<string, string> };
+    expect(cm.metadata.labels.grafana_dashboard).toBe("1");
+    expect(JSON.parse(cm.data["connmeter.json"]!)).toEqual(JSON.parse(readFileSync(join(CHART_DIR, "dashboards/connmeter.json"), "utf8")));
+  });
+
+  it("documents every value in the chart README", () => {
+    const readme = readFileSync(join(CHART_DIR, "README.md"), "utf8");
+    const values = parseYamlDocs(readFileSync(join(CHART_DIR, "values.yaml"), "utf8"))[0] as unknown as Record<string, unknown>;
+    const keys: string[] = [];
+    const walk = (o: Record<string, unknown>, prefix: string) => {
+      for (const [k, v] of Object.entries(o)) {
+        const key = prefix + k;
+        // Maps whose content is Kubernetes' own (resources, security contexts, probes) are documented as one value.
+        if (v && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length && !/resources|SecurityContext|securityContext|Probe|labels|namespaceSelector/.test(k)) walk(v as Record<string, unknown>, `${key}.`);
+        else keys.push(key);
+      }
+    };
+    walk(values, "");
+    const undocumented = keys.filter((k) => !readme.includes(`\`${k}\``));
+    expect(undocumented).toEqual([]);
+  });
+});
