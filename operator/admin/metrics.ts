@@ -79,6 +79,12 @@ export class OperatorMetrics {
     labelNames: ["namespace", "policy"],
     registers: [this.registry],
   });
+  readonly policyMaxReplicas = new Gauge({
+    name: "connmeter_policy_max_replicas",
+    help: "The policy's spec.scaling.maxReplicas (absent when it only observes): alert when desired replicas sit at it.",
+    labelNames: ["namespace", "policy"],
+    registers: [this.registry],
+  });
   readonly policyMaxConnections = new Gauge({
     name: "connmeter_policy_max_connections",
     help: "The policy's cluster-wide connection cap (spec.limits.maxConnections); absent when none is set.",
@@ -98,7 +104,7 @@ export class OperatorMetrics {
 
   /** Drops every series of a policy (it was deleted); `topics` are the topic labels it had. */
   forgetPolicy(namespace: string, policy: string, topics: readonly string[]): void {
-    for (const g of [this.policyConnections, this.policyDesiredReplicas, this.policyReplicas, this.policyMaxConnections]) g.remove({ namespace, policy });
+    for (const g of [this.policyConnections, this.policyDesiredReplicas, this.policyReplicas, this.policyMaxReplicas, this.policyMaxConnections]) g.remove({ namespace, policy });
     for (const topic of topics) this.policyChannels.remove({ namespace, policy, topic });
     for (const state of ["metered", "stale"]) this.policyPods.remove({ namespace, policy, state });
   }

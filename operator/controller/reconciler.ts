@@ -300,18 +300,19 @@ export class Reconciler {
       ...(capacity.capacity ? { capacity: capacity.capacity } : {}),
       lastScaleTime: scaling?.mode === "active" && scaling.scaledAt ? scaling.scaledAt : policy.status?.lastScaleTime,
     };
-    this.updateGauges(policy, agg, replicas, desired, spec.limits.maxConnections, mem);
+    this.updateGauges(policy, agg, replicas, desired, spec, mem);
     return { status, conditions: [metering, scaled.active, scaled.limited, capacity.condition] };
   }
 
-  private updateGauges(policy: ConnectionPolicy, agg: Aggregate, replicas: number, desired: number, cap: number | undefined, mem: PolicyMemory): void {
+  private updateGauges(policy: ConnectionPolicy, agg: Aggregate, replicas: number, desired: number, spec: PolicySpec, mem: PolicyMemory): void {
     const m = this.deps.metrics;
     const labels = { namespace: policy.metadata.namespace, policy: policy.metadata.name };
     m.policyConnections.set(labels, agg.connections);
     m.policyReplicas.set(labels, replicas);
     m.policyDesiredReplicas.set(labels, desired);
-    if (cap === undefined) m.policyMaxConnections.remove(labels);
-    else m.policyMaxConnections.set(labels, cap);
+    const setOrRemove = (g: typeof m.policyMaxConnections, v: number | undefined) => (v === undefined ? g.remove(labels) : g.set(labels, v));
+    setOrRemove(m.policyMaxConnections, spec.limits.maxConnections);
+    setOrRemove(m.policyMaxReplicas, spec.scaling?.maxReplicas);
     m.policyPods.set({ ...labels, state: "metered" }, agg.meteredPods);
     m.policyPods.set({ ...labels, state: "stale" }, agg.stalePods.length);
     const topics = agg.topics.map((t) => t.name);

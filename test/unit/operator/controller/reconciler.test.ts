@@ -507,3 +507,24 @@ describe("Reconciler: topic groups", () => {
     expect(w.resets.sort()).toEqual(["198.18.0.1", "198.18.0.2"]);
   });
 });
+
+describe("Reconciler: per-policy gauges", () => {
+  it("exports connections, replicas, desired replicas, maxReplicas and the cluster cap, and drops them when the policy goes", async () => {
+    const metrics = new OperatorMetrics();
+    const w = world({ spec: { limits: { maxConnections: 40 }, scaling: { minReplicas: 1, maxReplicas: 7, targetConnectionsPerPod: 100 } as never } });
+    const reconciler = new Reconciler({
+      caches: w.caches, metrics, clock: () => T0, log: () => undefined, events: { record: () => undefined },
+      writer: { patchPolicyStatus: async () => undefined, patchScale: async () => undefined, patchPodAnnotations: async () => undefined },
+      sidecars: { stats: async () => sample(3), pushConfig: async () => undefined, resetConfig: async () => undefined },
+    });
+    await reconciler.reconcile(KEY);
+    const text = await metrics.registry.metrics();
+    const labels = `namespace="${NS}",policy="chat-policy"`;
+    expect(text).toContain(`connmeter_policy_connections{${labels}} 6`);
+    expect(text).toContain(`connmeter_policy_max_replicas{${labels}} 7`);
+    expect(text).toContain(`connmeter_policy_max_connections{${labels}} 40`);
+    expect(text).toContain(`connmeter_policy_replicas{${labels}} 2`);
+    await reconciler.forget(KEY);
+    expect(await metrics.registry.metrics()).not.toContain(`policy="chat-policy"`);
+  });
+});
