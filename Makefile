@@ -124,4 +124,9 @@ test-chart: $(NPM_STAMP) $(HELM) promtool ## chart unit tests (no cluster): lint
 e2e-chart: build $(HELM) promtool ## the chart on the local cluster: dry run, install + meter + scale under its RBAC, Prometheus panels, upgrade, uninstall
 	CONNMETER_HELM=$(HELM) npx vitest run --project e2e test/e2e/chart.test.ts
 
-.PHONY: helm promtool chart-crds chart-lint test-chart e2e-chart
+# The whole story on the local cluster (started if needed, stopped again if the demo started it):
+# helm install, the example app with the sidecar, a ConnectionPolicy, phoenix clients in steps.
+demo-cluster: build $(HELM) ## the full demo on the local cluster: helm install, app + policy, clients in steps (counts, scale-up, caps, scale-down)
+	CONNMETER_HELM=$(HELM) node dist/test/env/demo-cluster.js
+
+.PHONY: helm promtool chart-crds chart-lint test-chart e2e-chart demo-cluster
