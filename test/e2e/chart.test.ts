@@ -21,7 +21,9 @@ import {
 } from "../env/helm.js";
 import { connected, phoenixSocket } from "../support/phoenix-client.js";
 
-const RELEASE = "connmeter";
+// Unique per run (ClusterRoles are cluster-wide); it contains "connmeter", so the chart names
+// objects <release>-operator, <release>-admin-token, ...
+const RELEASE = `connmeter-${Math.random().toString(36).slice(2, 7)}`;
 const INTERVAL_S = 2;
 const skipAll = skipWithoutTool("chart e2e (test/e2e/chart.test.ts)", findHelm());
 const noPrometheus = skipWithoutTool("dashboard queries against a real Prometheus (test/e2e/chart.test.ts)", findPrometheus());
@@ -97,31 +99,33 @@ describe.skipIf(skipAll)("the connmeter Helm chart on the local cluster", () => 
     for (const extra of variants) {
       const text = helmK(["template", RELEASE, CHART_DIR, "--namespace", ns, "--include-crds", ...extra]);
       const out = kubectlWith(inject("kubeconfig"), ["apply", "--dry-run=server", "-f", "-"], text);
-      expect(out, extra.join(" ")).toMatch(/deployment.apps\/connmeter-operator (created|configured) \(server dry run\)/);
+      expect(out, extra.join(" ")).toContain(`deployment.apps/${RELEASE}-operator created (server dry run)`);
       expect(out).toMatch(/customresourcedefinition.apiextensions.k8s.io\/connectionpolicies.connmeter.io (unchanged|configured|created) \(server dry run\)/);
     }
     const examples = ["demo-app.yaml", "connectionpolicy.yaml"].map((f) => readFileSync(join(CHART_DIR, "examples", f), "utf8")).join("\n---\n");
     expect(kubectlWith(inject("kubeconfig"), ["apply", "--dry-run=server", "-n", ns, "-f", "-"], examples)).toMatch(/connectionpolicy.connmeter.io\/chat created \(server dry run\)/);
   });
 
-  it("installs with helm; the chart's operator, under only the chart's RBAC, meters the example app and scales it on connections", async () => {
+  it("installs with helm; the chart's operator, under only the chart's ClusterRole, meters the example app and scales it on connections", async () => {
     rel = await createNamespace("chart-rel", { deleteAfterTest: false });
     app = await createNamespace("chart-app", { deleteAfterTest: false });
     const t0 = Date.now();
     helmK(["install", RELEASE, CHART_DIR, "--namespace", rel, "--wait", "--timeout", "180s",
-      // :dev is what the image builds of issue 8 tag (the local cluster ignores tags).
-      "--set", `operator.watchNamespace=${app},adminToken.extraNamespaces={${app}},image.tag=dev`]);
+      // :dev is what the image builds of issue 8 tag (the local cluster ignores tags). The default,
+      // cluster-wide RBAC; --namespace only keeps this operator off other test runs' policies.
+      "--set", `adminToken.extraNamespaces={${app}},image.tag=dev,operator.extraArgs={--namespace=${app}}`]);
     console.log(`e2e chart: helm install --wait took ${Date.now() - t0} ms`);
     const operators = await waitForPodsReady(rel, `app.kubernetes.io/instance=${RELEASE}`, 2, 60_000);
     // The operator runs as the chart's ServiceAccount, which holds no other binding.
     for (const p of operators) expect(p.spec?.serviceAccountName).toBe(RELEASE);
+    expect(kubectl("get", "clusterrolebinding", `${RELEASE}-operator`, "-o", "jsonpath={.roleRef.kind}/{.roleRef.name} {.subjects[0].name}")).toBe(`ClusterRole/${RELEASE}-operator ${RELEASE}`);
     const lease = await waitFor("the chart's Lease to get a holder", async () => {
       const out = JSON.parse(kubectl("get", "lease", "connmeter-operator", "-n", rel, "-o", "json")) as { spec?: { holderIdentity?: string } };
       return out.spec?.holderIdentity || undefined;
     }, 30_000);
     expect(operators.map((p) => p.metadata!.name!).some((n) => lease.startsWith(`${n}_`))).toBe(true);
 
-    await applyYaml(app, readFileSync(join(CHART_DIR, "examples/demo-app.yaml"), "utf8").replaceAll(":0.1.0", ":dev"));
+    await applyYaml(app, readFileSync(join(CHART_DIR, "examples/demo-app.yaml"), "utf8").replaceAll(":0.1.0", ":dev").replace("name: connmeter-admin-token", `name: ${RELEASE}-admin-token`));
     const pods = await waitForPodsReady(app, "app=chat", 2, 90_000);
     busy = pods.map((p) => p.metadata!.name!);
     await applyYaml(app, policy());
@@ -213,12 +217,16 @@ describe.skipIf(skipAll)("the connmeter Helm chart on the local cluster", () => 
     }
   });
 
-  it("upgrades with helm: the admin token and the policies stay, the new operator pods keep metering and scale down keeping the busy pods", async () => {
+  it("upgrades with helm to a watched namespace: the admin token and the policies stay, RBAC becomes a Role, the new operator pods keep metering and scale down keeping the busy pods", async () => {
     const before = await tokens([rel, app]);
     expect(before[0]).toBeTruthy();
     expect(before[1]).toBe(before[0]);
     const oldPods = (await listPods(rel, `app.kubernetes.io/instance=${RELEASE}`)).map((p) => p.metadata!.name!).sort();
-    helmK(["upgrade", RELEASE, CHART_DIR, "--namespace", rel, "--reuse-values", "--wait", "--timeout", "180s", "--set", "operator.concurrentReconciles=2"]);
+    helmK(["upgrade", RELEASE, CHART_DIR, "--namespace", rel, "--reuse-values", "--wait", "--timeout", "180s",
+      "--set", `operator.watchNamespace=${app},operator.extraArgs=null,operator.concurrentReconciles=2`]);
+    expect(kubectl("get", "clusterroles,clusterrolebindings", "-l", `app.kubernetes.io/instance=${RELEASE}`, "-o", "name").trim()).toBe("");
+    expect(kubectl("get", "role,rolebinding", "-n", app, "-l", `app.kubernetes.io/instance=${RELEASE}`, "-o", "name").trim().split("\n").sort())
+      .toEqual([`role.rbac.authorization.k8s.io/${RELEASE}-operator`, `rolebinding.rbac.authorization.k8s.io/${RELEASE}-operator`]);
     expect(await tokens([rel, app])).toEqual(before);
     const newPods = await waitFor("the operator pods to be replaced", async () => {
       const pods = await listPods(rel, `app.kubernetes.io/instance=${RELEASE}`);
