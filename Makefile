@@ -121,7 +121,7 @@ chart-lint: $(HELM) promtool ## helm lint --strict the chart; promtool check its
 test-chart: $(NPM_STAMP) $(HELM) promtool ## chart unit tests (no cluster): lint, objects, RBAC, schema, token, alerts (promtool test rules), dashboard
 	CONNMETER_HELM=$(HELM) npx vitest run --project unit test/chart
 
-e2e-chart: build $(HELM) promtool ## the chart on the local cluster: dry run, install + meter + scale under its RBAC, Prometheus panels, upgrade, uninstall
+test-chart-cluster: build $(HELM) promtool ## the chart on the local cluster: dry run, install + meter + scale under its RBAC, Prometheus panels, upgrade, uninstall
 	CONNMETER_HELM=$(HELM) npx vitest run --project e2e test/e2e/chart.test.ts
 
 # The whole story on the local cluster (started if needed, stopped again if the demo started it):
@@ -129,4 +129,4 @@ e2e-chart: build $(HELM) promtool ## the chart on the local cluster: dry run, in
 demo-cluster: build $(HELM) ## the full demo on the local cluster: helm install, app + policy, clients in steps (counts, scale-up, caps, scale-down)
 	CONNMETER_HELM=$(HELM) node dist/test/env/demo-cluster.js
 
-.PHONY: helm promtool chart-crds chart-lint test-chart e2e-chart demo-cluster
+.PHONY: helm promtool chart-crds chart-lint test-chart test-chart-cluster demo-cluster
