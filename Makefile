@@ -71,6 +71,22 @@ cluster-up: $(ENV_JS) ## start the local Kubernetes cluster (or reuse it); write
 cluster-down: $(ENV_JS) ## stop the local cluster started by cluster-up and remove its data
 	node $(ENV_JS) down
 
+# kind e2e (test/kind): the same e2e suite against a kind cluster (a control plane and 2 workers,
+# every network in 198.19.0.0/16). Starts Debian's dockerd when no engine runs (installing
+# docker.io with apt-get if needed); builds the node image and the Node base offline where no
+# image can be pulled. Cached under ~/.cache/connmeter; e2e-kind-down stops what it started.
+images: ## build connmeter/sidecar, connmeter/operator, connmeter/demo-app (:dev) from docker/Dockerfile
+	bash test/kind/engine.sh up
+	bash test/kind/images.sh
+
+e2e-kind: build ## run the e2e suite on a kind cluster (created or reused; images built and loaded)
+	bash test/kind/e2e.sh
+
+e2e-kind-down: ## delete the kind cluster and stop the dockerd e2e-kind started
+	bash test/kind/cluster.sh down
+
+.PHONY: images e2e-kind e2e-kind-down
+
 clean: ## remove build output
 	rm -rf dist
 

@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import {
   containerPids, createNamespace, describeNamespace, isPodReady, kube, processExists, waitFor, waitForPodGone,
 } from "../env/e2e-helpers.js";
+import { onLocalCluster } from "../env/e2e-cluster.js";
 
 type PodSpec = NonNullable<V1Pod["spec"]>;
 
@@ -39,7 +40,8 @@ function nodeContainer(script: string, extra: Record<string, unknown> = {}) {
   return { name: "main", image: "connmeter/node:dev", args: ["-e", script], ...extra };
 }
 
-describe("the node agent", () => {
+// The local process cluster's node agent itself: nothing to test on kind (a real kubelet).
+describe.skipIf(!onLocalCluster())("the node agent", () => {
   it("expands $(VAR) references, the downward API and ConfigMap keys like the kubelet", async () => {
     const ns = await createNamespace("env");
     await kube().core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: "settings" }, data: { color: "blue" } } });
