@@ -138,6 +138,7 @@ export const REASON_OBSERVE_ONLY = "ObserveOnly";
 export const REASON_VALID_METRIC = "ValidMetricFound";
 export const REASON_HPA_CONFLICT = "HPAConflict";
 export const REASON_POLICY_CONFLICT = "PolicyConflict";
+export const REASON_FAILED_UPDATE_SCALE = "FailedUpdateScale";
 export const REASON_SCALED_TO_ZERO = "ScalingDisabled";
 export const REASON_TOO_MANY = "TooManyReplicas";
 export const REASON_TOO_FEW = "TooFewReplicas";
@@ -152,6 +153,7 @@ export const EVENT_SCALED_DOWN = "ScaledDown";
 export const EVENT_AT_CAPACITY = "AtCapacity";
 export const EVENT_SCRAPE_FAILED = "ScrapeFailed";
 export const EVENT_TARGET_NOT_FOUND = "TargetNotFound";
+export const EVENT_FAILED_SCALE = "FailedScale";
 
 /** The spec with every default of the CRD filled in. */
 export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {

@@ -2,9 +2,9 @@
 // transitions, Events). Pure, except emitTransitionEvents, which only records Events.
 import type { Aggregate } from "../aggregate/aggregate.js";
 import {
-  COND_AT_CAPACITY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, EVENT_AT_CAPACITY, EVENT_SCRAPE_FAILED,
+  COND_AT_CAPACITY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, EVENT_AT_CAPACITY, EVENT_FAILED_SCALE, EVENT_SCRAPE_FAILED,
   EVENT_TARGET_NOT_FOUND, REASON_ALL_PODS_SCRAPED, REASON_AT_CAPACITY, REASON_BELOW_CAPACITY, REASON_HPA_CONFLICT,
-  REASON_NO_CAP, REASON_NO_PODS, REASON_OBSERVE_ONLY, REASON_POLICY_CONFLICT, REASON_SCALED_TO_ZERO, REASON_SCRAPE_FAILED,
+  REASON_FAILED_UPDATE_SCALE, REASON_NO_CAP, REASON_NO_PODS, REASON_OBSERVE_ONLY, REASON_POLICY_CONFLICT, REASON_SCALED_TO_ZERO, REASON_SCRAPE_FAILED,
   REASON_TARGET_NOT_FOUND, REASON_TOO_FEW, REASON_TOO_MANY, REASON_VALID_METRIC, REASON_WITHIN_RANGE,
   type CapacityStatus, type Condition, type PolicySpec, type PolicyStatus, type TargetKind,
 } from "../api/types.js";
@@ -25,7 +25,7 @@ export type ScalingOutcome =
   | { mode: "policyConflict"; current: number; policy: string }
   | { mode: "scaledToZero"; current: number }
   | { mode: "noMetric"; current: number }
-  | { mode: "active"; current: number; decision: ScaleDecision; kind: TargetKind; scaledAt: string | undefined };
+  | { mode: "active"; current: number; decision: ScaleDecision; kind: TargetKind; scaledAt: string | undefined; scaleError?: string };
 
 /** Most pods named in one condition message; the rest are counted. */
 const MAX_NAMED_PODS = 10;
@@ -129,6 +129,12 @@ export function assessScaling(spec: PolicySpec, outcome: ScalingOutcome | undefi
         : d.limited === "TooFewReplicas"
           ? { type: COND_SCALING_LIMITED, status: "True" as const, reason: REASON_TOO_FEW, message: `the connections ask for fewer than minReplicas ${s.minReplicas}` }
           : notLimited(REASON_WITHIN_RANGE, `the desired count is within [${s.minReplicas}, ${s.maxReplicas}]`);
+      if (outcome.scaleError !== undefined) {
+        return {
+          active: active("False", REASON_FAILED_UPDATE_SCALE, `could not set ${targetName(spec)} to ${d.desired} replicas (retried every interval): ${outcome.scaleError}. Check the operator's RBAC for ${outcome.kind === "StatefulSet" ? "statefulsets" : "deployments"}/scale (patch) and pods (patch)`),
+          limited,
+        };
+      }
       return {
         active: active("True", REASON_VALID_METRIC, `desired ${d.desired} replicas for a target of ${s.targetConnectionsPerPod} connections per pod.${held}${note}`),
         limited,
@@ -149,6 +155,8 @@ export function emitTransitionEvents(events: EventSink, ref: ObjectRef, before: 
   if (notFound) events.record(ref, "Warning", EVENT_TARGET_NOT_FOUND, "Meter", notFound.message);
   const failed = entered(COND_METERED, "False", REASON_SCRAPE_FAILED);
   if (failed) events.record(ref, "Warning", EVENT_SCRAPE_FAILED, "Scrape", failed.message);
+  const scaleFailed = entered(COND_SCALING_ACTIVE, "False", REASON_FAILED_UPDATE_SCALE);
+  if (scaleFailed) events.record(ref, "Warning", EVENT_FAILED_SCALE, "Scale", scaleFailed.message);
   const full = entered(COND_AT_CAPACITY, "True");
   if (full) events.record(ref, "Warning", EVENT_AT_CAPACITY, "Limit", full.message);
 }

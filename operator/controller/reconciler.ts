@@ -243,10 +243,18 @@ export class Reconciler {
     mem.history = decision.history;
     let scaledAt: string | undefined;
     if (decision.desired !== current && !mem.forgotten) {
-      if (decision.desired < current && kind === "Deployment" && scaling.connectionAwareScaleDown) {
-        await this.ensureDeletionCosts(policy, target, agg);
+      // A failed write is reported in ScalingActive and retried next interval; it must not stop
+      // the status (and so `kubectl get connpol`) from following the counts.
+      try {
+        if (decision.desired < current && kind === "Deployment" && scaling.connectionAwareScaleDown) {
+          await this.ensureDeletionCosts(policy, target, agg);
+        }
+        await this.deps.writer.patchScale(kind, policy.metadata.namespace, name, decision.desired);
+      } catch (err) {
+        const scaleError = (err as Error).message;
+        this.deps.log(`policy ${policyKey(policy.metadata.namespace, policy.metadata.name)}: scaling ${kind} ${name} ${current} -> ${decision.desired} failed: ${scaleError}`);
+        return { mode: "active", current, decision, kind: kind as TargetKind, scaledAt: undefined, scaleError };
       }
-      await this.deps.writer.patchScale(kind, policy.metadata.namespace, name, decision.desired);
       const up = decision.desired > current;
       this.deps.metrics.scaleActions.inc({ direction: up ? "up" : "down" });
       this.deps.events.record(policyRef(policy), "Normal", up ? EVENT_SCALED_UP : EVENT_SCALED_DOWN, "Scale",

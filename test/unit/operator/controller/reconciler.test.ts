@@ -528,3 +528,31 @@ describe("Reconciler: per-policy gauges", () => {
     expect(await metrics.registry.metrics()).not.toContain(`policy="chat-policy"`);
   });
 });
+
+describe("Reconciler: a failed scale write", () => {
+  it("keeps the status following the counts, says why in ScalingActive with one FailedScale event, and retries next interval", async () => {
+    const w = world({ replicas: 1, spec: { scaling: { minReplicas: 1, maxReplicas: 5, targetConnectionsPerPod: 2 } as never } });
+    let forbidden = true;
+    const patchScale = w.reconciler["deps"].writer.patchScale;
+    w.reconciler["deps"].writer.patchScale = async (...args) => {
+      if (forbidden) throw new Error('deployments.apps "chat" is forbidden: cannot patch resource "deployments/scale"');
+      return patchScale(...args);
+    };
+    w.answers.set("198.18.0.1", sample(6));
+    w.answers.set("198.18.0.2", sample(2));
+    await w.reconcile();
+    expect(w.policy.status?.connections).toBe(8);
+    expect(w.condition("ScalingActive")).toMatchObject({ status: "False", reason: "FailedUpdateScale" });
+    expect(w.condition("ScalingActive")!.message).toContain("forbidden");
+    w.advance(INTERVAL_MS);
+    w.answers.set("198.18.0.1", sample(7));
+    await w.reconcile();
+    expect(w.policy.status?.connections).toBe(9);
+    expect(w.events.filter((e) => e.reason === "FailedScale")).toHaveLength(1);
+    forbidden = false;
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.deployment.spec?.replicas).toBe(5);
+    expect(w.condition("ScalingActive")).toMatchObject({ status: "True", reason: "ValidMetricFound" });
+  });
+});
