@@ -16,6 +16,8 @@ const NODE = process.execPath;
  * runtimes on equal terms.
  */
 export const SIDECAR_NODE = process.env.BENCH_SIDECAR_NODE || NODE;
+/** The V8 flags the sidecar ships with (docker/Dockerfile): the bench measures what runs. */
+export const SIDECAR_NODE_FLAGS = ["--max-semi-space-size=16"];
 
 /** A long-running child that printed the line saying where it listens. */
 export interface Service {
@@ -172,7 +174,7 @@ export async function startSidecar(upstream: string, nodeArgs: string[] = []): P
   const svc = await startService(
     "sidecar",
     SIDECAR_NODE,
-    [...nodeArgs, "dist/sidecar/main.js", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--upstream", upstream, "--drain-seconds", "1"],
+    [...nodeArgs, ...SIDECAR_NODE_FLAGS, "dist/sidecar/main.js", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--upstream", upstream, "--drain-seconds", "1"],
     /listening on 127\.0\.0\.1:(\d+) .*admin on 127\.0\.0\.1:(\d+)/,
   );
   return Object.assign(svc, { url: `http://127.0.0.1:${svc.match?.[1]}`, adminUrl: `http://127.0.0.1:${svc.match?.[2]}` });

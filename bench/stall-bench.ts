@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { killAllChildren, recordPidsIn, startService } from "./bench-procs.js";
+import { killAllChildren, recordPidsIn, SIDECAR_NODE_FLAGS, startService } from "./bench-procs.js";
 import { runDeflateBomb, runMetricsStorm, startStallApp, type StallReport } from "../test/support/stall-probe.js";
 
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -45,7 +45,7 @@ async function main(): Promise<void> {
   const sidecar = await startService(
     "sidecar",
     process.execPath,
-    [join(REPO_ROOT, "dist/sidecar/main.js"), "--listen=127.0.0.1:0", "--admin=127.0.0.1:0", `--upstream=${app.url}`],
+    [...SIDECAR_NODE_FLAGS, join(REPO_ROOT, "dist/sidecar/main.js"), "--listen=127.0.0.1:0", "--admin=127.0.0.1:0", `--upstream=${app.url}`],
     ready,
   );
   const url = `http://127.0.0.1:${sidecar.match![1]}`;

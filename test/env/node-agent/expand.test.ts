@@ -131,7 +131,7 @@ describe("images", () => {
   });
 
   it("maps the connmeter images to their entry points, whatever the registry and tag", () => {
-    expect(lookupImage("connmeter/sidecar:dev")?.entrypoint).toEqual(["node", "dist/sidecar/main.js"]);
+    expect(lookupImage("connmeter/sidecar:dev")?.entrypoint).toEqual(["node", "--max-semi-space-size=16", "dist/sidecar/main.js"]);
     expect(lookupImage("ghcr.io/acme/connmeter/operator:v1")?.entrypoint).toEqual(["node", "dist/operator/main.js"]);
     expect(lookupImage("connmeter-demo-app:1")?.entrypoint).toEqual(["node", "dist/test/support/phoenix-server-main.js"]);
     expect(lookupImage("nginx:1.27")).toBeUndefined();
@@ -139,7 +139,7 @@ describe("images", () => {
 
   it("uses command instead of the entry point and appends args, as Docker does", () => {
     const sidecar = lookupImage("connmeter/sidecar")!;
-    expect(containerArgv(sidecar, undefined, ["--listen", "x"])).toEqual([process.execPath, "dist/sidecar/main.js", "--listen", "x"]);
+    expect(containerArgv(sidecar, undefined, ["--listen", "x"])).toEqual([process.execPath, "--max-semi-space-size=16", "dist/sidecar/main.js", "--listen", "x"]);
     expect(containerArgv(sidecar, ["node", "other.js"], ["a"])).toEqual([process.execPath, "other.js", "a"]);
   });
 

@@ -21,7 +21,7 @@ export interface ImageEntry {
 }
 
 export const BUILTIN_IMAGES: readonly ImageEntry[] = [
-  { repository: "connmeter/sidecar", entrypoint: ["node", "dist/sidecar/main.js"] },
+  { repository: "connmeter/sidecar", entrypoint: ["node", "--max-semi-space-size=16", "dist/sidecar/main.js"] }, // as docker/Dockerfile
   { repository: "connmeter/operator", entrypoint: ["node", "dist/operator/main.js"] },
   { repository: "connmeter/demo-app", entrypoint: ["node", "dist/test/support/phoenix-server-main.js"] },
   { repository: "connmeter/node", entrypoint: ["node"] },
