@@ -72,6 +72,8 @@ down() {
     kill -TERM "$pid"
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   fi
+  # The default bridge it made (198.19.0.1/24) goes with it.
+  ip link delete docker0 2>/dev/null || true
   rm -f "$OWNED"
 }
 
