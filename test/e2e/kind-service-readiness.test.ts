@@ -86,12 +86,28 @@ async function endpointReady(ns: string, p: V1Pod, want: boolean): Promise<boole
 }
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** A previous run's namespace may still be terminating with the NodePort: its Service goes first. */
+async function freeNodePort(): Promise<void> {
+  const { core } = kube();
+  await waitFor(`NodePort ${NODE_PORT} to be free`, async () => {
+    const holders = (await core.listServiceForAllNamespaces()).items
+      .filter((svc) => svc.spec?.ports?.some((p) => p.nodePort === NODE_PORT));
+    for (const svc of holders) {
+      const namespace = svc.metadata?.namespace ?? "";
+      if (!namespace.startsWith("ready-")) throw new Error(`NodePort ${NODE_PORT} is held by Service ${namespace}/${svc.metadata?.name}`);
+      await core.deleteNamespacedService({ name: svc.metadata?.name ?? "", namespace }).catch(() => undefined);
+    }
+    return holders.length === 0;
+  }, 30_000);
+}
+
 afterEach(async () => {
   await Promise.all(sockets.splice(0).map(close));
 });
 
 describe.skipIf(!onKind())("readiness at --reject-at-percent through a Service (kind)", () => {
   it("sends no new sockets to a pod whose /readyz is 503 while the other takes them, and sends them again below the hysteresis", async () => {
+    await freeNodePort();
     const ns = await createNamespace("ready");
     await applyYaml(ns, MANIFEST);
     const [a, b] = (await waitForPodsReady(ns, "app=ready", 2, 120_000)) as [V1Pod, V1Pod];
