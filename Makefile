@@ -40,6 +40,7 @@ $(NODE_DIR)/bin/node:
 	@$@ --version
 
 node: $(NODE) ## bring the pinned Node 24 when the node on PATH is older (cached outside the repo)
+	@echo "node for every target: $$(command -v node) $$(node --version), npm $$(npm --version)"
 
 $(NPM_STAMP): $(NODE) package.json package-lock.json
 	npm ci --no-audit --no-fund

@@ -317,6 +317,13 @@ function adminTls(config: ClusterConfig): TlsClient {
   };
 }
 
+/** The `kubernetes` Service's ClusterIP: the first address of the service range. */
+function firstServiceIp(cidr: string): string {
+  const octets = cidr.split("/")[0]!.split(".").map(Number);
+  octets[3] = octets[3]! + 1;
+  return octets.join(".");
+}
+
 function makePki(config: ClusterConfig, log: Log): LocalCa {
   const paths = statePaths(config);
   rmSync(paths.pki, { recursive: true, force: true });
@@ -327,7 +334,7 @@ function makePki(config: ClusterConfig, log: Log): LocalCa {
   ca.issue({
     name: "apiserver", commonName: "kube-apiserver", server: true,
     altNames: ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-      "kubernetes.default.svc.cluster.local", "127.0.0.1", "10.96.0.1"],
+      "kubernetes.default.svc.cluster.local", "127.0.0.1", firstServiceIp(config.serviceCidr)],
   });
   ca.issue({ name: "admin", commonName: "connmeter-admin", organizations: ["system:masters"], client: true });
   ca.issue({ name: "controller-manager", commonName: "system:kube-controller-manager", client: true });

@@ -104,7 +104,9 @@ export function loadClusterConfig(): ClusterConfig {
     kubeletPort: intFromEnv("CONNMETER_KUBELET_PORT", 10250, 1024, 65535),
     nodeCount: intFromEnv("CONNMETER_NODES", 3, 1, 200),
     podNetPrefix: podNetPrefixFromEnv(),
-    serviceCidr: "10.96.0.0/16",
+    // Inside RFC 2544's test range like every test network (DESIGN.md), apart from the pods'
+    // 198.18.0.0/16 and from kind's ranges in 198.19 (test/kind/README.md).
+    serviceCidr: "198.19.64.0/20",
   };
 }
 
