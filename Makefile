@@ -18,6 +18,8 @@ export PATH := $(NODE_DIR)/bin:$(PATH)
 endif
 
 NPM_STAMP := node_modules/.package-lock.stamp
+# Where `make demo` runs: local (the process cluster of test/env) or kind (test/kind).
+CLUSTER ?= local
 
 # helm and its cache (see the chart section below); defined here because `test` needs it.
 HELM_VERSION := v3.21.4
@@ -62,7 +64,7 @@ lint: $(NPM_STAMP) ## eslint
 test: build typecheck lint $(HELM) promtool ## type-check, lint and run every test (unit, integration, chart, e2e on the local cluster)
 	CONNMETER_HELM=$(HELM) CONNMETER_REQUIRE_TOOLS=1 npx vitest run
 
-demo: demo-cluster ## the local demo: the whole story on the local Kubernetes cluster (first run builds Kubernetes and helm)
+demo: demo-cluster ## the local demo: the whole story on the local Kubernetes cluster (first run builds Kubernetes and helm); CLUSTER=kind: the same on kind
 
 demo-sidecar: build ## the quick demo (~5 s): Phoenix test app + sidecar + 120 official phoenix clients, no cluster
 	node dist/test/support/demo.js
@@ -150,6 +152,6 @@ test-chart-cluster: build $(HELM) promtool ## the chart on the local cluster: dr
 # The whole story on the local cluster (started if needed, stopped again if the demo started it):
 # helm install, the example app with the sidecar, a ConnectionPolicy, phoenix clients in steps.
 demo-cluster: build $(HELM) ## the full demo on the local cluster: helm install, app + policy, clients in steps (counts, scale-up, caps, scale-down)
-	CONNMETER_HELM=$(HELM) node dist/test/env/demo-cluster.js
+	CLUSTER=$(CLUSTER) CONNMETER_HELM=$(HELM) node dist/test/env/demo-cluster.js
 
 .PHONY: helm promtool chart-crds chart-lint test-chart test-chart-cluster demo-cluster

@@ -4,12 +4,13 @@
 // a user looks at after each: `kubectl get connpol`, the per-topic/pod/node breakdown, replicas
 // growing past the target, refusals at the caps with AtCapacity, and a scale-down that keeps the
 // busy pods. Cleans up everything it started, also on Ctrl-C.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Socket } from "phoenix";
 import { connected, phoenixSocket } from "../support/phoenix-client.js";
 import { clusterUp, releaseCluster } from "./cluster.js";
+import { findRepoRoot } from "./config.js";
 import { CHART_DIR, helm } from "./helm.js";
 
 const SYSTEM_NS = "connmeter-demo-system";
@@ -236,14 +237,50 @@ async function cleanup(): Promise<void> {
   } catch (err) {
     console.error(`demo: deleting the namespaces: ${(err as Error).message}`);
   }
+  if (ON_KIND) {
+    if (kindStartedByDemo) {
+      kindScript("cluster.sh", "down");
+      console.log("  the kind cluster the demo created is deleted (and the dockerd it started stopped)");
+    } else {
+      console.log("  the kind cluster was running before the demo: left running (`make e2e-kind-down` removes it)");
+    }
+    return;
+  }
   const stopped = await releaseCluster((l) => console.error(l));
   console.log(stopped ? "  the local cluster the demo started is stopped" : "  the local cluster was running before the demo (or is used by a test run): left running");
 }
 
+/** `make demo CLUSTER=kind`: the same story on kind (test/kind builds what cannot be pulled). */
+const ON_KIND = process.env.CLUSTER === "kind";
+let kindStartedByDemo = false;
+
+/** Runs one of test/kind's scripts with its progress on our stderr; returns its stdout. */
+function kindScript(script: string, ...args: string[]): string {
+  const res = spawnSync("bash", [join(findRepoRoot(), "test/kind", script), ...args], { stdio: ["ignore", "pipe", "inherit"], encoding: "utf8" });
+  if (res.status !== 0) throw new Error(`test/kind/${script} ${args.join(" ")} exited ${res.status ?? res.signal}`);
+  return res.stdout;
+}
+
+function kindClusterRuns(): boolean {
+  const res = spawnSync("docker", ["ps", "-q", "--filter", `label=io.x-k8s.kind.cluster=${process.env.CONNMETER_KIND_CLUSTER ?? "connmeter"}`], { encoding: "utf8" });
+  return res.status === 0 && res.stdout.trim() !== "";
+}
+
+async function kindUp(): Promise<string> {
+  step("kind cluster (test/kind): a Docker engine, the images from docker/Dockerfile, the cluster (first run builds the node image offline: about 25 min, progress below)");
+  kindScript("engine.sh", "up");
+  kindStartedByDemo = !kindClusterRuns();
+  kindScript("images.sh");
+  return kindScript("cluster.sh", "up").trim().split("\n").at(-1)!;
+}
+
 async function main(): Promise<void> {
-  step("Local Kubernetes cluster (test/env): reused if running; the first run builds Kubernetes v1.35 from source (10-25 min, progress below)");
-  const up = await clusterUp((l) => console.error(l), undefined, { owner: "e2e" });
-  kubeconfig = up.kubeconfig;
+  if (ON_KIND) {
+    kubeconfig = await kindUp();
+  } else {
+    step("Local Kubernetes cluster (test/env): reused if running; the first run builds Kubernetes v1.35 from source (10-25 min, progress below)");
+    kubeconfig = (await clusterUp((l) => console.error(l), undefined, { owner: "e2e" })).kubeconfig;
+  }
   let interrupted = false;
   process.once("SIGINT", () => {
     interrupted = true;
