@@ -15,9 +15,10 @@
 # without that stamp is relinked (the Go build cache makes this a link step only).
 set -euo pipefail
 
-K8S_VERSION=v1.35.4
 NAMES=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=/dev/null
+source "$here/k8s-version.sh"
 cache=${CONNMETER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/connmeter}
 out=$cache/k8s-$K8S_VERSION
 
@@ -44,15 +45,7 @@ echo "$STAMP" >"$out.tmp/$STAMP_NAME.partial"
 # An older cache without the stamp: keep etcd (its version is compiled in), relink the rest.
 if has_all "$out" && [ ! -x "$out.tmp/etcd" ]; then cp "$out/etcd" "$out.tmp/etcd"; fi
 cd "$here/k8s"
-major=${K8S_VERSION#v}; minor=${major#*.}; major=${major%%.*}; minor=${minor%%.*}
-build_date=$(date -u ${SOURCE_DATE_EPOCH:+--date=@$SOURCE_DATE_EPOCH} +%Y-%m-%dT%H:%M:%SZ)
-version_ldflags=""
-for key_val in "gitVersion=$K8S_VERSION" "gitMajor=$major" "gitMinor=$minor" \
-    "gitTreeState=clean" "buildDate=$build_date"; do
-  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-    version_ldflags+=" -X $pkg.$key_val"
-  done
-done
+version_ldflags=$(k8s_version_ldflags)
 pkgs=(
   "etcd=go.etcd.io/etcd/server/v3"
   "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver"

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** Pinned Kubernetes version (test/env/k8s/go.mod, test/env/build-k8s.sh). */
+/** Pinned Kubernetes version (test/env/k8s/go.mod, test/env/k8s-version.sh). */
 export const K8S_VERSION = "v1.35.4";
 
 /** Settings of one local cluster, resolved from the environment. */

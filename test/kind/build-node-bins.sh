@@ -9,10 +9,11 @@
 # Prints the directory holding the binaries on its last line of stdout.
 set -euo pipefail
 
-K8S_VERSION=v1.35.4
 KIND_VERSION=${KIND_VERSION:-v0.33.0}
 COREDNS_VERSION=${COREDNS_VERSION:-v1.13.1}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=/dev/null
+source "$here/../env/k8s-version.sh"
 cache=${CONNMETER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/connmeter}
 out=$cache/kind-node-bins-$K8S_VERSION-coredns-$COREDNS_VERSION
 kind_out=$cache/kind-$KIND_VERSION
@@ -34,15 +35,7 @@ mkdir -p "$out.tmp" "$cache/kind-node-mod"
 # A private copy of the pinned module: building kubelet may add requirements to go.mod.
 cp "$here/../env/k8s/go.mod" "$here/../env/k8s/go.sum" "$cache/kind-node-mod/"
 printf '//go:build tools\n\npackage tools\n' >"$cache/kind-node-mod/tools.go"
-major=${K8S_VERSION#v}; minor=${major#*.}; major=${major%%.*}; minor=${minor%%.*}
-build_date=$(date -u ${SOURCE_DATE_EPOCH:+--date=@$SOURCE_DATE_EPOCH} +%Y-%m-%dT%H:%M:%SZ)
-version_ldflags=""
-for key_val in "gitVersion=$K8S_VERSION" "gitMajor=$major" "gitMinor=$minor" \
-    "gitTreeState=clean" "buildDate=$build_date"; do
-  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-    version_ldflags+=" -X $pkg.$key_val"
-  done
-done
+version_ldflags=$(k8s_version_ldflags)
 cd "$cache/kind-node-mod"
 for name in kubelet kubeadm kubectl kube-proxy; do
   [ -x "$out.tmp/$name" ] && continue

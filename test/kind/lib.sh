@@ -7,7 +7,8 @@ set -euo pipefail
 KIND_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$KIND_DIR/../.." && pwd)
 CACHE=${CONNMETER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/connmeter}
-K8S_VERSION=v1.35.4
+# shellcheck source=/dev/null
+source "$REPO_ROOT/test/env/k8s-version.sh"
 KIND_VERSION=${KIND_VERSION:-v0.33.0}
 NODE_VERSION=$(sed -n 's/^NODE_VERSION := //p' "$REPO_ROOT/Makefile")
 CLUSTER_NAME=${CONNMETER_KIND_CLUSTER:-connmeter}
