@@ -8,42 +8,13 @@ import WebSocket from "ws";
 import { afterEach, describe, expect, it } from "vitest";
 import { onKind } from "../env/e2e-cluster.js";
 import { applyYaml, createNamespace, describeNamespace, isPodReady, kube, waitFor, waitForPodsReady } from "../env/e2e-helpers.js";
+import { meteredAppDeployment } from "../env/manifests.js";
 
 // 100 connections at most, /readyz 503 from 10 (10 %), Ready again below 5 % (<= 4).
 const NODE_PORT = 30401; // mapped to 127.0.0.1:30401 by test/kind/cluster.sh
-const MANIFEST = `
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: ready
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: ready}
-  template:
-    metadata:
-      labels: {app: ready}
-    spec:
-      terminationGracePeriodSeconds: 5
-      containers:
-        - name: app
-          image: connmeter/demo-app:dev
-          env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
-          args: ["--listen", "$(POD_IP):4000"]
-        - name: sidecar
-          image: connmeter/sidecar:dev
-          args: ["--max-connections", "100", "--reject-at-percent", "10"]
-          env:
-            - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
-            - {name: CONNMETER_LISTEN, value: "$(POD_IP):4001"}
-            - {name: CONNMETER_UPSTREAM, value: "http://$(POD_IP):4000"}
-            - {name: CONNMETER_ADMIN, value: "$(POD_IP):9090"}
-          ports: [{name: ws, containerPort: 4001}, {name: admin, containerPort: 9090}]
-          readinessProbe:
-            httpGet: {path: /readyz, port: 9090}
-            periodSeconds: 1
-            failureThreshold: 1
-            successThreshold: 1
+const MANIFEST = meteredAppDeployment({
+  name: "ready", replicas: 2, sidecarArgs: ["--max-connections", "100", "--reject-at-percent", "10"], failureThreshold: 1, successThreshold: 1,
+}) + `
 ---
 apiVersion: v1
 kind: Service

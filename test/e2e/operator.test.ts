@@ -12,41 +12,16 @@ import {
   applyYaml, createNamespace, describeNamespace, freezeContainer, kube, listPods, requireBuilt, waitFor, waitForPodsReady, waitForReplicas,
 } from "../env/e2e-helpers.js";
 import { onLocalCluster } from "../env/e2e-cluster.js";
+import { meteredAppDeployment } from "../env/manifests.js";
 import { startOperator, stopOperators } from "../env/operator-process.js";
 import { connected, phoenixSocket } from "../support/phoenix-client.js";
 
 const TOKEN = "e2e-admin-token";
 const INTERVAL_S = 2;
 
-/** The demo app with the sidecar, as a user deploys it (the app on 0.0.0.0-like POD_IP:4000, sidecar :4001, admin :9090). */
+/** The demo app with the sidecar (test/env/manifests.ts), its admin token set for the operator's pushes. */
 function deployment(replicas: number): string {
-  return `
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: chat}
-spec:
-  replicas: ${replicas}
-  selector: {matchLabels: {app: chat}}
-  template:
-    metadata: {labels: {app: chat}}
-    spec:
-      terminationGracePeriodSeconds: 5
-      containers:
-        - name: app
-          image: connmeter/demo-app:dev
-          env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
-          args: ["--listen", "$(POD_IP):4000"]
-        - name: sidecar
-          image: connmeter/sidecar:dev
-          env:
-            - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
-            - {name: CONNMETER_LISTEN, value: "$(POD_IP):4001"}
-            - {name: CONNMETER_UPSTREAM, value: "http://$(POD_IP):4000"}
-            - {name: CONNMETER_ADMIN, value: "$(POD_IP):9090"}
-            - {name: CONNMETER_ADMIN_TOKEN, value: "${TOKEN}"}
-            - {name: CONNMETER_DRAIN_SECONDS, value: "2"}
-          readinessProbe: {httpGet: {path: /readyz, port: 9090}, periodSeconds: 1, failureThreshold: 2}
-`;
+  return meteredAppDeployment({ name: "chat", replicas, sidecarEnv: { CONNMETER_ADMIN_TOKEN: TOKEN, CONNMETER_DRAIN_SECONDS: "2" } });
 }
 
 function policy(spec: string, intervalS = INTERVAL_S): string {

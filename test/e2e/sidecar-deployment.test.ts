@@ -11,54 +11,13 @@ import {
   applyYaml, containerPids, createNamespace, deleteNamespace, kube, listPods, processExists, requireBuilt,
   waitFor, waitForPodGone, waitForPodsReady, waitForReplicas,
 } from "../env/e2e-helpers.js";
+import { meteredAppDeployment } from "../env/manifests.js";
 import { onKind, onLocalCluster } from "../env/e2e-cluster.js";
 
 const SELECTOR = "app=chat";
 
-/** The manifest the issue describes: demo app on POD_IP:4000, sidecar on 4001 (admin 9090). */
-const DEPLOYMENT = `
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: chat
-spec:
-  replicas: 3
-  selector:
-    matchLabels: {app: chat}
-  template:
-    metadata:
-      labels: {app: chat}
-    spec:
-      terminationGracePeriodSeconds: 10
-      topologySpreadConstraints:
-        - maxSkew: 1
-          topologyKey: kubernetes.io/hostname
-          whenUnsatisfiable: DoNotSchedule
-          labelSelector:
-            matchLabels: {app: chat}
-      containers:
-        - name: app
-          image: connmeter/demo-app:dev
-          env:
-            - name: POD_IP
-              valueFrom: {fieldRef: {fieldPath: status.podIP}}
-          args: ["--listen", "$(POD_IP):4000"]
-          ports: [{name: http, containerPort: 4000}]
-        - name: sidecar
-          image: connmeter/sidecar:dev
-          env:
-            - name: POD_IP
-              valueFrom: {fieldRef: {fieldPath: status.podIP}}
-            - {name: CONNMETER_LISTEN, value: "$(POD_IP):4001"}
-            - {name: CONNMETER_UPSTREAM, value: "http://$(POD_IP):4000"}
-            - {name: CONNMETER_ADMIN, value: "$(POD_IP):9090"}
-          ports:
-            - {name: ws, containerPort: 4001}
-            - {name: admin, containerPort: 9090}
-          readinessProbe:
-            httpGet: {path: /readyz, port: 9090}
-            periodSeconds: 1
-            failureThreshold: 2
+/** The manifest the issue describes (test/env/manifests.ts): demo app on POD_IP:4000, sidecar on 4001 (admin 9090), one pod per node. */
+const DEPLOYMENT = meteredAppDeployment({ name: "chat", replicas: 3, spreadAcrossNodes: true, terminationGracePeriodSeconds: 10 }) + `
 ---
 apiVersion: v1
 kind: Service

@@ -1,0 +1,59 @@
+// The manifest the e2e tests deploy most: the Phoenix demo app with the connmeter sidecar in
+// front of it, as a user deploys it (app on $(POD_IP):4000, sidecar on :4001, admin on :9090),
+// runnable on both clusters (images map to local processes, or are loaded into kind).
+
+export interface MeteredAppOptions {
+  name: string;
+  replicas: number;
+  /** Extra sidecar flags, e.g. ["--max-connections", "100"]. */
+  sidecarArgs?: string[];
+  /** Extra sidecar env vars (CONNMETER_ADMIN_TOKEN, ...). */
+  sidecarEnv?: Record<string, string>;
+  /** readinessProbe thresholds on /readyz (period 1 s). */
+  failureThreshold?: number;
+  successThreshold?: number;
+  /** Spread the pods one per node (maxSkew 1 over kubernetes.io/hostname). */
+  spreadAcrossNodes?: boolean;
+  terminationGracePeriodSeconds?: number;
+}
+
+/** A Deployment of the demo app with the sidecar, labelled `app: <name>`. */
+export function meteredAppDeployment(o: MeteredAppOptions): string {
+  const env = Object.entries(o.sidecarEnv ?? {}).map(([k, v]) => `\n            - {name: ${k}, value: ${JSON.stringify(v)}}`).join("");
+  const args = o.sidecarArgs?.length ? `\n          args: ${JSON.stringify(o.sidecarArgs)}` : "";
+  const spread = o.spreadAcrossNodes
+    ? `
+      topologySpreadConstraints:
+        - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: ${o.name}}}}`
+    : "";
+  return `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ${o.name}}
+spec:
+  replicas: ${o.replicas}
+  selector: {matchLabels: {app: ${o.name}}}
+  template:
+    metadata: {labels: {app: ${o.name}}}
+    spec:
+      terminationGracePeriodSeconds: ${o.terminationGracePeriodSeconds ?? 5}${spread}
+      containers:
+        - name: app
+          image: connmeter/demo-app:dev
+          env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
+          args: ["--listen", "$(POD_IP):4000"]
+          ports: [{name: http, containerPort: 4000}]
+        - name: sidecar
+          image: connmeter/sidecar:dev${args}
+          env:
+            - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+            - {name: CONNMETER_LISTEN, value: "$(POD_IP):4001"}
+            - {name: CONNMETER_UPSTREAM, value: "http://$(POD_IP):4000"}
+            - {name: CONNMETER_ADMIN, value: "$(POD_IP):9090"}${env}
+          ports: [{name: ws, containerPort: 4001}, {name: admin, containerPort: 9090}]
+          readinessProbe:
+            httpGet: {path: /readyz, port: 9090}
+            periodSeconds: 1
+            failureThreshold: ${o.failureThreshold ?? 2}${o.successThreshold ? `\n            successThreshold: ${o.successThreshold}` : ""}
+`;
+}
