@@ -1,6 +1,5 @@
 // The operator's flags, each with a CONNMETER_* env equivalent (flags win). DESIGN.md "Contracts".
-import { parseArgs } from "node:util";
-import { ConfigError, parseHostPort } from "../sidecar/config.js";
+import { ConfigError, flagUsage, parseHostPort, readFlags } from "../sidecar/config.js";
 import type { HostPort } from "../sidecar/sidecar.js";
 
 export { ConfigError };
@@ -35,26 +34,19 @@ const FLAGS = {
 type FlagName = keyof typeof FLAGS;
 
 export function usage(): string {
-  const lines = Object.entries(FLAGS).map(([name, f]) => `  --${name.padEnd(27)} ${f.help} [env ${f.env}, default ${f.default || "none"}]`);
-  return ["usage: connmeter-operator [flags]", ...lines, "  env CONNMETER_ADMIN_TOKEN         bearer token sent with the sidecars' PUT /config", "  env POD_NAMESPACE, POD_NAME        set by the chart (downward API): the Lease's namespace and this replica's identity"].join("\n");
+  return flagUsage("connmeter-operator", FLAGS, [
+    "  env CONNMETER_ADMIN_TOKEN         bearer token sent with the sidecars' PUT /config",
+    "  env POD_NAMESPACE, POD_NAME        set by the chart (downward API): the Lease's namespace and this replica's identity",
+  ]);
 }
 
 /** Reads flags, then env vars, then defaults; throws ConfigError naming the bad input and the fix. */
 export function loadOperatorConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig | "help" {
-  const options = Object.fromEntries(Object.keys(FLAGS).map((name) => [name, { type: "string" as const }]));
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    // `--leader-elect` alone means true, as Go's flag package takes it.
-    const args = argv.map((a) => (a === "--leader-elect" ? "--leader-elect=true" : a));
-    ({ values } = parseArgs({ args, options: { ...options, help: { type: "boolean" } }, strict: true, allowPositionals: false }));
-  } catch (err) {
-    throw new ConfigError(`${(err as Error).message}\n${usage()}`);
-  }
-  if (values.help === true) return "help";
-  const get = (name: FlagName): string => {
-    const v = values[name];
-    return typeof v === "string" ? v : env[FLAGS[name].env] ?? FLAGS[name].default;
-  };
+  // `--leader-elect` alone means true, as Go's flag package takes it.
+  const args = argv.map((a) => (a === "--leader-elect" ? "--leader-elect=true" : a));
+  const flags = readFlags<FlagName>(FLAGS, args, env, usage());
+  if (flags === "help") return "help";
+  const { get } = flags;
   const leaderElect = get("leader-elect").trim().toLowerCase();
   if (!["true", "false", "1", "0"].includes(leaderElect)) throw new ConfigError(`--leader-elect must be true or false, got "${get("leader-elect")}"`);
   return {

@@ -39,31 +39,59 @@ type FlagName = keyof typeof FLAGS;
 
 export class ConfigError extends Error {}
 
-/** Usage text for --help and for errors. */
-export function usage(): string {
-  const lines = Object.entries(FLAGS).map(([name, f]) => `  --${name.padEnd(26)} ${f.help} [env ${f.env}, default ${f.default || "none"}]`);
-  return ["usage: connmeter-sidecar [flags]", ...lines, "  env CONNMETER_ADMIN_TOKEN        bearer token that guards PUT /config"].join("\n");
+/** One string flag of a connmeter program: its env var equivalent, default and help line. */
+export interface FlagSpec {
+  readonly env: string;
+  readonly default: string;
+  readonly help: string;
 }
 
-/** Reads flags, then env vars, then defaults; throws ConfigError naming the bad input and the fix. */
-export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConfig | "help" {
-  const options = Object.fromEntries(
-    Object.keys(FLAGS).map((name) => [name, { type: "string" as const, multiple: name === "topic-group" }]),
-  ) as Record<FlagName, { type: "string"; multiple: boolean }>;
+/** Usage text of a program's flags, each with its env var and default, then `extra` lines. */
+export function flagUsage(program: string, flags: Readonly<Record<string, FlagSpec>>, extra: readonly string[]): string {
+  const lines = Object.entries(flags).map(([name, f]) => `  --${name.padEnd(27)} ${f.help} [env ${f.env}, default ${f.default || "none"}]`);
+  return [`usage: ${program} [flags]`, ...lines, ...extra].join("\n");
+}
+
+/**
+ * Parses `argv` against string flags (and --help). `get(name)` is the flag's value, else its env
+ * var's, else its default; `all(name)` every value of a repeatable flag. A bad argv throws
+ * ConfigError with the usage text.
+ */
+export function readFlags<N extends string>(
+  flags: Readonly<Record<N, FlagSpec>>, argv: string[], env: NodeJS.ProcessEnv, usageText: string, repeatable: readonly N[] = [],
+): "help" | { get(name: N): string; all(name: N): string[] } {
+  const options = Object.fromEntries(Object.keys(flags).map((name) => [name, { type: "string" as const, multiple: repeatable.includes(name as N) }]));
   let values: Record<string, string | string[] | boolean | undefined>;
   try {
     ({ values } = parseArgs({ args: argv, options: { ...options, help: { type: "boolean" } }, strict: true, allowPositionals: false }));
   } catch (err) {
-    throw new ConfigError(`${(err as Error).message}\n${usage()}`);
+    throw new ConfigError(`${(err as Error).message}\n${usageText}`);
   }
   if (values.help === true) return "help";
-  const get = (name: FlagName): string => {
-    const v = values[name];
-    if (typeof v === "string") return v;
-    return env[FLAGS[name].env] ?? FLAGS[name].default;
+  return {
+    get: (name) => {
+      const v = values[name];
+      return typeof v === "string" ? v : env[flags[name].env] ?? flags[name].default;
+    },
+    all: (name) => {
+      const v = values[name];
+      return Array.isArray(v) ? v : [];
+    },
   };
-  const groupArgs = values["topic-group"];
-  const groups = Array.isArray(groupArgs) && groupArgs.length > 0 ? groupArgs : get("topic-group").split(",").filter((s) => s.trim() !== "");
+}
+
+/** Usage text for --help and for errors. */
+export function usage(): string {
+  return flagUsage("connmeter-sidecar", FLAGS, ["  env CONNMETER_ADMIN_TOKEN         bearer token that guards PUT /config"]);
+}
+
+/** Reads flags, then env vars, then defaults; throws ConfigError naming the bad input and the fix. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConfig | "help" {
+  const flags = readFlags<FlagName>(FLAGS, argv, env, usage(), ["topic-group"]);
+  if (flags === "help") return "help";
+  const { get } = flags;
+  const groupArgs = flags.all("topic-group");
+  const groups = groupArgs.length > 0 ? groupArgs : get("topic-group").split(",").filter((s) => s.trim() !== "");
   return {
     listen: parseHostPort("listen", get("listen")),
     upstream: parseUpstream(get("upstream")),
