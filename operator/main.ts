@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   const statefulSets = informer<WorkloadLike>("statefulsets", "/apis/apps/v1");
   const hpas = informer<HpaLike>("horizontalpodautoscalers", "/apis/autoscaling/v2");
   const all = [policies, pods, deployments, statefulSets, hpas];
-  const caches = { policies, pods, deployments, statefulSets, hpas } as unknown as Caches;
+  const caches: Caches = { policies, pods, deployments, statefulSets, hpas };
 
   const sidecars = new SidecarClient({ maxConcurrent: config.maxConcurrentScrapes, token: config.adminToken });
   const events = new EventRecorder({ kc, reportingController: REPORTING_CONTROLLER, reportingInstance: identity.slice(0, 128), log });
@@ -66,7 +66,7 @@ async function main(): Promise<void> {
     leading = true;
     metrics.leader.set(1);
     log("leading: reconciling ConnectionPolicies");
-    controller.start({ policies, deployments, statefulSets } as never);
+    controller.start({ policies, deployments, statefulSets });
   };
   const shutdown = new AbortController();
   let elector: LeaderElector | undefined;
