@@ -64,7 +64,7 @@ describe.skipIf(skip)("the connmeter chart", () => {
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } });
     const c = pod.containers[0]!;
     expect(c.image).toBe("connmeter/operator:0.1.0");
-    expect(c.args).toEqual(expect.arrayContaining(["--leader-elect=true", "--metrics-addr=$(POD_IP):8080", "--health-addr=$(POD_IP):8081"]));
+    expect(c.args).toEqual(expect.arrayContaining(["--leader-elect=true", "--metrics-addr=0.0.0.0:8080", "--health-addr=0.0.0.0:8081"]));
     expect(c.args.some((a) => a.startsWith("--namespace"))).toBe(false);
     const env = Object.fromEntries(c.env.map((e) => [e.name, e.valueFrom]));
     expect(env.POD_NAME).toEqual({ fieldRef: { fieldPath: "metadata.name" } });
@@ -77,8 +77,8 @@ describe.skipIf(skip)("the connmeter chart", () => {
     expect(c.resources).toMatchObject({ requests: { cpu: expect.any(String), memory: expect.any(String) }, limits: { memory: expect.any(String) } });
     expect(one(objs, "PodDisruptionBudget").spec).toMatchObject({ minAvailable: 1 });
     expect(one(objs, "Service").spec).toMatchObject({ ports: [{ name: "metrics", port: 8080, targetPort: "metrics" }] });
-    const listenAll = one(helmTemplate({ "operator.listenOnPodIP": false }), "Deployment") as unknown as { spec: { template: { spec: PodSpec } } };
-    expect(listenAll.spec.template.spec.containers[0]!.args).toEqual(expect.arrayContaining(["--metrics-addr=0.0.0.0:8080", "--health-addr=0.0.0.0:8081"]));
+    const onPodIP = one(helmTemplate({ "operator.listenOnPodIP": true }), "Deployment") as unknown as { spec: { template: { spec: PodSpec } } };
+    expect(onPodIP.spec.template.spec.containers[0]!.args).toEqual(expect.arrayContaining(["--metrics-addr=$(POD_IP):8080", "--health-addr=$(POD_IP):8081"]));
   });
 
   it("grants exactly the verbs the operator's code uses: cluster-wide by default, a Role in operator.watchNamespace, the Lease by name", () => {

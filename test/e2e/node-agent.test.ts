@@ -3,6 +3,7 @@
 // account identity, logs through the API server. Containers are small Node scripts
 // (image connmeter/node: `node` with the container's args).
 import type { V1Pod } from "@kubernetes/client-node";
+import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import {
   containerPids, createNamespace, describeNamespace, isPodReady, kube, processExists, waitFor, waitForPodGone,
@@ -39,6 +40,9 @@ function logs(namespace: string, name: string, container = "main", previous = fa
 function nodeContainer(script: string, extra: Record<string, unknown> = {}) {
   return { name: "main", image: "connmeter/node:dev", args: ["-e", script], ...extra };
 }
+
+/** The network namespaces on this host (`ip netns list`). */
+const podNamespaces = () => execFileSync("ip", ["netns", "list"], { encoding: "utf8" }).split("\n").map((l) => l.split(" ")[0]);
 
 // The local process cluster's node agent itself: nothing to test on kind (a real kubelet).
 describe.skipIf(!onLocalCluster())("the node agent", () => {
@@ -199,13 +203,10 @@ describe.skipIf(!onLocalCluster())("the node agent", () => {
     expect(pod.status?.phase).toBe("Pending");
   });
 
-  it("binds each pod to its own address: two pods listen on the same port", async () => {
+  it("gives each pod its own network namespace: two pods listen on 0.0.0.0 on the same port", async () => {
     const ns = await createNamespace("addr");
-    const server = `require("http").createServer((q, s) => s.end(process.env.POD_NAME)).listen(7000, process.env.POD_IP)`;
-    const env = [
-      { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
-      { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
-    ];
+    const server = `require("http").createServer((q, s) => s.end(process.env.POD_NAME)).listen(7000, "0.0.0.0")`;
+    const env = [{ name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }];
     for (const n of ["a", "b"]) {
       await runPod(ns, n, { restartPolicy: "Always", containers: [nodeContainer(server, { env, readinessProbe: { tcpSocket: { port: 7000 }, periodSeconds: 1 } })] });
     }
@@ -213,21 +214,28 @@ describe.skipIf(!onLocalCluster())("the node agent", () => {
     expect(a?.status?.podIP).not.toBe(b?.status?.podIP);
     expect(await (await fetch(`http://${a?.status?.podIP}:7000/`)).text()).toBe("a");
     expect(await (await fetch(`http://${b?.status?.podIP}:7000/`)).text()).toBe("b");
+    // Pod to pod, from inside a's namespace, and nothing of a pod on the host's own ports.
+    const probe = `fetch("http://${b?.status?.podIP}:7000/").then((r) => r.text()).then((t) => console.log("b says " + t))`;
+    await runPod(ns, "client", { containers: [nodeContainer(probe)] });
+    await waitForPod(ns, "client", "to succeed", phase("Succeeded"));
+    expect(await logs(ns, "client", "main")).toContain("b says b");
+    await expect(fetch("http://127.0.0.1:7000/")).rejects.toThrow();
   });
+
   it("runs a native sidecar (init container with restartPolicy Always) beside the containers", async () => {
     const ns = await createNamespace("native");
-    const env = [{ name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } }];
-    const sidecar = `require("http").createServer((q, s) => s.end("from sidecar")).listen(7100, process.env.POD_IP)`;
+    // The containers of a pod share its loopback, as in a real pod.
+    const sidecar = `require("http").createServer((q, s) => s.end("from sidecar")).listen(7100, "127.0.0.1")`;
     const main = `
-      const get = () => fetch("http://" + process.env.POD_IP + ":7100/").then((r) => r.text())
+      const get = () => fetch("http://127.0.0.1:7100/").then((r) => r.text())
         .then((t) => { console.log("main got: " + t); setInterval(() => {}, 1000); })
         .catch(() => setTimeout(get, 100));
       get();`;
     await runPod(ns, "native", {
       restartPolicy: "Always",
-      initContainers: [{ name: "proxy", image: "connmeter/node:dev", restartPolicy: "Always", args: ["-e", sidecar], env,
-        readinessProbe: { tcpSocket: { port: 7100 }, periodSeconds: 1 } }],
-      containers: [nodeContainer(main, { env })],
+      initContainers: [{ name: "proxy", image: "connmeter/node:dev", restartPolicy: "Always", args: ["-e", sidecar],
+        readinessProbe: { exec: { command: ["node", "-e", "fetch('http://127.0.0.1:7100/').then(() => process.exit(0), () => process.exit(1))"] }, periodSeconds: 1 } }],
+      containers: [nodeContainer(main)],
     });
     const pod = await waitForPod(ns, "native", "to be Ready", isPodReady);
     expect(pod.status?.initContainerStatuses?.[0]).toMatchObject({ name: "proxy", ready: true, state: { running: {} } });
@@ -237,5 +245,7 @@ describe.skipIf(!onLocalCluster())("the node agent", () => {
     await kube().core.deleteNamespacedPod({ name: "native", namespace: ns });
     await waitForPodGone(ns, "native", 20_000);
     for (const pid of pids) expect(processExists(pid)).toBe(false);
+    // Nothing left behind: the pod's network namespace (and its veth pair) is gone.
+    expect(podNamespaces()).not.toContain(`connmeter-${pod.metadata?.uid}`);
   });
 });

@@ -1,16 +1,16 @@
 // The local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
-// kube-scheduler and the connmeter node agent (pods as local processes), all on 127.0.0.1,
-// state under .local/cluster/. `clusterUp` starts it (or reuses a running one), `clusterDown`
+// kube-scheduler and the connmeter node agent (pods as local processes; pod-network.ts gives
+// each its own network namespace), state under .local/cluster/. `clusterUp` starts it (or reuses a running one), `clusterDown`
 // stops exactly the processes it started and removes their data.
 import { execFileSync, spawnSync } from "node:child_process";
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { createServer } from "node:net";
 import { join, relative } from "node:path";
-import { K8S_VERSION, loadClusterConfig, nodeAddress, nodeName, statePaths, type ClusterConfig } from "./config.js";
+import { K8S_VERSION, apiserverHost, loadClusterConfig, nodeAddress, nodeName, statePaths, type ClusterConfig } from "./config.js";
 import { apiserverArgs, controllerManagerArgs, etcdArgs, schedulerArgs } from "./component-flags.js";
 import { writeKubeconfig } from "./kubeconfig.js";
-import { ensurePodRoute, removePodRoute } from "./pod-network.js";
+import { ensurePodNetwork, removePodNetwork, type PodNetRecord } from "./pod-network.js";
 import { LocalCa, choosePkiBackend, writeServiceAccountKeys } from "./pki.js";
 import { isAlive, processStartTicks, spawnDaemon, stopProcess, stopRecordedProcesses, type ProcessRecord } from "./procs.js";
 
@@ -26,8 +26,8 @@ export interface ClusterState {
    * started it: the last test run using it stops it).
    */
   startedBy?: "cluster-up" | "e2e";
-  /** Pod network prefix, and whether cluster-up added its local route (and so removes it). */
-  podNet?: { prefix: string; routeAdded: boolean };
+  /** The pod network, and what cluster-up added for it (and so cluster-down removes). */
+  podNet?: PodNetRecord;
   readonly processes: ProcessRecord[];
 }
 
@@ -166,8 +166,11 @@ async function checkPorts(config: ClusterConfig): Promise<void> {
     ["kube-apiserver", config.apiserverPort, "CONNMETER_APISERVER_PORT"],
   ];
   for (const [what, port, env] of wanted) {
-    if (!(await portFree(port, "127.0.0.1"))) {
-      throw new Error(`port 127.0.0.1:${port} (${what}) is in use: stop what holds it or set ${env} to another port`);
+    // The API server listens on the pod network's gateway, which may not exist yet: a port free
+    // on every address is free there too.
+    const host = what === "kube-apiserver" ? "0.0.0.0" : "127.0.0.1";
+    if (!(await portFree(port, host))) {
+      throw new Error(`port ${host}:${port} (${what}) is in use: stop what holds it or set ${env} to another port`);
     }
   }
 }
@@ -301,7 +304,7 @@ export async function releaseCluster(log: Log = console.error, config: ClusterCo
 
 async function apiserverReady(config: ClusterConfig): Promise<boolean> {
   try {
-    const res = await httpsGet(`https://127.0.0.1:${config.apiserverPort}/readyz`, adminTls(config));
+    const res = await httpsGet(`https://${apiserverHost(config)}:${config.apiserverPort}/readyz`, adminTls(config));
     return res.status === 200;
   } catch {
     return false;
@@ -334,7 +337,7 @@ function makePki(config: ClusterConfig, log: Log): LocalCa {
   ca.issue({
     name: "apiserver", commonName: "kube-apiserver", server: true,
     altNames: ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-      "kubernetes.default.svc.cluster.local", "127.0.0.1", firstServiceIp(config.serviceCidr)],
+      "kubernetes.default.svc.cluster.local", "127.0.0.1", apiserverHost(config), firstServiceIp(config.serviceCidr)],
   });
   ca.issue({ name: "admin", commonName: "connmeter-admin", organizations: ["system:masters"], client: true });
   ca.issue({ name: "controller-manager", commonName: "system:kube-controller-manager", client: true });
@@ -351,7 +354,7 @@ async function startAll(config: ClusterConfig, binDir: string, agentMain: string
   const paths = statePaths(config);
   for (const d of [paths.etcdData, paths.containers, paths.pods, paths.kubeconfigs]) rmSync(d, { recursive: true, force: true });
   for (const d of [paths.logs, paths.kubeconfigs, paths.containers, paths.pods]) mkdirSync(d, { recursive: true });
-  const server = `https://127.0.0.1:${config.apiserverPort}`;
+  const server = `https://${apiserverHost(config)}:${config.apiserverPort}`;
   const state: ClusterState = {
     version: 1, startedAt: new Date().toISOString(), server, kubeconfig: config.kubeconfigPath, binDir, startedBy: owner, processes: [],
   };
@@ -372,7 +375,7 @@ async function startAll(config: ClusterConfig, binDir: string, agentMain: string
   };
   try {
     makePki(config, log);
-    state.podNet = { prefix: config.podNetPrefix, routeAdded: ensurePodRoute(config, log) };
+    state.podNet = ensurePodNetwork(config, log);
     writeState(config, state);
     const bin = (n: string) => join(binDir, n);
     log("cluster: starting etcd");
@@ -455,7 +458,7 @@ async function stopAll(config: ClusterConfig, state: ClusterState, log: Log): Pr
   }
   const leftovers = await stopRecordedProcesses(paths.containers, 2_000);
   if (leftovers) log(`cluster: stopped ${leftovers} container process(es) the node agent left behind`);
-  removePodRoute(state.podNet, log);
+  removePodNetwork(state.podNet, log);
   const keep = join(config.stateDir, "..", "cluster-last-logs");
   rmSync(keep, { recursive: true, force: true });
   if (existsSync(paths.logs)) renameSync(paths.logs, keep);

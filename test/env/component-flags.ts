@@ -1,5 +1,6 @@
-// Command-line flags of the control-plane components, all bound to 127.0.0.1.
-import { statePaths, type ClusterConfig } from "./config.js";
+// Command-line flags of the control-plane components: etcd on 127.0.0.1, the API server on
+// apiserverHost (the pod network's gateway, or 127.0.0.1 when pods share the host's network).
+import { apiserverHost, statePaths, type ClusterConfig } from "./config.js";
 
 export function etcdArgs(config: ClusterConfig): string[] {
   const client = `http://127.0.0.1:${config.etcdClientPort}`;
@@ -16,7 +17,7 @@ export function etcdArgs(config: ClusterConfig): string[] {
 export function apiserverArgs(config: ClusterConfig, pki: (f: string) => string): string[] {
   return [
     `--etcd-servers=http://127.0.0.1:${config.etcdClientPort}`,
-    "--bind-address=127.0.0.1", `--secure-port=${config.apiserverPort}`, "--advertise-address=127.0.0.1",
+    `--bind-address=${apiserverHost(config)}`, `--secure-port=${config.apiserverPort}`, `--advertise-address=${apiserverHost(config)}`,
     `--tls-cert-file=${pki("apiserver.crt")}`, `--tls-private-key-file=${pki("apiserver.key")}`,
     `--client-ca-file=${pki("ca.crt")}`,
     `--kubelet-client-certificate=${pki("apiserver-kubelet-client.crt")}`,
@@ -27,7 +28,8 @@ export function apiserverArgs(config: ClusterConfig, pki: (f: string) => string)
     `--service-account-key-file=${pki("sa.pub")}`, `--service-account-signing-key-file=${pki("sa.key")}`,
     `--service-cluster-ip-range=${config.serviceCidr}`,
     "--authorization-mode=RBAC", "--allow-privileged=true",
-    // The 'kubernetes' Service would need Endpoints at 127.0.0.1, which validation refuses.
+    // There is no kube-proxy to route the 'kubernetes' Service (and validation refuses an
+    // endpoint at 127.0.0.1): pods get the API server's address in KUBERNETES_SERVICE_HOST.
     "--endpoint-reconciler-type=none",
     "--profiling=false", "--event-ttl=1h", "-v=1",
   ];

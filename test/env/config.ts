@@ -22,7 +22,11 @@ export interface ClusterConfig {
   readonly kubeletPort: number;
   /** Number of Nodes the agent registers. */
   readonly nodeCount: number;
-  /** First two octets of the pod addresses: node n is `<prefix>.<n>.1`, its pods `<prefix>.<n>.2-254`. */
+  /**
+   * First two octets of the pod addresses: node n is `<prefix>.<n>.1`, its pods `<prefix>.<n>.2-254`.
+   * 127.x: pods share the host's network (no privileges needed); any other: one network
+   * namespace per pod on a bridge (pod-network.ts).
+   */
   readonly podNetPrefix: string;
   /** Cluster IP range for Services (not routed: there is no kube-proxy). */
   readonly serviceCidr: string;
@@ -52,42 +56,56 @@ function intFromEnv(name: string, fallback: number, min: number, max: number): n
   return value;
 }
 
-/** Prefix of the pod network used when pods may get routable addresses (RFC 2544 test range). */
+/** Prefix of the pod network when pods get their own network namespaces (RFC 2544 test range). */
 export const ROUTED_POD_NET = "198.18";
-/** Prefix of the pod network without privileges: loopback addresses. */
+/** Prefix of the pod network without privileges: loopback addresses on the host's network. */
 export const LOOPBACK_POD_NET = "127.10";
 
-/** Whether this process may add a route (root, or CAP_NET_ADMIN) and `ip` exists. */
-export function canAddLocalRoute(): boolean {
+/**
+ * Whether this process may give pods network namespaces: CAP_NET_ADMIN (bridge, veths,
+ * addresses) and CAP_SYS_ADMIN (`ip netns add`, `nsenter`), with `ip` and `nsenter` installed.
+ */
+export function canMakePodNamespaces(): boolean {
   try {
     const status = readFileSync("/proc/self/status", "utf8");
-    const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
-    const netAdmin = capEff != null && (BigInt(`0x${capEff}`) & (1n << 12n)) !== 0n;
-    return netAdmin && ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].some((p) => existsSync(p));
+    const capEff = BigInt(`0x${/^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? "0"}`);
+    const has = (bit: bigint) => (capEff & (1n << bit)) !== 0n;
+    const onPath = (tool: string) => ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].some((d) => existsSync(join(d, tool)));
+    return has(12n) && has(21n) && onPath("ip") && onPath("nsenter");
   } catch {
     return false;
   }
 }
 
 /**
- * The pod network prefix: CONNMETER_POD_NET ("127.<n>" for loopback addresses, any other "a.b"
- * for a /16 the cluster makes local with `ip route add local a.b.0.0/16 dev lo`), or by default
- * 198.18 when a route can be added and 127.10 otherwise. Loopback pod addresses work for
- * everything but EndpointSlices: the API server refuses loopback endpoint addresses.
+ * The pod network prefix: CONNMETER_POD_NET ("127.<n>" for loopback addresses on the host's
+ * network, any other "a.b" for a /16 of per-pod network namespaces), or by default 198.18
+ * when namespaces can be made and 127.10 otherwise.
  */
 function podNetPrefixFromEnv(): string {
   const raw = process.env.CONNMETER_POD_NET ?? "auto";
-  if (raw === "auto") return canAddLocalRoute() ? ROUTED_POD_NET : LOOPBACK_POD_NET;
+  if (raw === "auto") return canMakePodNamespaces() ? ROUTED_POD_NET : LOOPBACK_POD_NET;
   const octet = "(25[0-5]|2[0-4]\\d|1?\\d?\\d)";
   if (!new RegExp(`^${octet}\\.${octet}$`).test(raw)) {
-    throw new Error(`CONNMETER_POD_NET=${raw} is invalid: expected "auto" or two octets like "127.10" (loopback) or "198.18" (routed)`);
+    throw new Error(`CONNMETER_POD_NET=${raw} is invalid: expected "auto" or two octets like "198.18" (a network namespace per pod) or "127.10" (loopback, pods share the host's network)`);
   }
   return raw;
 }
 
-/** Whether pod addresses are loopback (127/8) rather than a /16 made local by a route. */
+/**
+ * Whether pods share the host's network on loopback addresses (127/8) rather than each having
+ * its own network namespace: then containers of different pods cannot bind the same port.
+ */
 export function isLoopbackPodNet(config: ClusterConfig): boolean {
   return config.podNetPrefix.startsWith("127.");
+}
+
+/**
+ * The API server's address: on loopback when pods share the host's network, else the pod
+ * network's gateway `<prefix>.0.1` (on the bridge), which the host and every pod reach.
+ */
+export function apiserverHost(config: ClusterConfig): string {
+  return isLoopbackPodNet(config) ? "127.0.0.1" : `${config.podNetPrefix}.0.1`;
 }
 
 /** Reads the cluster settings (see the README of test/env for the variables). */

@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { clusterUp, releaseCluster } from "./cluster.js";
-import { findRepoRoot } from "./config.js";
+import { findRepoRoot, isLoopbackPodNet, loadClusterConfig } from "./config.js";
 import { e2eCluster, kindKubeconfig, type E2ECluster } from "./e2e-cluster.js";
 import { installCrds } from "./kube.js";
 
@@ -34,7 +34,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide("kubeconfig", kubeconfig);
     return async () => undefined;
   }
-  const up = await clusterUp(log, undefined, { owner: "e2e" });
+  const config = loadClusterConfig();
+  if (isLoopbackPodNet(config)) {
+    throw new Error(`the e2e suite needs a network namespace per pod (its manifests bind 0.0.0.0 and reach the app on 127.0.0.1, as on a real cluster), ` +
+      `but CONNMETER_POD_NET=${config.podNetPrefix} puts pods on the host's network: run it as root (CAP_NET_ADMIN and CAP_SYS_ADMIN) with CONNMETER_POD_NET unset or 198.18`);
+  }
+  const up = await clusterUp(log, config, { owner: "e2e" });
   log(up.reused ? "e2e: reusing the running cluster" : `e2e: cluster started in ${(up.startupMs / 1000).toFixed(1)} s`);
   project.provide("kubeconfig", up.kubeconfig);
   return async () => {

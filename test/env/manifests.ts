@@ -1,6 +1,7 @@
 // The manifest the e2e tests deploy most: the Phoenix demo app with the connmeter sidecar in
-// front of it, as a user deploys it (app on $(POD_IP):4000, sidecar on :4001, admin on :9090),
-// runnable on both clusters (images map to local processes, or are loaded into kind).
+// front of it, as a user deploys it (app on 0.0.0.0:4000; the sidecar's defaults: clients on
+// :4001, admin on :9090, the app at 127.0.0.1:4000), the same on both clusters (images map to
+// local processes in a network namespace per pod, or are loaded into kind).
 
 export interface MeteredAppOptions {
   name: string;
@@ -40,16 +41,11 @@ spec:
       containers:
         - name: app
           image: connmeter/demo-app:dev
-          env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
-          args: ["--listen", "$(POD_IP):4000"]
+          args: ["--listen", "0.0.0.0:4000"]
           ports: [{name: http, containerPort: 4000}]
         - name: sidecar
-          image: connmeter/sidecar:dev${args}
-          env:
-            - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
-            - {name: CONNMETER_LISTEN, value: "$(POD_IP):4001"}
-            - {name: CONNMETER_UPSTREAM, value: "http://$(POD_IP):4000"}
-            - {name: CONNMETER_ADMIN, value: "$(POD_IP):9090"}${env}
+          image: connmeter/sidecar:dev${args}${env ? `
+          env:${env}` : ""}
           ports: [{name: ws, containerPort: 4001}, {name: admin, containerPort: 9090}]
           readinessProbe:
             httpGet: {path: /readyz, port: 9090}

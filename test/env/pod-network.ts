@@ -1,38 +1,175 @@
-// The pod network: node n is `<prefix>.<n>.1`, its pods `<prefix>.<n>.2-254`. Loopback
-// prefixes (127/8) need nothing; any other /16 is made local with a route on `lo`, which
-// cluster-down removes again if cluster-up added it.
-import { spawnSync } from "node:child_process";
-import { isLoopbackPodNet, type ClusterConfig } from "./config.js";
+// The pod network. Node n is `<prefix>.<n>.1`, its pods `<prefix>.<n>.2-254`.
+//
+// Routed prefixes (the default 198.18, RFC 2544's test range): like a real node, every pod gets
+// its own network namespace, so the containers of a pod share its 127.0.0.1 and every pod may
+// bind 0.0.0.0:<any port>. cluster-up makes a bridge `connmeter0` holding the gateway
+// `<prefix>.0.1/16` (where the API server listens) and each node's address; the node agent
+// gives a pod a namespace `connmeter-<pod uid>` with a veth pair (`eth0` inside, on the bridge
+// outside), its address and a default route via its node, and runs its containers in it with
+// `nsenter --net`. The host reaches pods through the bridge's connected route.
+//
+// Loopback prefixes (127.x, no privileges needed): pods share the host's network and must
+// bind their own address ($(POD_IP)).
+import { execFile, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { promisify } from "node:util";
+import { isLoopbackPodNet, nodeAddress, type ClusterConfig } from "./config.js";
 
 type Log = (line: string) => void;
 
+const execFileAsync = promisify(execFile);
+
+export const BRIDGE = "connmeter0";
+const NETNS_PREFIX = "connmeter-";
+/** By absolute path: a container's env may set a PATH without it. */
+const NSENTER = ["/usr/bin/nsenter", "/bin/nsenter"].find((p) => existsSync(p)) ?? "nsenter";
+
+/** What cluster-up set up for the pod network, so that cluster-down removes exactly that. */
+export interface PodNetRecord {
+  readonly prefix: string;
+  /** Whether cluster-up made the bridge (a bridge found there is left alone). */
+  readonly bridgeAdded?: boolean;
+  /** Whether cluster-up inserted `FORWARD -i connmeter0 -o connmeter0 -j ACCEPT`. */
+  readonly forwardRuleAdded?: boolean;
+  /** Clusters of earlier versions made the prefix local with a route on `lo`. */
+  readonly routeAdded?: boolean;
+}
+
+function ip(args: readonly string[], input?: string): { ok: boolean; out: string; err: string } {
+  const res = spawnSync("ip", args, { encoding: "utf8", input });
+  return { ok: res.status === 0, out: res.stdout ?? "", err: (res.stderr || res.error?.message || "").trim() };
+}
+
+function mustIp(args: readonly string[], why: string): void {
+  const res = ip(args);
+  if (!res.ok) {
+    throw new Error(`cannot ${why} (\`ip ${args.join(" ")}\` failed: ${res.err}): run as root, ` +
+      "or set CONNMETER_POD_NET=127.10 for loopback pod addresses on the host's network");
+  }
+}
+
+/** The FORWARD rule that lets pods talk to each other across the bridge. */
+const FORWARD_RULE = ["FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"];
+
 /**
- * Pods on a non-loopback prefix need it to be local: `ip route add local <prefix>.0.0/16 dev lo`
- * (the kernel then accepts any address of it, like 127/8). Returns whether the route was added.
+ * Bridged traffic goes through iptables' FORWARD chain when br_netfilter is loaded, and Docker
+ * sets that chain's policy to DROP: then pods could not reach each other. Like Docker for its
+ * own bridges, accept traffic that stays on the bridge. Returns whether the rule was added.
  */
-export function ensurePodRoute(config: ClusterConfig, log: Log): boolean {
-  if (isLoopbackPodNet(config)) {
-    log(`cluster: pods get loopback addresses ${config.podNetPrefix}.<node>.<n>; EndpointSlices stay empty (the API server refuses loopback endpoints). Run as root or set CONNMETER_POD_NET=198.18 for routable ones`);
-    return false;
-  }
-  const cidr = `${config.podNetPrefix}.0.0/16`;
-  const existing = spawnSync("ip", ["-o", "route", "show", "table", "local", cidr], { encoding: "utf8" });
-  if (existing.status === 0 && existing.stdout.includes("dev lo")) {
-    log(`cluster: pods get addresses ${config.podNetPrefix}.<node>.<n> (route local ${cidr} dev lo already present)`);
-    return false;
-  }
-  const res = spawnSync("ip", ["route", "add", "local", cidr, "dev", "lo"], { encoding: "utf8" });
+function ensureForwardRule(log: Log): boolean {
+  const iptables = spawnSync("iptables", ["-C", ...FORWARD_RULE], { encoding: "utf8" });
+  if (iptables.error) return false; // no iptables: nothing filters bridged traffic
+  if (iptables.status === 0) return false;
+  const policy = spawnSync("iptables", ["-S", "FORWARD"], { encoding: "utf8" }).stdout ?? "";
+  if (policy.includes("-P FORWARD ACCEPT")) return false;
+  const res = spawnSync("iptables", ["-I", ...FORWARD_RULE], { encoding: "utf8" });
   if (res.status !== 0) {
-    throw new Error(`cannot make ${cidr} local for pod addresses (\`ip route add local ${cidr} dev lo\` failed: ` +
-      `${(res.stderr || res.error?.message || "").trim()}): run as root, or set CONNMETER_POD_NET=127.10 for loopback pod addresses`);
+    log(`cluster: could not let pods reach each other through iptables' FORWARD chain (policy DROP): ${res.stderr.trim()}`);
+    return false;
   }
-  log(`cluster: pods get addresses ${config.podNetPrefix}.<node>.<n> (added route local ${cidr} dev lo; cluster-down removes it)`);
+  log(`cluster: iptables' FORWARD policy is DROP (set by Docker): added \`iptables -I ${FORWARD_RULE.join(" ")}\` so pods reach each other; cluster-down removes it`);
   return true;
 }
 
-export function removePodRoute(podNet: { prefix: string; routeAdded: boolean } | undefined, log: Log): void {
-  if (!podNet?.routeAdded) return;
-  const cidr = `${podNet.prefix}.0.0/16`;
-  const res = spawnSync("ip", ["route", "del", "local", cidr, "dev", "lo"], { encoding: "utf8" });
-  log(res.status === 0 ? `cluster: removed route local ${cidr}` : `cluster: could not remove route local ${cidr}: ${res.stderr.trim()}`);
+/** Sets up the pod network for cluster-up (see the top of this file). */
+export function ensurePodNetwork(config: ClusterConfig, log: Log): PodNetRecord {
+  const prefix = config.podNetPrefix;
+  if (isLoopbackPodNet(config)) {
+    log(`cluster: pods share the host's network on loopback addresses ${prefix}.<node>.<n> (bind $(POD_IP), not 0.0.0.0); ` +
+      "EndpointSlices stay empty (the API server refuses loopback endpoints). Run as root for a network namespace per pod");
+    return { prefix };
+  }
+  const cidr = `${prefix}.0.0/16`;
+  // Earlier versions made the whole prefix local on `lo`: that would swallow the pods' traffic.
+  const legacy = ip(["-o", "route", "show", "table", "local", cidr]);
+  if (legacy.ok && legacy.out.includes("dev lo")) {
+    mustIp(["route", "del", "local", cidr, "dev", "lo"], `remove the old route local ${cidr} dev lo`);
+    log(`cluster: removed the route local ${cidr} dev lo left by an earlier version (pods now have their own network namespaces)`);
+  }
+  const bridgeAdded = !ip(["link", "show", BRIDGE]).ok;
+  if (bridgeAdded) mustIp(["link", "add", BRIDGE, "type", "bridge"], `create the pod bridge ${BRIDGE}`);
+  const gateway = `${prefix}.0.1`;
+  const present = ip(["-o", "-4", "addr", "show", "dev", BRIDGE]).out;
+  for (const address of [gateway, ...Array.from({ length: config.nodeCount }, (_, i) => nodeAddress(config, i + 1))]) {
+    if (!present.includes(` ${address}/`)) mustIp(["addr", "add", `${address}/16`, "dev", BRIDGE], `give ${BRIDGE} the address ${address}`);
+  }
+  mustIp(["link", "set", BRIDGE, "up"], `bring ${BRIDGE} up`);
+  const forwardRuleAdded = ensureForwardRule(log);
+  log(`cluster: pods get a network namespace each on bridge ${BRIDGE} (${cidr}, gateway and API server ${gateway}, nodes ${prefix}.<n>.1)` +
+    (bridgeAdded ? "; cluster-down removes it" : `; ${BRIDGE} was already there and stays`));
+  return { prefix, bridgeAdded, forwardRuleAdded };
+}
+
+/** Undoes ensurePodNetwork: namespaces left behind, the bridge and the FORWARD rule it added. */
+export function removePodNetwork(record: PodNetRecord | undefined, log: Log): void {
+  if (!record) return;
+  if (record.routeAdded) {
+    const cidr = `${record.prefix}.0.0/16`;
+    const res = ip(["route", "del", "local", cidr, "dev", "lo"]);
+    log(res.ok ? `cluster: removed route local ${cidr}` : `cluster: could not remove route local ${cidr}: ${res.err}`);
+  }
+  const left = listPodNamespaces();
+  for (const ns of left) ip(["netns", "delete", ns]);
+  if (left.length) log(`cluster: removed ${left.length} pod network namespace(s) the node agent left behind`);
+  if (record.forwardRuleAdded) spawnSync("iptables", ["-D", ...FORWARD_RULE]);
+  if (record.bridgeAdded) {
+    const res = ip(["link", "delete", BRIDGE]);
+    log(res.ok ? `cluster: removed bridge ${BRIDGE}` : `cluster: could not remove bridge ${BRIDGE}: ${res.err}`);
+  }
+}
+
+/** Deletes every pod namespace (of a node agent that died); returns how many there were. */
+export async function removePodNamespaces(): Promise<number> {
+  const names = listPodNamespaces();
+  await Promise.all(names.map((name) => execFileAsync("ip", ["netns", "delete", name]).catch(() => undefined)));
+  return names.length;
+}
+
+/** Names of the pod namespaces that exist (`ip netns list`). */
+function listPodNamespaces(): string[] {
+  const res = ip(["netns", "list"]);
+  if (!res.ok) return [];
+  return res.out.split("\n").map((l) => l.split(" ")[0] ?? "").filter((n) => n.startsWith(NETNS_PREFIX));
+}
+
+/** One pod's network namespace, as the node agent makes it (the sandbox of a real kubelet). */
+export class PodNetns {
+  readonly name: string;
+  private readonly hostVeth: string;
+
+  constructor(podUid: string) {
+    this.name = `${NETNS_PREFIX}${podUid}`;
+    // Interface names are at most 15 bytes.
+    this.hostVeth = `cmv${podUid.replace(/-/g, "").slice(0, 12)}`;
+  }
+
+  /** argv that runs `argv` inside the namespace (nsenter execs it: the pid stays the same). */
+  wrap(argv: readonly string[]): string[] {
+    return [NSENTER, `--net=/run/netns/${this.name}`, "--", ...argv];
+  }
+
+  /** Creates the namespace with `lo` up, `eth0` at `address`/16 and a default route via `gateway`. */
+  async create(address: string, gateway: string): Promise<void> {
+    await this.remove(); // left by an agent that died, with the same pod
+    const run = (args: string[]) => execFileAsync("ip", args);
+    try {
+      await run(["netns", "add", this.name]);
+      await run(["link", "add", this.hostVeth, "type", "veth", "peer", "name", "eth0", "netns", this.name]);
+      await run(["link", "set", this.hostVeth, "master", BRIDGE, "up"]);
+      const inside = ["-n", this.name];
+      await run([...inside, "link", "set", "lo", "up"]);
+      await run([...inside, "addr", "add", `${address}/16`, "dev", "eth0"]);
+      await run([...inside, "link", "set", "eth0", "up"]);
+      await run([...inside, "route", "add", "default", "via", gateway]);
+    } catch (err) {
+      await this.remove();
+      const stderr = (err as { stderr?: string }).stderr?.trim();
+      throw new Error(`pod network namespace ${this.name} (${address} on bridge ${BRIDGE}, via ${gateway}): ${stderr || (err as Error).message}`);
+    }
+  }
+
+  /** Deletes the namespace; its veth pair goes with it. Nothing to do if it is gone. */
+  async remove(): Promise<void> {
+    await execFileAsync("ip", ["netns", "delete", this.name]).catch(() => undefined);
+  }
 }

@@ -1,13 +1,15 @@
 // The node agent: a kubelet stand-in for several nodes at once. It registers the nodes, watches
-// the pods bound to them and runs each pod as local processes (PodWorker). Watching is
+// the pods bound to them and runs each pod as local processes in its own network namespace
+// (PodWorker, pod-network.ts). Watching is
 // level-triggered: every event and a periodic relist lead to the same `sync(pod)`.
 import {
   CoordinationV1Api, CoreV1Api, makeInformer, type Informer, type KubeConfig, type ObjectCache, type V1Pod,
 } from "@kubernetes/client-node";
 import type { Server } from "node:https";
 import { join } from "node:path";
-import { nodeAddress, nodeName, statePaths, type ClusterConfig } from "../config.js";
+import { isLoopbackPodNet, nodeAddress, nodeName, statePaths, type ClusterConfig } from "../config.js";
 import { apiMessage } from "../kube.js";
+import { removePodNamespaces } from "../pod-network.js";
 import { stopRecordedProcesses } from "../procs.js";
 import { IpPool } from "./ip-pool.js";
 import { startKubeletServer } from "./kubelet-server.js";
@@ -62,6 +64,9 @@ export class NodeAgent {
     // Containers of an agent that died without stopping them still hold their addresses.
     const orphans = await stopRecordedProcesses(paths.containers, 2_000);
     if (orphans) this.log(`stopped ${orphans} container process(es) left by a previous agent`);
+    // And their pods' network namespaces: every pod gets a fresh one when its worker starts.
+    const namespaces = isLoopbackPodNet(this.config) ? 0 : await removePodNamespaces();
+    if (namespaces) this.log(`removed ${namespaces} pod network namespace(s) left by a previous agent`);
     const pki = paths.pki;
     for (const { spec } of this.nodes.values()) {
       this.servers.push(await startKubeletServer(spec.ip, spec.kubeletPort,
@@ -143,6 +148,7 @@ export class NodeAgent {
     const paths = statePaths(this.config);
     return {
       core: this.core, nodeName: node.spec.name, nodeIP: node.spec.ip, pool: node.pool, allocatable: NODE_ALLOCATABLE,
+      podNamespaces: !isLoopbackPodNet(this.config),
       repoRoot: this.config.repoRoot, podsDir: paths.pods, recordsDir: paths.containers,
       server: this.kc.getCurrentCluster()?.server ?? "", caFile: join(paths.pki, "ca.crt"),
       log: this.log,

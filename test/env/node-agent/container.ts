@@ -23,6 +23,8 @@ export interface ContainerContext {
   readonly onExit: (runner: ContainerRunner, exitCode: number) => void;
   /** A liveness or startup probe failed past its threshold: the pod worker restarts the container. */
   readonly onUnhealthy: (runner: ContainerRunner, why: string) => void;
+  /** argv that runs `argv` in the pod's network namespace (as is when pods share the host's). */
+  readonly inPod: (argv: readonly string[]) => string[];
   readonly log: (line: string) => void;
 }
 
@@ -100,7 +102,8 @@ export class ContainerRunner {
     const fd = openSync(this.logPath(), "a");
     let child: ChildProcess;
     try {
-      child = spawn(argv[0] ?? "", argv.slice(1), {
+      const inPod = this.ctx.inPod(argv);
+      child = spawn(inPod[0] ?? "", inPod.slice(1), {
         cwd: this.spec.workingDir || this.ctx.repoRoot, env: Object.fromEntries(this.env), detached: true, stdio: ["ignore", fd, fd],
       });
     } finally {
@@ -145,7 +148,7 @@ export class ContainerRunner {
   }
 
   private startProbes(): void {
-    const attempt = (p: V1Probe) => () => probeOnce(p, this.ctx.envSources.podIP(), this.spec, this.env);
+    const attempt = (p: V1Probe) => () => probeOnce(p, this.ctx.envSources.podIP(), this.spec, this.env, this.ctx.inPod);
     const unhealthy = (kind: string, p: Prober) => this.ctx.onUnhealthy(this, `${kind} probe failed: ${p.lastMessage}`);
     const startOthers = () => {
       if (this.spec.readinessProbe) {

@@ -1,6 +1,6 @@
-// Pod addresses of one node: `<prefix>.<node>.2` to `.254` (`.1` is the node itself). Linux
-// routes all of 127.0.0.0/8 to the loopback interface, so every address can be bound without
-// configuring anything. Allocation goes round-robin so a freed address is not reused at once
+// Pod addresses of one node: `<base>.2` to `.254` (`<base>.1` is the node itself). The pod's
+// network namespace gets the address (pod-network.ts); on a loopback prefix (127/8) it can be
+// bound on the host as is. Allocation goes round-robin so a freed address is not reused at once
 // (a client of a deleted pod must not reach its successor by accident).
 export class IpPool {
   private readonly used = new Set<number>();

@@ -1,4 +1,5 @@
-// One pod on one node, as the kubelet would run it: an address, init containers in order
+// One pod on one node, as the kubelet would run it: a sandbox (an address, in its own network
+// namespace unless pods share the host's network), init containers in order
 // (native sidecars, i.e. init containers with restartPolicy Always, keep running), then the
 // containers; restarts per restartPolicy with back-off; status written back; on deletion,
 // SIGTERM, SIGKILL after the grace period, then the pod object is removed (grace 0).
@@ -10,6 +11,7 @@ import { renderKubeconfig } from "../kubeconfig.js";
 import { apiMessage, apiStatus } from "../kube.js";
 import { ContainerRunner, type ContainerContext } from "./container.js";
 import type { EnvSources } from "./expand.js";
+import { PodNetns } from "../pod-network.js";
 import type { IpPool } from "./ip-pool.js";
 
 /** What a pod worker needs from its node and the agent. */
@@ -18,6 +20,8 @@ export interface PodHost {
   readonly nodeName: string;
   readonly nodeIP: string;
   readonly pool: IpPool;
+  /** Pods get a network namespace each (false: they share the host's network). */
+  readonly podNamespaces: boolean;
   readonly allocatable: Readonly<Record<string, string>>;
   readonly repoRoot: string;
   readonly podsDir: string;
@@ -40,6 +44,8 @@ const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
 export class PodWorker {
   private pod: V1Pod;
   private ip = "";
+  /** The pod's network namespace (none for hostNetwork pods or a shared host network). */
+  private readonly netns: PodNetns | undefined;
   private readonly inits: ContainerRunner[] = [];
   private readonly mains: ContainerRunner[] = [];
   private initIndex = 0;
@@ -85,8 +91,10 @@ export class PodWorker {
       onChange: () => this.scheduleStatus(),
       onExit: (r: ContainerRunner, code: number) => (isInit ? this.onInitExit(r, code) : this.onMainExit(r, code)),
       onUnhealthy: (r: ContainerRunner, why: string) => void this.onUnhealthy(r, why),
+      inPod: (argv: readonly string[]) => this.netns?.wrap(argv) ?? [...argv],
       log: host.log,
     });
+    if (host.podNamespaces && !pod.spec?.hostNetwork) this.netns = new PodNetns(this.uid);
     for (const c of pod.spec?.initContainers ?? []) this.inits.push(new ContainerRunner(c, true, ctx(true)));
     for (const c of pod.spec?.containers ?? []) this.mains.push(new ContainerRunner(c, false, ctx(false)));
   }
@@ -132,6 +140,15 @@ export class PodWorker {
     this.startTime = this.pod.status?.startTime ? new Date(this.pod.status.startTime).toISOString().replace(/\.\d+Z$/, "Z") : now();
     mkdirSync(this.podDir, { recursive: true });
     this.scheduleStatus();
+    while (!this.terminating) {
+      try {
+        await this.netns?.create(this.ip, this.host.nodeIP);
+        break;
+      } catch (err) {
+        this.event("Warning", "FailedCreatePodSandBox", `${(err as Error).message}; retrying`);
+        await new Promise((r) => setTimeout(r, 2_000));
+      }
+    }
     while (!this.terminating) {
       try {
         await this.setupServiceAccount();
@@ -273,12 +290,18 @@ export class PodWorker {
       await this.writeStatusNow();
       await this.deleteFromApi();
     }
-    this.host.pool.release(this.ip);
+    await this.releaseSandbox();
     this.host.done(this);
   }
 
   private async finishTerminal(): Promise<void> {
     await this.writeStatusNow();
+    await this.releaseSandbox();
+  }
+
+  /** Gives back the address and deletes the network namespace (its processes have exited). */
+  private async releaseSandbox(): Promise<void> {
+    await this.netns?.remove();
     this.host.pool.release(this.ip);
   }
 
@@ -298,6 +321,7 @@ export class PodWorker {
     this.terminating ??= (async () => {
       for (const t of this.timers) clearTimeout(t);
       await Promise.all([...this.mains, ...this.inits].map((r) => r.stop(graceMs)));
+      await this.netns?.remove();
     })();
     await this.terminating;
   }

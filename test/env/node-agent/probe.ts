@@ -1,5 +1,6 @@
-// Probes as the kubelet runs them: HTTP GET (2xx/3xx is success), TCP connect, and exec (here
-// run on the host with the container's environment, since a container is a local process).
+// Probes as the kubelet runs them: HTTP GET (2xx/3xx is success) and TCP connect from the node
+// to the pod's address, and exec (in the pod's network namespace, with the container's
+// environment, since a container is a local process).
 // A Prober applies initialDelaySeconds, periodSeconds, timeoutSeconds and the thresholds.
 import type { V1Container, V1Probe } from "@kubernetes/client-node";
 import { spawn } from "node:child_process";
@@ -21,7 +22,10 @@ export function probePort(port: number | string | undefined, container: V1Contai
 }
 
 /** Runs one probe attempt. */
-export async function probeOnce(probe: V1Probe, podIP: string, container: V1Container, env: ReadonlyMap<string, string>): Promise<ProbeResult> {
+export async function probeOnce(
+  probe: V1Probe, podIP: string, container: V1Container, env: ReadonlyMap<string, string>,
+  inPod: (argv: readonly string[]) => string[] = (argv) => [...argv],
+): Promise<ProbeResult> {
   const timeoutMs = (probe.timeoutSeconds ?? 1) * 1000;
   if (probe.httpGet) {
     const port = probePort(probe.httpGet.port as number | string, container);
@@ -34,7 +38,7 @@ export async function probeOnce(probe: V1Probe, podIP: string, container: V1Cont
     if (port == null) return { ok: false, message: `tcpSocket port ${String(probe.tcpSocket.port)} is not a container port` };
     return tcpProbe(probe.tcpSocket.host || podIP, port, timeoutMs);
   }
-  if (probe.exec?.command?.length) return execProbe(probe.exec.command, env, timeoutMs);
+  if (probe.exec?.command?.length) return execProbe(probe.exec.command, inPod(probe.exec.command), env, timeoutMs);
   return { ok: false, message: "unsupported probe (the connmeter node agent runs httpGet, tcpSocket and exec probes)" };
 }
 
@@ -63,11 +67,11 @@ function tcpProbe(host: string, port: number, timeoutMs: number): Promise<ProbeR
   });
 }
 
-function execProbe(command: readonly string[], env: ReadonlyMap<string, string>, timeoutMs: number): Promise<ProbeResult> {
+function execProbe(command: readonly string[], argv: readonly string[], env: ReadonlyMap<string, string>, timeoutMs: number): Promise<ProbeResult> {
   return new Promise((resolve) => {
-    const [file, ...args] = command;
+    const [file, ...args] = argv;
     const child = spawn(file ?? "", args, { env: Object.fromEntries(env), stdio: "ignore", timeout: timeoutMs });
-    child.once("error", (err) => resolve({ ok: false, message: `exec ${file}: ${err.message}` }));
+    child.once("error", (err) => resolve({ ok: false, message: `exec ${command[0] ?? ""}: ${err.message}` }));
     child.once("exit", (code, signal) => resolve({ ok: code === 0, message: `exec ${command.join(" ")}: ${signal ?? `exit ${code}`}` }));
   });
 }
