@@ -73,9 +73,8 @@ up() {
   NODE_BINS=$(nice -n 10 bash "$KIND_DIR/build-node-bins.sh" | tail -1)
   local image offline=1 official=kindest/node:$K8S_VERSION
   if [ -n "${KIND_NODE_IMAGE:-}" ]; then image=$KIND_NODE_IMAGE; offline=0
-  elif [ "${CONNMETER_KIND_IMAGES:-auto}" = official ] || docker image inspect "$official" >/dev/null 2>&1; then image=$official; offline=0
+  elif official_image "$official"; then image=$official; offline=0
   else
-    log "cluster: $official is not present locally (CONNMETER_KIND_IMAGES=official pulls it): using a node image built offline"
     image=$(bash "$KIND_DIR/node-image.sh" | tail -1)
   fi
   ensure_network

@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
 # Builds connmeter/sidecar, connmeter/operator and connmeter/demo-app (tag $IMAGE_TAG, default
 # dev) from docker/Dockerfile. The Node base: $NODE_IMAGE when set; else the official
-# node:24-bookworm-slim when it is already present locally or CONNMETER_KIND_IMAGES=official
-# (docker pulls it); else an offline-built one (test/kind/base-images.sh). No registry is probed.
+# node:24-bookworm-slim when present or pulled (official_image in lib.sh); else an equivalent
+# built offline (test/kind/base-images.sh).
 source "$(dirname "$0")/lib.sh"
 IMAGE_TAG=${IMAGE_TAG:-dev}
 OFFICIAL_NODE_IMAGE=node:24-bookworm-slim
-mode=${CONNMETER_KIND_IMAGES:-auto}
 if [ -n "${NODE_IMAGE:-}" ]; then
   base=$NODE_IMAGE
-elif [ "$mode" = official ] || { [ "$mode" = auto ] && docker image inspect "$OFFICIAL_NODE_IMAGE" >/dev/null 2>&1; }; then
+elif official_image "$OFFICIAL_NODE_IMAGE"; then
   base=$OFFICIAL_NODE_IMAGE
 else
-  log "images: $OFFICIAL_NODE_IMAGE is not present locally (CONNMETER_KIND_IMAGES=official pulls it): using an offline-built Node base"
   base=$(bash "$KIND_DIR/base-images.sh" | tail -1)
 fi
 # npm inside the build trusts the CAs this machine added to its trust store (Debian keeps them

@@ -27,3 +27,19 @@ KUBECONFIG_KIND=$STATE/kubeconfig-$CLUSTER_NAME
 
 log() { echo "kind-e2e: $*" >&2; }
 die() { echo "kind-e2e: error: $*" >&2; exit 1; }
+
+# Whether the official image $1 is there to use: present locally, or pulled now. The modes of
+# CONNMETER_KIND_IMAGES: auto (default) tries one pull and says in one line why it falls back to
+# building offline; official requires the pull; offline never pulls.
+official_image() {
+  local image=$1 mode=${CONNMETER_KIND_IMAGES:-auto} err
+  case $mode in auto | official | offline) ;; *) die "CONNMETER_KIND_IMAGES=$mode: expected auto, official or offline" ;; esac
+  [ "$mode" = offline ] && return 1
+  docker image inspect "$image" >/dev/null 2>&1 && return 0
+  log "images: pulling $image"
+  if err=$(docker pull -q "$image" 2>&1 >/dev/null); then return 0; fi
+  err=${err##*$'\n'}
+  [ "$mode" = official ] && die "CONNMETER_KIND_IMAGES=official: \`docker pull $image\` failed: $err"
+  log "images: cannot pull $image ($err): building an equivalent offline instead (CONNMETER_KIND_IMAGES=offline skips the pull)"
+  return 1
+}
