@@ -70,8 +70,8 @@ export function canMakePodNamespaces(): boolean {
     const status = readFileSync("/proc/self/status", "utf8");
     const capEff = BigInt(`0x${/^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? "0"}`);
     const has = (bit: bigint) => (capEff & (1n << bit)) !== 0n;
-    const onPath = (tool: string) => ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].some((d) => existsSync(join(d, tool)));
-    return has(12n) && has(21n) && onPath("ip") && onPath("nsenter");
+    const installed = (tool: string) => ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].some((d) => existsSync(join(d, tool)));
+    return has(12n) && has(21n) && installed("ip") && installed("nsenter");
   } catch {
     return false;
   }

@@ -11,7 +11,7 @@
 // Loopback prefixes (127.x, no privileges needed): pods share the host's network and must
 // bind their own address ($(POD_IP)).
 import { execFile, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { isLoopbackPodNet, nodeAddress, type ClusterConfig } from "./config.js";
 
@@ -21,8 +21,17 @@ const execFileAsync = promisify(execFile);
 
 export const BRIDGE = "connmeter0";
 const NETNS_PREFIX = "connmeter-";
-/** By absolute path: a container's env may set a PATH without it. */
-const NSENTER = ["/usr/bin/nsenter", "/bin/nsenter"].find((p) => existsSync(p)) ?? "nsenter";
+
+/**
+ * A system tool by absolute path: root's tools live in sbin directories a PATH may lack (a
+ * container's env may set any PATH, and `iptables` is in /usr/sbin only).
+ */
+function systemTool(name: string): string {
+  return ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map((d) => `${d}/${name}`).find((p) => existsSync(p)) ?? name;
+}
+const IP = systemTool("ip");
+const IPTABLES = systemTool("iptables");
+const NSENTER = systemTool("nsenter");
 
 /** What cluster-up set up for the pod network, so that cluster-down removes exactly that. */
 export interface PodNetRecord {
@@ -36,7 +45,7 @@ export interface PodNetRecord {
 }
 
 function ip(args: readonly string[], input?: string): { ok: boolean; out: string; err: string } {
-  const res = spawnSync("ip", args, { encoding: "utf8", input });
+  const res = spawnSync(IP, args, { encoding: "utf8", input });
   return { ok: res.status === 0, out: res.stdout ?? "", err: (res.stderr || res.error?.message || "").trim() };
 }
 
@@ -57,18 +66,33 @@ const FORWARD_RULE = ["FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"];
  * own bridges, accept traffic that stays on the bridge. Returns whether the rule was added.
  */
 function ensureForwardRule(log: Log): boolean {
-  const iptables = spawnSync("iptables", ["-C", ...FORWARD_RULE], { encoding: "utf8" });
-  if (iptables.error) return false; // no iptables: nothing filters bridged traffic
+  const iptables = spawnSync(IPTABLES, ["-C", ...FORWARD_RULE], { encoding: "utf8" });
+  if (iptables.error) {
+    if (bridgeTrafficFiltered()) {
+      log("cluster: bridged traffic goes through iptables (br_netfilter) but no `iptables` was found: " +
+        `if pods cannot reach each other, allow it with \`iptables -I ${FORWARD_RULE.join(" ")}\``);
+    }
+    return false;
+  }
   if (iptables.status === 0) return false;
-  const policy = spawnSync("iptables", ["-S", "FORWARD"], { encoding: "utf8" }).stdout ?? "";
+  const policy = spawnSync(IPTABLES, ["-S", "FORWARD"], { encoding: "utf8" }).stdout ?? "";
   if (policy.includes("-P FORWARD ACCEPT")) return false;
-  const res = spawnSync("iptables", ["-I", ...FORWARD_RULE], { encoding: "utf8" });
+  const res = spawnSync(IPTABLES, ["-I", ...FORWARD_RULE], { encoding: "utf8" });
   if (res.status !== 0) {
     log(`cluster: could not let pods reach each other through iptables' FORWARD chain (policy DROP): ${res.stderr.trim()}`);
     return false;
   }
   log(`cluster: iptables' FORWARD policy is DROP (set by Docker): added \`iptables -I ${FORWARD_RULE.join(" ")}\` so pods reach each other; cluster-down removes it`);
   return true;
+}
+
+/** Whether br_netfilter passes bridged IPv4 traffic through iptables. */
+function bridgeTrafficFiltered(): boolean {
+  try {
+    return readFileSync("/proc/sys/net/bridge/bridge-nf-call-iptables", "utf8").trim() === "1";
+  } catch {
+    return false; // br_netfilter not loaded
+  }
 }
 
 /** Sets up the pod network for cluster-up (see the top of this file). */
@@ -111,7 +135,7 @@ export function removePodNetwork(record: PodNetRecord | undefined, log: Log): vo
   const left = listPodNamespaces();
   for (const ns of left) ip(["netns", "delete", ns]);
   if (left.length) log(`cluster: removed ${left.length} pod network namespace(s) the node agent left behind`);
-  if (record.forwardRuleAdded) spawnSync("iptables", ["-D", ...FORWARD_RULE]);
+  if (record.forwardRuleAdded) spawnSync(IPTABLES, ["-D", ...FORWARD_RULE]);
   if (record.bridgeAdded) {
     const res = ip(["link", "delete", BRIDGE]);
     log(res.ok ? `cluster: removed bridge ${BRIDGE}` : `cluster: could not remove bridge ${BRIDGE}: ${res.err}`);
@@ -121,7 +145,7 @@ export function removePodNetwork(record: PodNetRecord | undefined, log: Log): vo
 /** Deletes every pod namespace (of a node agent that died); returns how many there were. */
 export async function removePodNamespaces(): Promise<number> {
   const names = listPodNamespaces();
-  await Promise.all(names.map((name) => execFileAsync("ip", ["netns", "delete", name]).catch(() => undefined)));
+  await Promise.all(names.map((name) => execFileAsync(IP, ["netns", "delete", name]).catch(() => undefined)));
   return names.length;
 }
 
@@ -151,7 +175,7 @@ export class PodNetns {
   /** Creates the namespace with `lo` up, `eth0` at `address`/16 and a default route via `gateway`. */
   async create(address: string, gateway: string): Promise<void> {
     await this.remove(); // left by an agent that died, with the same pod
-    const run = (args: string[]) => execFileAsync("ip", args);
+    const run = (args: string[]) => execFileAsync(IP, args);
     try {
       await run(["netns", "add", this.name]);
       await run(["link", "add", this.hostVeth, "type", "veth", "peer", "name", "eth0", "netns", this.name]);
@@ -170,6 +194,6 @@ export class PodNetns {
 
   /** Deletes the namespace; its veth pair goes with it. Nothing to do if it is gone. */
   async remove(): Promise<void> {
-    await execFileAsync("ip", ["netns", "delete", this.name]).catch(() => undefined);
+    await execFileAsync(IP, ["netns", "delete", this.name]).catch(() => undefined);
   }
 }

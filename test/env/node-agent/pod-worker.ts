@@ -9,9 +9,9 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { renderKubeconfig } from "../kubeconfig.js";
 import { apiMessage, apiStatus } from "../kube.js";
+import { PodNetns } from "../pod-network.js";
 import { ContainerRunner, type ContainerContext } from "./container.js";
 import type { EnvSources } from "./expand.js";
-import { PodNetns } from "../pod-network.js";
 import type { IpPool } from "./ip-pool.js";
 
 /** What a pod worker needs from its node and the agent. */
@@ -46,6 +46,9 @@ export class PodWorker {
   private ip = "";
   /** The pod's network namespace (none for hostNetwork pods or a shared host network). */
   private readonly netns: PodNetns | undefined;
+  /** The latest attempt to create it: a release waits for it, so no namespace is left behind. */
+  private creatingNetns: Promise<void> = Promise.resolve();
+  private sandboxReleased = false;
   private readonly inits: ContainerRunner[] = [];
   private readonly mains: ContainerRunner[] = [];
   private initIndex = 0;
@@ -142,7 +145,8 @@ export class PodWorker {
     this.scheduleStatus();
     while (!this.terminating) {
       try {
-        await this.netns?.create(this.ip, this.host.nodeIP);
+        this.creatingNetns = this.netns?.create(this.ip, this.host.nodeIP) ?? Promise.resolve();
+        await this.creatingNetns;
         break;
       } catch (err) {
         this.event("Warning", "FailedCreatePodSandBox", `${(err as Error).message}; retrying`);
@@ -299,8 +303,14 @@ export class PodWorker {
     await this.releaseSandbox();
   }
 
-  /** Gives back the address and deletes the network namespace (its processes have exited). */
+  /**
+   * Deletes the network namespace (its processes have exited) and gives back the address, once:
+   * a pod that completed and is deleted later must not free an address given to another pod since.
+   */
   private async releaseSandbox(): Promise<void> {
+    if (this.sandboxReleased) return;
+    this.sandboxReleased = true;
+    await this.creatingNetns.catch(() => undefined);
     await this.netns?.remove();
     this.host.pool.release(this.ip);
   }
@@ -321,7 +331,7 @@ export class PodWorker {
     this.terminating ??= (async () => {
       for (const t of this.timers) clearTimeout(t);
       await Promise.all([...this.mains, ...this.inits].map((r) => r.stop(graceMs)));
-      await this.netns?.remove();
+      await this.releaseSandbox();
     })();
     await this.terminating;
   }
