@@ -4,6 +4,8 @@
 # shellcheck shell=bash
 set -euo pipefail
 
+# dockerd, iptables and debootstrap live in sbin directories, which a PATH may lack.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin ;; esac
 KIND_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$KIND_DIR/../.." && pwd)
 CACHE=${CONNMETER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/connmeter}
