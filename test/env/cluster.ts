@@ -1,7 +1,8 @@
 // The local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
-// kube-scheduler and the connmeter node agent (pods as local processes; pod-network.ts gives
-// each its own network namespace), state under .local/cluster/. `clusterUp` starts it (or reuses a running one), `clusterDown`
-// stops exactly the processes it started and removes their data.
+// kube-scheduler and the connmeter node agent (pods as local processes, each pod in its own
+// network namespace: pod-network.ts), state under .local/cluster/. `clusterUp` starts it (or
+// reuses a running one), `clusterDown` stops exactly the processes it started and removes
+// their data.
 import { execFileSync, spawnSync } from "node:child_process";
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
@@ -458,7 +459,7 @@ async function stopAll(config: ClusterConfig, state: ClusterState, log: Log): Pr
   }
   const leftovers = await stopRecordedProcesses(paths.containers, 2_000);
   if (leftovers) log(`cluster: stopped ${leftovers} container process(es) the node agent left behind`);
-  removePodNetwork(state.podNet, log);
+  await removePodNetwork(state.podNet, log);
   const keep = join(config.stateDir, "..", "cluster-last-logs");
   rmSync(keep, { recursive: true, force: true });
   if (existsSync(paths.logs)) renameSync(paths.logs, keep);

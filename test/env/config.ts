@@ -62,6 +62,15 @@ export const ROUTED_POD_NET = "198.18";
 export const LOOPBACK_POD_NET = "127.10";
 
 /**
+ * A system tool's absolute path, or undefined if it is not installed. Root's tools live in sbin
+ * directories a PATH may lack (`iptables` is in /usr/sbin only), and a container's env may set
+ * any PATH.
+ */
+export function systemTool(name: string): string | undefined {
+  return ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map((d) => join(d, name)).find((p) => existsSync(p));
+}
+
+/**
  * Whether this process may give pods network namespaces: CAP_NET_ADMIN (bridge, veths,
  * addresses) and CAP_SYS_ADMIN (`ip netns add`, `nsenter`), with `ip` and `nsenter` installed.
  */
@@ -70,8 +79,7 @@ export function canMakePodNamespaces(): boolean {
     const status = readFileSync("/proc/self/status", "utf8");
     const capEff = BigInt(`0x${/^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? "0"}`);
     const has = (bit: bigint) => (capEff & (1n << bit)) !== 0n;
-    const installed = (tool: string) => ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].some((d) => existsSync(join(d, tool)));
-    return has(12n) && has(21n) && installed("ip") && installed("nsenter");
+    return has(12n) && has(21n) && systemTool("ip") != null && systemTool("nsenter") != null;
   } catch {
     return false;
   }

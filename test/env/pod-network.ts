@@ -11,27 +11,19 @@
 // Loopback prefixes (127.x, no privileges needed): pods share the host's network and must
 // bind their own address ($(POD_IP)).
 import { execFile, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
-import { isLoopbackPodNet, nodeAddress, type ClusterConfig } from "./config.js";
+import { isLoopbackPodNet, nodeAddress, systemTool, type ClusterConfig } from "./config.js";
 
 type Log = (line: string) => void;
 
 const execFileAsync = promisify(execFile);
 
-export const BRIDGE = "connmeter0";
+const BRIDGE = "connmeter0";
 const NETNS_PREFIX = "connmeter-";
-
-/**
- * A system tool by absolute path: root's tools live in sbin directories a PATH may lack (a
- * container's env may set any PATH, and `iptables` is in /usr/sbin only).
- */
-function systemTool(name: string): string {
-  return ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map((d) => `${d}/${name}`).find((p) => existsSync(p)) ?? name;
-}
-const IP = systemTool("ip");
-const IPTABLES = systemTool("iptables");
-const NSENTER = systemTool("nsenter");
+const IP = systemTool("ip") ?? "ip";
+const IPTABLES = systemTool("iptables") ?? "iptables";
+const NSENTER = systemTool("nsenter") ?? "nsenter";
 
 /** What cluster-up set up for the pod network, so that cluster-down removes exactly that. */
 export interface PodNetRecord {
@@ -44,8 +36,8 @@ export interface PodNetRecord {
   readonly routeAdded?: boolean;
 }
 
-function ip(args: readonly string[], input?: string): { ok: boolean; out: string; err: string } {
-  const res = spawnSync(IP, args, { encoding: "utf8", input });
+function ip(args: readonly string[]): { ok: boolean; out: string; err: string } {
+  const res = spawnSync(IP, args, { encoding: "utf8" });
   return { ok: res.status === 0, out: res.stdout ?? "", err: (res.stderr || res.error?.message || "").trim() };
 }
 
@@ -125,16 +117,15 @@ export function ensurePodNetwork(config: ClusterConfig, log: Log): PodNetRecord 
 }
 
 /** Undoes ensurePodNetwork: namespaces left behind, the bridge and the FORWARD rule it added. */
-export function removePodNetwork(record: PodNetRecord | undefined, log: Log): void {
+export async function removePodNetwork(record: PodNetRecord | undefined, log: Log): Promise<void> {
   if (!record) return;
   if (record.routeAdded) {
     const cidr = `${record.prefix}.0.0/16`;
     const res = ip(["route", "del", "local", cidr, "dev", "lo"]);
     log(res.ok ? `cluster: removed route local ${cidr}` : `cluster: could not remove route local ${cidr}: ${res.err}`);
   }
-  const left = listPodNamespaces();
-  for (const ns of left) ip(["netns", "delete", ns]);
-  if (left.length) log(`cluster: removed ${left.length} pod network namespace(s) the node agent left behind`);
+  const left = await removePodNamespaces();
+  if (left) log(`cluster: removed ${left} pod network namespace(s) the node agent left behind`);
   if (record.forwardRuleAdded) spawnSync(IPTABLES, ["-D", ...FORWARD_RULE]);
   if (record.bridgeAdded) {
     const res = ip(["link", "delete", BRIDGE]);
@@ -145,8 +136,13 @@ export function removePodNetwork(record: PodNetRecord | undefined, log: Log): vo
 /** Deletes every pod namespace (of a node agent that died); returns how many there were. */
 export async function removePodNamespaces(): Promise<number> {
   const names = listPodNamespaces();
-  await Promise.all(names.map((name) => execFileAsync(IP, ["netns", "delete", name]).catch(() => undefined)));
+  await Promise.all(names.map(deleteNetns));
   return names.length;
+}
+
+/** `ip netns delete`: the namespace goes once its last process has exited, with its interfaces. */
+async function deleteNetns(name: string): Promise<void> {
+  await execFileAsync(IP, ["netns", "delete", name]).catch(() => undefined); // already gone
 }
 
 /** Names of the pod namespaces that exist (`ip netns list`). */
@@ -193,7 +189,7 @@ export class PodNetns {
   }
 
   /** Deletes the namespace; its veth pair goes with it. Nothing to do if it is gone. */
-  async remove(): Promise<void> {
-    await execFileAsync(IP, ["netns", "delete", this.name]).catch(() => undefined);
+  remove(): Promise<void> {
+    return deleteNetns(this.name);
   }
 }

@@ -1,7 +1,7 @@
 // The node agent: a kubelet stand-in for several nodes at once. It registers the nodes, watches
 // the pods bound to them and runs each pod as local processes in its own network namespace
-// (PodWorker, pod-network.ts). Watching is
-// level-triggered: every event and a periodic relist lead to the same `sync(pod)`.
+// (PodWorker, pod-network.ts). Watching is level-triggered: every event and a periodic relist
+// lead to the same `sync(pod)`.
 import {
   CoordinationV1Api, CoreV1Api, makeInformer, type Informer, type KubeConfig, type ObjectCache, type V1Pod,
 } from "@kubernetes/client-node";
