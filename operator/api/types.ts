@@ -21,14 +21,35 @@ export interface TopicGroupSpec {
   maxChannels?: number;
 }
 
+/** A rate limit on scaling, as the HPA's: at most `value` pods, or percent, per `periodSeconds`. */
+export interface ScalingRatePolicy {
+  type: "Pods" | "Percent";
+  value: number;
+  periodSeconds: number;
+}
+
+/** Which rate policy applies: the most permissive (Max), the least (Min), or none may scale (Disabled). */
+export type SelectPolicy = "Max" | "Min" | "Disabled";
+
 export interface ScalingSpec {
   minReplicas: number;
   maxReplicas: number;
   targetConnectionsPerPod: number;
   scaleUpStabilizationSeconds: number;
   scaleDownStabilizationSeconds: number;
+  scaleUpPolicies: ScalingRatePolicy[];
+  scaleUpSelectPolicy: SelectPolicy;
+  scaleDownPolicies: ScalingRatePolicy[];
+  scaleDownSelectPolicy: SelectPolicy;
   connectionAwareScaleDown: boolean;
 }
+
+/** The HPA's default rate limits (autoscaling/v2 defaults.go): up 4 pods or 100 % per 15 s, whichever is more; down 100 % per 15 s. */
+export const DEFAULT_SCALE_UP_POLICIES: readonly ScalingRatePolicy[] = [
+  { type: "Pods", value: 4, periodSeconds: 15 },
+  { type: "Percent", value: 100, periodSeconds: 15 },
+];
+export const DEFAULT_SCALE_DOWN_POLICIES: readonly ScalingRatePolicy[] = [{ type: "Percent", value: 100, periodSeconds: 15 }];
 
 export interface LimitsSpec {
   maxConnectionsPerPod?: number;
@@ -118,7 +139,11 @@ export interface ConnectionPolicy {
     creationTimestamp?: Date | string;
     deletionTimestamp?: string;
   };
-  spec: Partial<PolicySpec> & { targetRef: PolicySpec["targetRef"] };
+  /** As written: the API server fills in the CRD's defaults, and withDefaults again. */
+  spec: Partial<Omit<PolicySpec, "scaling">> & {
+    targetRef: PolicySpec["targetRef"];
+    scaling?: Partial<ScalingSpec> & Pick<ScalingSpec, "maxReplicas" | "targetConnectionsPerPod">;
+  };
   status?: PolicyStatus;
 }
 
@@ -142,6 +167,8 @@ export const REASON_FAILED_UPDATE_SCALE = "FailedUpdateScale";
 export const REASON_SCALED_TO_ZERO = "ScalingDisabled";
 export const REASON_TOO_MANY = "TooManyReplicas";
 export const REASON_TOO_FEW = "TooFewReplicas";
+export const REASON_SCALE_UP_LIMIT = "ScaleUpLimit";
+export const REASON_SCALE_DOWN_LIMIT = "ScaleDownLimit";
 export const REASON_WITHIN_RANGE = "DesiredWithinRange";
 export const REASON_AT_CAPACITY = "AtCapacity";
 export const REASON_BELOW_CAPACITY = "BelowCapacity";
@@ -157,7 +184,7 @@ export const EVENT_FAILED_SCALE = "FailedScale";
 
 /** The spec with every default of the CRD filled in. */
 export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {
-  const s = spec.scaling as Partial<ScalingSpec> | undefined;
+  const s: Partial<ScalingSpec> | undefined = spec.scaling;
   return {
     targetRef: { ...spec.targetRef, apiVersion: spec.targetRef.apiVersion ?? "apps/v1" },
     sidecar: { adminPort: spec.sidecar?.adminPort ?? 9090 },
@@ -172,6 +199,10 @@ export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {
           targetConnectionsPerPod: s.targetConnectionsPerPod,
           scaleUpStabilizationSeconds: s.scaleUpStabilizationSeconds ?? 0,
           scaleDownStabilizationSeconds: s.scaleDownStabilizationSeconds ?? 300,
+          scaleUpPolicies: s.scaleUpPolicies ?? [...DEFAULT_SCALE_UP_POLICIES],
+          scaleUpSelectPolicy: s.scaleUpSelectPolicy ?? "Max",
+          scaleDownPolicies: s.scaleDownPolicies ?? [...DEFAULT_SCALE_DOWN_POLICIES],
+          scaleDownSelectPolicy: s.scaleDownSelectPolicy ?? "Max",
           connectionAwareScaleDown: s.connectionAwareScaleDown ?? true,
         },
   };

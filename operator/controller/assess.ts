@@ -5,8 +5,8 @@ import {
   COND_AT_CAPACITY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, EVENT_AT_CAPACITY, EVENT_FAILED_SCALE, EVENT_SCRAPE_FAILED,
   EVENT_TARGET_NOT_FOUND, REASON_ALL_PODS_SCRAPED, REASON_AT_CAPACITY, REASON_BELOW_CAPACITY, REASON_HPA_CONFLICT,
   REASON_FAILED_UPDATE_SCALE, REASON_NO_CAP, REASON_NO_PODS, REASON_OBSERVE_ONLY, REASON_POLICY_CONFLICT, REASON_SCALED_TO_ZERO, REASON_SCRAPE_FAILED,
-  REASON_TARGET_NOT_FOUND, REASON_TOO_FEW, REASON_TOO_MANY, REASON_VALID_METRIC, REASON_WITHIN_RANGE,
-  type CapacityStatus, type Condition, type PolicySpec, type PolicyStatus, type TargetKind,
+  REASON_SCALE_DOWN_LIMIT, REASON_SCALE_UP_LIMIT, REASON_TARGET_NOT_FOUND, REASON_TOO_FEW, REASON_TOO_MANY, REASON_VALID_METRIC,
+  REASON_WITHIN_RANGE, type CapacityStatus, type Condition, type PolicySpec, type PolicyStatus, type ScalingRatePolicy, type TargetKind,
 } from "../api/types.js";
 import type { ScaleDecision } from "../scale/decide.js";
 import type { EventSink, ObjectRef } from "./cluster.js";
@@ -124,11 +124,15 @@ export function assessScaling(spec: PolicySpec, outcome: ScalingOutcome | undefi
       const d = outcome.decision;
       const note = outcome.kind === "StatefulSet" ? " A StatefulSet removes its highest ordinal first on scale-down (pod-deletion-cost does not apply)." : "";
       const held = d.heldBack ? ` A scale-down to ${d.recommendation} is held back by the ${s.scaleDownStabilizationSeconds} s scale-down stabilization window.` : "";
-      const limited = d.limited === "TooManyReplicas"
-        ? { type: COND_SCALING_LIMITED, status: "True" as const, reason: REASON_TOO_MANY, message: `the connections ask for more than maxReplicas ${s.maxReplicas}` }
-        : d.limited === "TooFewReplicas"
-          ? { type: COND_SCALING_LIMITED, status: "True" as const, reason: REASON_TOO_FEW, message: `the connections ask for fewer than minReplicas ${s.minReplicas}` }
-          : notLimited(REASON_WITHIN_RANGE, `the desired count is within [${s.minReplicas}, ${s.maxReplicas}]`);
+      const isLimited = (reason: string, message: string) => ({ type: COND_SCALING_LIMITED, status: "True" as const, reason, message });
+      const rate = (dir: "Up" | "Down", policies: readonly ScalingRatePolicy[], select: string) =>
+        `the desired count (${d.recommendation}) ${dir === "Up" ? "rises" : "falls"} faster than spec.scaling.scale${dir}Policies allow ` +
+        `(${policies.map((p) => `${p.value}${p.type === "Percent" ? " %" : " pods"} per ${p.periodSeconds} s`).join(", ")}, select ${select}): ${d.desired} replicas for now`;
+      const limited = d.limited === "TooManyReplicas" ? isLimited(REASON_TOO_MANY, `the connections ask for more than maxReplicas ${s.maxReplicas}`)
+        : d.limited === "TooFewReplicas" ? isLimited(REASON_TOO_FEW, `the connections ask for fewer than minReplicas ${s.minReplicas}`)
+          : d.limited === "ScaleUpLimit" ? isLimited(REASON_SCALE_UP_LIMIT, rate("Up", s.scaleUpPolicies, s.scaleUpSelectPolicy))
+            : d.limited === "ScaleDownLimit" ? isLimited(REASON_SCALE_DOWN_LIMIT, rate("Down", s.scaleDownPolicies, s.scaleDownSelectPolicy))
+              : notLimited(REASON_WITHIN_RANGE, `the desired count is within [${s.minReplicas}, ${s.maxReplicas}]`);
       if (outcome.scaleError !== undefined) {
         return {
           active: active("False", REASON_FAILED_UPDATE_SCALE, `could not set ${targetName(spec)} to ${d.desired} replicas (retried every interval): ${outcome.scaleError}. Check the operator's RBAC for ${outcome.kind === "StatefulSet" ? "statefulsets" : "deployments"}/scale (patch) and pods (patch)`),

@@ -10,7 +10,7 @@ import {
   EVENT_SCALED_UP, KIND, policyKey, withDefaults,
   type ConnectionPolicy, type PolicySpec, type PolicyStatus, type TargetKind,
 } from "../api/types.js";
-import { decideScale, type Recommendation } from "../scale/decide.js";
+import { decideScale, type Recommendation, type ScaleEvent } from "../scale/decide.js";
 import { deletionCosts } from "../scale/deletion-cost.js";
 import type { SidecarClient, SidecarConfig } from "../scrape/sidecar-client.js";
 import type { Caches, ClusterWriter, EventSink, ObjectRef, PodLike, WorkloadLike } from "./cluster.js";
@@ -43,6 +43,8 @@ interface PolicyMemory {
   samples: PodSamples;
   lastScrapeMs: number;
   history: Recommendation[];
+  /** The scales this replica made, for the rate policies (like the HPA's, kept in memory only). */
+  scaleEvents: ScaleEvent[];
   lastStatusWriteMs: number;
   /** The canonical JSON of the last status written (or read), to write only changes. */
   lastStatusJson: string;
@@ -123,7 +125,7 @@ export class Reconciler {
     let mem = this.memory.get(key);
     if (!mem || mem.uid !== policy.metadata.uid) {
       mem = {
-        uid: policy.metadata.uid, generation: undefined, samples: new PodSamples(), lastScrapeMs: -Infinity, history: [],
+        uid: policy.metadata.uid, generation: undefined, samples: new PodSamples(), lastScrapeMs: -Infinity, history: [], scaleEvents: [],
         lastStatusWriteMs: -Infinity, lastStatusJson: canonicalJson(policy.status ?? {}), topicLabels: [], assessment: undefined,
         adminPort: 0, forgotten: false,
       };
@@ -238,9 +240,11 @@ export class Reconciler {
     // a restart never skips the scale-down window.
     if (mem.history.length === 0) mem.history.push({ atMs: now, replicas: current });
     const decision = decideScale({
-      nowMs: now, current, connections: agg.connections, incomplete: agg.stalePods.length > 0, spec: scaling, history: mem.history,
+      nowMs: now, current, connections: agg.connections, incomplete: agg.stalePods.length > 0, spec: scaling,
+      history: mem.history, events: mem.scaleEvents,
     });
     mem.history = decision.history;
+    mem.scaleEvents = decision.events;
     let scaledAt: string | undefined;
     if (decision.desired !== current && !mem.forgotten) {
       // A failed write is reported in ScalingActive and retried next interval; it must not stop
@@ -255,6 +259,7 @@ export class Reconciler {
         this.deps.log(`policy ${policyKey(policy.metadata.namespace, policy.metadata.name)}: scaling ${kind} ${name} ${current} -> ${decision.desired} failed: ${scaleError}`);
         return { mode: "active", current, decision, kind: kind as TargetKind, scaledAt: undefined, scaleError };
       }
+      mem.scaleEvents.push({ atMs: now, change: decision.desired - current });
       const up = decision.desired > current;
       this.deps.metrics.scaleActions.inc({ direction: up ? "up" : "down" });
       this.deps.events.record(policyRef(policy), "Normal", up ? EVENT_SCALED_UP : EVENT_SCALED_DOWN, "Scale",

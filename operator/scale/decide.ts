@@ -1,6 +1,7 @@
 // Pure: the scale decision, after the HPA's algorithm (OPERATOR-NOTES.md §1): a ratio with a
-// tolerance, clamped to [minReplicas, maxReplicas], stabilized over both windows.
-import type { ScalingSpec } from "../api/types.js";
+// tolerance, clamped to [minReplicas, maxReplicas], stabilized over both windows, then held to
+// the rate policies (so many pods or percent per period) given the scale events of each period.
+import type { ScalingRatePolicy, ScalingSpec, SelectPolicy } from "../api/types.js";
 
 /** Ratios within 1 ± this leave the replicas alone (the HPA's default tolerance). */
 export const TOLERANCE = 0.1;
@@ -9,6 +10,12 @@ export const TOLERANCE = 0.1;
 export interface Recommendation {
   atMs: number;
   replicas: number;
+}
+
+/** A scale this operator made: replicas added (> 0) or removed (< 0). */
+export interface ScaleEvent {
+  atMs: number;
+  change: number;
 }
 
 export interface ScaleInput {
@@ -21,21 +28,26 @@ export interface ScaleInput {
   incomplete: boolean;
   spec: ScalingSpec;
   history: readonly Recommendation[];
+  /** This operator's scales, for the rate policies' periods. */
+  events: readonly ScaleEvent[];
 }
 
-export type Limited = "TooManyReplicas" | "TooFewReplicas" | undefined;
+/** Why ScalingLimited is True, with the HPA's reasons: a replica bound, or a rate policy. */
+export type Limited = "TooManyReplicas" | "TooFewReplicas" | "ScaleUpLimit" | "ScaleDownLimit" | undefined;
 
 export interface ScaleDecision {
   /** Replicas to run after stabilization. */
   desired: number;
   /** This interval's recommendation, before stabilization. */
   recommendation: number;
-  /** The unclamped count asked for fell outside [minReplicas, maxReplicas]. */
+  /** The count asked for fell outside [minReplicas, maxReplicas], or changed faster than the rate policies allow. */
   limited: Limited;
   /** History to keep for the next decision (pruned to the longest window). */
   history: Recommendation[];
   /** A scale-down was held back by the down window (incomplete counts change the recommendation itself instead). */
   heldBack: boolean;
+  /** Events to keep for the next decision (pruned to the longest policy period); the caller adds the scale it makes. */
+  events: ScaleEvent[];
 }
 
 /**
@@ -65,6 +77,50 @@ export function decideScale(input: ScaleInput): ScaleDecision {
     if (r.atMs > upFrom) up = Math.min(up, r.replicas);
     if (r.atMs > downFrom) down = Math.max(down, r.replicas);
   }
-  const desired = Math.min(Math.max(current, up), down);
-  return { desired, recommendation, limited, history, heldBack: desired > recommendation };
+  const stabilized = Math.min(Math.max(current, up), down);
+
+  const longest = Math.max(0, ...[...spec.scaleUpPolicies, ...spec.scaleDownPolicies].map((p) => p.periodSeconds));
+  const events = input.events.filter((e) => e.atMs > nowMs - longest * 1000 && e.atMs <= nowMs);
+  let desired = stabilized;
+  let rateLimited: Limited;
+  if (stabilized > current) {
+    const limit = Math.max(current, rateLimit("up", current, events, nowMs, spec.scaleUpPolicies, spec.scaleUpSelectPolicy));
+    if (stabilized > limit) [desired, rateLimited] = [limit, "ScaleUpLimit"];
+  } else if (stabilized < current) {
+    const limit = Math.min(current, rateLimit("down", current, events, nowMs, spec.scaleDownPolicies, spec.scaleDownSelectPolicy));
+    if (stabilized < limit) [desired, rateLimited] = [limit, "ScaleDownLimit"];
+  }
+  return { desired, recommendation, limited: rateLimited ?? limited, history, heldBack: stabilized > recommendation, events };
+}
+
+/**
+ * The furthest the replicas may go in one direction, as the HPA's
+ * calculateScaleUpLimitWithScalingRules and calculateScaleDownLimitWithBehaviors: each policy
+ * starts from the count at the beginning of its period (current − added + removed within it)
+ * and allows `value` pods, or ceil(start × (1 + value %)) up and trunc(start × (1 − value %))
+ * down; Max takes the most permissive policy, Min the least, Disabled (or no policy) none.
+ */
+function rateLimit(
+  direction: "up" | "down", current: number, events: readonly ScaleEvent[], nowMs: number,
+  policies: readonly ScalingRatePolicy[], select: SelectPolicy,
+): number {
+  if (select === "Disabled" || policies.length === 0) return current;
+  const limits = policies.map((p) => {
+    const from = nowMs - p.periodSeconds * 1000;
+    let added = 0;
+    let removed = 0;
+    for (const e of events) {
+      if (e.atMs <= from) continue;
+      if (e.change > 0) added += e.change;
+      else removed -= e.change;
+    }
+    const start = current - added + removed;
+    // Integer products, divided once: 10 + 10 % is 11, where 10 × 1.1 would round up to 12.
+    if (direction === "up") return p.type === "Pods" ? start + p.value : Math.ceil((start * (100 + p.value)) / 100);
+    return p.type === "Pods" ? start - p.value : Math.trunc((start * (100 - p.value)) / 100);
+  });
+  // Up, Max is the highest limit; down, Max is the lowest (the largest change).
+  const mostPermissive = direction === "up" ? Math.max(...limits) : Math.min(...limits);
+  const leastPermissive = direction === "up" ? Math.min(...limits) : Math.max(...limits);
+  return select === "Max" ? mostPermissive : leastPermissive;
 }

@@ -71,6 +71,11 @@ describe("valid ConnectionPolicies", () => {
       targetConnectionsPerPod: 1000,
       scaleUpStabilizationSeconds: 0,
       scaleDownStabilizationSeconds: 300,
+      // The HPA's default behavior.
+      scaleUpPolicies: [{ type: "Pods", value: 4, periodSeconds: 15 }, { type: "Percent", value: 100, periodSeconds: 15 }],
+      scaleUpSelectPolicy: "Max",
+      scaleDownPolicies: [{ type: "Percent", value: 100, periodSeconds: 15 }],
+      scaleDownSelectPolicy: "Max",
       connectionAwareScaleDown: true,
     });
     expect(back.spec.limits).toBeUndefined();
@@ -87,6 +92,8 @@ describe("valid ConnectionPolicies", () => {
       scaling: {
         minReplicas: 2, maxReplicas: 20, targetConnectionsPerPod: 1500,
         scaleUpStabilizationSeconds: 30, scaleDownStabilizationSeconds: 600, connectionAwareScaleDown: false,
+        scaleUpPolicies: [{ type: "Pods", value: 2, periodSeconds: 60 }], scaleUpSelectPolicy: "Min",
+        scaleDownPolicies: [{ type: "Percent", value: 10, periodSeconds: 1800 }, { type: "Pods", value: 1, periodSeconds: 1 }], scaleDownSelectPolicy: "Disabled",
       },
     };
     const { name } = await create(spec);
@@ -150,6 +157,11 @@ const refusals: RefusalCase[] = [
   { name: "a zero targetConnectionsPerPod", spec: { targetRef: target, scaling: { ...scaling, targetConnectionsPerPod: 0 } }, message: ["spec.scaling.targetConnectionsPerPod", "greater than or equal to 1"] },
   { name: "a zero minReplicas", spec: { targetRef: target, scaling: { ...scaling, minReplicas: 0 } }, message: ["spec.scaling.minReplicas", "greater than or equal to 1"] },
   { name: "a negative scale-down window", spec: { targetRef: target, scaling: { ...scaling, scaleDownStabilizationSeconds: -1 } }, message: ["spec.scaling.scaleDownStabilizationSeconds", "greater than or equal to 0"] },
+  { name: "an unknown rate policy type", spec: { targetRef: target, scaling: { ...scaling, scaleUpPolicies: [{ type: "Replicas", value: 2, periodSeconds: 15 }] } }, message: ["spec.scaling.scaleUpPolicies[0].type", 'Unsupported value: "Replicas"', '"Pods"', '"Percent"'] },
+  { name: "a rate policy period over 30 minutes", spec: { targetRef: target, scaling: { ...scaling, scaleDownPolicies: [{ type: "Pods", value: 1, periodSeconds: 1801 }] } }, message: ["spec.scaling.scaleDownPolicies[0].periodSeconds", "less than or equal to 1800"] },
+  { name: "a rate policy of 0 pods", spec: { targetRef: target, scaling: { ...scaling, scaleUpPolicies: [{ type: "Pods", value: 0, periodSeconds: 15 }] } }, message: ["spec.scaling.scaleUpPolicies[0].value", "greater than or equal to 1"] },
+  { name: "an empty rate policy list", spec: { targetRef: target, scaling: { ...scaling, scaleDownPolicies: [] } }, message: ["spec.scaling.scaleDownPolicies", "at least 1 items"] },
+  { name: "an unknown select policy", spec: { targetRef: target, scaling: { ...scaling, scaleUpSelectPolicy: "Average" } }, message: ["spec.scaling.scaleUpSelectPolicy", 'Unsupported value: "Average"'] },
   { name: "rejectAtPercent 0", spec: { targetRef: target, limits: { rejectAtPercent: 0 } }, message: ["spec.limits.rejectAtPercent", "spec.limits.rejectAtPercent must be between 1 and 100"] },
   { name: "rejectAtPercent 101", spec: { targetRef: target, limits: { rejectAtPercent: 101 } }, message: ["spec.limits.rejectAtPercent", "must be between 1 and 100"] },
   { name: "a per-pod cap above the cluster cap", spec: { targetRef: target, limits: { maxConnectionsPerPod: 500, maxConnections: 100 } }, message: ["spec.limits.maxConnectionsPerPod", "spec.limits.maxConnectionsPerPod must be less than or equal to spec.limits.maxConnections"] },

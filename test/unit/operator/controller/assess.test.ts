@@ -101,7 +101,7 @@ describe("assessCapacity", () => {
 
 describe("assessScaling", () => {
   const decision = (over: Partial<ScaleDecision> = {}): ScaleDecision =>
-    ({ desired: 4, recommendation: 4, limited: undefined, history: [], heldBack: false, ...over });
+    ({ desired: 4, recommendation: 4, limited: undefined, history: [], heldBack: false, events: [], ...over });
 
   it.each([
     { what: "no target: both False TargetNotFound", outcome: undefined, active: ["False", "TargetNotFound"], limited: ["False", "TargetNotFound"] },

@@ -309,6 +309,27 @@ describe("Reconciler: scaling", () => {
     expect(w.policy.status?.lastScaleTime).toBe(new Date(T0).toISOString());
   });
 
+  it("holds a surge to the HPA's default rate (4 pods or 100 % per 15 s), counting its own scales, and says so in ScalingLimited", async () => {
+    const w = world({ replicas: 2, spec: { scaling: scaling({ maxReplicas: 30 }) } });
+    w.answers.set("198.18.0.1", sample(1000));
+    w.answers.set("198.18.0.2", sample(1000));
+    await w.reconcile();
+    const scales = () => w.writes.filter((x) => x.op === "scale").map((x) => (x as { replicas: number }).replicas);
+    expect(scales()).toEqual([6]);
+    expect(w.condition("ScalingLimited")).toMatchObject({ status: "True", reason: "ScaleUpLimit" });
+    expect(w.condition("ScalingLimited")?.message).toContain("the desired count (20) rises faster than spec.scaling.scaleUpPolicies allow (4 pods per 15 s, 100 % per 15 s, select Max): 6 replicas for now");
+    // Within the same 15 s the period still starts at 2: no further scale.
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(scales()).toEqual([6]);
+    // Past it, the next period starts at 6: 100 % allows 12.
+    w.advance(INTERVAL_MS + 1);
+    await w.reconcile();
+    expect(scales()).toEqual([6, 12]);
+  });
+
   it("before a scale-down, writes each pod's connections as its deletion cost, marked as ours, then the scale", async () => {
     const pods = [pod("chat-a", "198.18.0.1", "n"), pod("chat-b", "198.18.0.2", "n"), pod("chat-c", "198.18.0.3", "n")];
     const w = world({ replicas: 3, pods, spec: { scaling: scaling() } });

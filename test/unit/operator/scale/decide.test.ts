@@ -1,14 +1,18 @@
 import { describe, expect, it } from "vitest";
-import type { ScalingSpec } from "../../../../operator/api/types.js";
-import { decideScale, type Recommendation, type ScaleInput } from "../../../../operator/scale/decide.js";
+import { DEFAULT_SCALE_DOWN_POLICIES, DEFAULT_SCALE_UP_POLICIES, type ScalingRatePolicy, type ScalingSpec } from "../../../../operator/api/types.js";
+import { decideScale, type Recommendation, type ScaleEvent, type ScaleInput } from "../../../../operator/scale/decide.js";
 
 const NOW = 1_000_000_000;
+/** A rate policy that never binds here (the rate-policy tests below set their own). */
+const UNLIMITED: ScalingRatePolicy[] = [{ type: "Pods", value: 1000, periodSeconds: 1 }];
 const spec = (over: Partial<ScalingSpec> = {}): ScalingSpec => ({
   minReplicas: 1, maxReplicas: 20, targetConnectionsPerPod: 100,
-  scaleUpStabilizationSeconds: 0, scaleDownStabilizationSeconds: 0, connectionAwareScaleDown: true, ...over,
+  scaleUpStabilizationSeconds: 0, scaleDownStabilizationSeconds: 0,
+  scaleUpPolicies: UNLIMITED, scaleUpSelectPolicy: "Max", scaleDownPolicies: UNLIMITED, scaleDownSelectPolicy: "Max",
+  connectionAwareScaleDown: true, ...over,
 });
 const input = (over: Partial<ScaleInput> = {}): ScaleInput =>
-  ({ nowMs: NOW, current: 10, connections: 1000, incomplete: false, spec: spec(), history: [], ...over });
+  ({ nowMs: NOW, current: 10, connections: 1000, incomplete: false, spec: spec(), history: [], events: [], ...over });
 const ago = (seconds: number, replicas: number): Recommendation => ({ atMs: NOW - seconds * 1000, replicas });
 
 describe("decideScale: the ratio", () => {
@@ -155,5 +159,71 @@ describe("decideScale: history", () => {
   it("keeps nothing but the new entry when both windows are 0 s", () => {
     const d = decideScale(input({ history: [ago(1, 4), ago(0.001, 5)] }));
     expect(d.history).toEqual([{ atMs: NOW, replicas: 10 }]);
+  });
+});
+
+describe("decideScale: rate policies (the HPA's behavior.policies)", () => {
+  const hpaDefaults = (over: Partial<ScalingSpec> = {}) =>
+    spec({ maxReplicas: 100, scaleUpPolicies: [...DEFAULT_SCALE_UP_POLICIES], scaleDownPolicies: [...DEFAULT_SCALE_DOWN_POLICIES], ...over });
+  const event = (secondsAgo: number, change: number): ScaleEvent => ({ atMs: NOW - secondsAgo * 1000, change });
+
+  it("by default scales up by 4 pods or 100 % per 15 s, whichever is more", () => {
+    expect(decideScale(input({ current: 1, connections: 5000, spec: hpaDefaults() }))).toMatchObject({ desired: 5, recommendation: 50, limited: "ScaleUpLimit" });
+    expect(decideScale(input({ current: 10, connections: 5000, spec: hpaDefaults() }))).toMatchObject({ desired: 20, limited: "ScaleUpLimit" });
+  });
+
+  it("counts the scale-ups already made within the period, and only those", () => {
+    // 1 -> 5 ten seconds ago: the period started at 1, so 5 is all it allows.
+    expect(decideScale(input({ current: 5, connections: 5000, spec: hpaDefaults(), events: [event(10, 4)] }))).toMatchObject({ desired: 5, limited: "ScaleUpLimit" });
+    // Once that scale is older than 15 s, the next period starts at 5.
+    expect(decideScale(input({ current: 5, connections: 5000, spec: hpaDefaults(), events: [event(16, 4)] }))).toMatchObject({ desired: 10 });
+  });
+
+  it("Min takes the least permissive policy; Disabled never scales that way", () => {
+    expect(decideScale(input({ current: 10, connections: 5000, spec: hpaDefaults({ scaleUpSelectPolicy: "Min" }) })).desired).toBe(14);
+    expect(decideScale(input({ current: 5, connections: 5000, spec: hpaDefaults({ scaleUpSelectPolicy: "Disabled" }) }))).toMatchObject({ desired: 5, limited: "ScaleUpLimit" });
+    // Scaling up Disabled does not stop a scale-down.
+    expect(decideScale(input({ current: 5, connections: 100, spec: hpaDefaults({ scaleUpSelectPolicy: "Disabled" }) })).desired).toBe(1);
+    expect(decideScale(input({ current: 5, connections: 100, spec: hpaDefaults({ scaleDownSelectPolicy: "Disabled" }) }))).toMatchObject({ desired: 5, limited: "ScaleDownLimit" });
+  });
+
+  it("limits scale-downs the same way, counting the removals within the period", () => {
+    const half = hpaDefaults({ scaleDownPolicies: [{ type: "Percent", value: 50, periodSeconds: 60 }] });
+    expect(decideScale(input({ current: 10, connections: 100, spec: half }))).toMatchObject({ desired: 5, recommendation: 1, limited: "ScaleDownLimit" });
+    expect(decideScale(input({ current: 5, connections: 100, spec: half, events: [event(30, -5)] })).desired).toBe(5);
+    expect(decideScale(input({ current: 5, connections: 100, spec: half, events: [event(61, -5)] })).desired).toBe(2);
+    const onePod = hpaDefaults({ scaleDownPolicies: [{ type: "Pods", value: 1, periodSeconds: 60 }] });
+    expect(decideScale(input({ current: 10, connections: 100, spec: onePod })).desired).toBe(9);
+  });
+
+  it("starts each policy from the count at the start of its period: ups and downs within it both count", () => {
+    // 6 -> 10 (+4) then 10 -> 8 (-2) within the period: it started at 6, and Pods 4 allows 10.
+    const pods4 = hpaDefaults({ scaleUpPolicies: [{ type: "Pods", value: 4, periodSeconds: 60 }] });
+    expect(decideScale(input({ current: 8, connections: 5000, spec: pods4, events: [event(40, 4), event(20, -2)] })).desired).toBe(10);
+  });
+
+  it("computes percentages exactly: 10 plus 10 % is 11, 10 minus 15 % is 8", () => {
+    expect(decideScale(input({ current: 10, connections: 5000, spec: hpaDefaults({ scaleUpPolicies: [{ type: "Percent", value: 10, periodSeconds: 15 }] }) })).desired).toBe(11);
+    expect(decideScale(input({ current: 10, connections: 100, spec: hpaDefaults({ scaleDownPolicies: [{ type: "Percent", value: 15, periodSeconds: 15 }] }) })).desired).toBe(8);
+  });
+
+  it("reports a replica bound when the rate does not bind, and nothing when neither does", () => {
+    expect(decideScale(input({ current: 15, connections: 5000, spec: hpaDefaults({ maxReplicas: 20 }) }))).toMatchObject({ desired: 20, limited: "TooManyReplicas" });
+    expect(decideScale(input({ current: 10, connections: 1500, spec: hpaDefaults() }))).toMatchObject({ desired: 15, limited: undefined });
+  });
+
+  it("applies after the stabilization windows: a scale-down held by the window is not rate limited", () => {
+    const d = decideScale(input({
+      current: 10, connections: 100, history: [ago(100, 10)],
+      spec: hpaDefaults({ scaleDownStabilizationSeconds: 300, scaleDownPolicies: [{ type: "Pods", value: 1, periodSeconds: 60 }] }),
+    }));
+    expect(d).toMatchObject({ desired: 10, heldBack: true, limited: undefined });
+  });
+
+  it("keeps the events within the longest period only, and does not change the ones it was given", () => {
+    const events = [event(1000, 3), event(100, 2), event(10, 1)];
+    const d = decideScale(input({ spec: hpaDefaults({ scaleDownPolicies: [{ type: "Pods", value: 1, periodSeconds: 120 }] }), events }));
+    expect(d.events).toEqual([event(100, 2), event(10, 1)]);
+    expect(events).toHaveLength(3);
   });
 });
