@@ -96,7 +96,7 @@ export function decideScale(input: ScaleInput): ScaleDecision {
 /**
  * The furthest the replicas may go in one direction, as the HPA's
  * calculateScaleUpLimitWithScalingRules and calculateScaleDownLimitWithBehaviors: each policy
- * starts from the count at the beginning of its period (current − added + removed within it)
+ * starts from the count at the beginning of its period (current − the net change within it)
  * and allows `value` pods, or ceil(start × (1 + value %)) up and trunc(start × (1 − value %))
  * down; Max takes the most permissive policy, Min the least, Disabled (or no policy) none.
  */
@@ -107,14 +107,7 @@ function rateLimit(
   if (select === "Disabled" || policies.length === 0) return current;
   const limits = policies.map((p) => {
     const from = nowMs - p.periodSeconds * 1000;
-    let added = 0;
-    let removed = 0;
-    for (const e of events) {
-      if (e.atMs <= from) continue;
-      if (e.change > 0) added += e.change;
-      else removed -= e.change;
-    }
-    const start = current - added + removed;
+    const start = current - events.reduce((net, e) => (e.atMs > from ? net + e.change : net), 0);
     // Integer products, divided once: 10 + 10 % is 11, where 10 × 1.1 would round up to 12.
     if (direction === "up") return p.type === "Pods" ? start + p.value : Math.ceil((start * (100 + p.value)) / 100);
     return p.type === "Pods" ? start - p.value : Math.trunc((start * (100 - p.value)) / 100);
