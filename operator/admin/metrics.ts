@@ -38,6 +38,11 @@ export class OperatorMetrics {
     help: "Status patches written to ConnectionPolicies (none is written when nothing changed).",
     registers: [this.registry],
   });
+  readonly statusWriteFailures = new Counter({
+    name: "connmeter_operator_status_write_failures_total",
+    help: "Status patches the API server refused or that failed; retried every interval (budgets and scaling go on).",
+    registers: [this.registry],
+  });
   readonly scaleActions = new Counter({
     name: "connmeter_operator_scale_actions_total",
     help: "Replica changes written through the target's scale subresource, by direction.",

@@ -1,4 +1,7 @@
 // Pure: the metered pods' samples → the counts in a ConnectionPolicy's status. No I/O, no clock.
+// Whatever the sidecars report, what comes out fits the CRD's status schema (names within its
+// length limit, whole non-negative counts), so a status write is never refused for its content.
+import { createHash } from "node:crypto";
 import { OTHER_TOPICS, TopicGroups } from "../../sidecar/ledger/topic-groups.js";
 import type { NodeStatus, PodStatus, TopicGroupSpec, TopicStatus } from "../api/types.js";
 
@@ -28,6 +31,8 @@ export const MAX_STATUS_PODS = 200;
 export const MAX_STATUS_NODES = 200;
 /** spec.topics allows 64 groups; with the named topics and the remainder, status.topics ≤ 65 (the CRD's maxItems). */
 export const MAX_STATUS_TOPICS = 65;
+/** The CRD's maxLength of status.topics[].name (and of the pods' and nodes' names). */
+export const MAX_STATUS_NAME = 253;
 
 export interface Aggregate {
   /** WebSocket connections plus long-poll sessions, over every pod with counts. */
@@ -77,13 +82,16 @@ export function aggregate(observations: readonly PodObservation[], groupSpecs: r
       out.pods.push({ name: pod.name, ...(pod.node ? { node: pod.node } : {}), ready: pod.ready, stale: true });
       continue;
     }
-    const connections = s.connections + s.longpoll;
+    const longpoll = count(s.longpoll);
+    const connections = count(s.connections) + longpoll;
+    const channels = count(s.channels);
     out.connections += connections;
-    out.channels += s.channels;
-    out.longpoll += s.longpoll;
+    out.channels += channels;
+    out.longpoll += longpoll;
     out.podConnections.set(pod.name, connections);
     const perGroup = new Float64Array(groups.size);
-    for (const [key, n] of Object.entries(s.topics)) {
+    for (const [key, raw] of Object.entries(s.topics)) {
+      const n = count(raw);
       const g = key === OTHER_TOPICS ? -1 : groups.groupOf(key);
       if (g >= 0) {
         groupChannels[g]! += n;
@@ -94,14 +102,14 @@ export function aggregate(observations: readonly PodObservation[], groupSpecs: r
     }
     out.podGroupChannels.set(pod.name, perGroup);
     out.pods.push({
-      name: pod.name, ...(pod.node ? { node: pod.node } : {}), connections, channels: s.channels, ready: pod.ready,
+      name: pod.name, ...(pod.node ? { node: pod.node } : {}), connections, channels, ready: pod.ready,
       ...(pod.stale ? { stale: true } : {}),
     });
     if (pod.node) {
       const n = nodes.get(pod.node) ?? { name: pod.node, pods: 0, connections: 0, channels: 0 };
       n.pods++;
       n.connections += connections;
-      n.channels += s.channels;
+      n.channels += channels;
       nodes.set(pod.node, n);
     }
   }
@@ -120,11 +128,29 @@ function topicList(groupSpecs: readonly TopicGroupSpec[], groupChannels: Float64
   const named = [...ungrouped].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   const room = MAX_STATUS_TOPICS - 1 - list.length;
   for (const [i, [topic, n]] of named.entries()) {
-    if (i < room) list.push({ name: topic, channels: n });
+    if (i < room) list.push({ name: statusName(topic), channels: n });
     else rest += n;
   }
   if (rest > 0) list.push({ name: OTHER_TOPICS, channels: rest });
   return list;
+}
+
+/** A count as the status may hold it: a whole number in [0, 2^53). Anything else a sidecar says counts as 0. */
+function count(v: number): number {
+  return Number.isFinite(v) && v > 0 ? Math.min(Math.floor(v), Number.MAX_SAFE_INTEGER) : 0;
+}
+
+/**
+ * A topic name that fits status.topics[].name: itself when short enough, else its first
+ * characters, "~" and 10 hex digits of its SHA-256, so one long name always maps to the same
+ * entry and two long names with a common prefix stay apart. Counted in code points, as the API
+ * server counts maxLength.
+ */
+export function statusName(name: string): string {
+  const chars = [...name];
+  if (chars.length <= MAX_STATUS_NAME) return name;
+  const hash = createHash("sha256").update(name).digest("hex").slice(0, 10);
+  return `${chars.slice(0, MAX_STATUS_NAME - 11).join("")}~${hash}`;
 }
 
 function attention(p: PodStatus): number {

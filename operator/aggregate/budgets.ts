@@ -11,11 +11,17 @@ export interface BudgetClaim {
    * reserved for it (at least what it held when last seen).
    */
   reserved?: number;
+  /**
+   * A live pod that gets no share of the headroom: its budget is what it holds (a pod being
+   * deleted: its sidecar drains, and the connections it sheds must find room elsewhere).
+   */
+  noHeadroom?: boolean;
 }
 
 /**
  * Splits `cap` among the pods: each live pod gets what it holds plus an even share of the
- * headroom, never more than `perPodCap`; stale pods keep their reservation. When the pods
+ * headroom, never more than `perPodCap` (pods marked `noHeadroom` get only what they hold);
+ * stale pods keep their reservation. When the pods
  * already hold more than the cap (the cap was lowered, or pods came back), each live pod's
  * budget is its proportional share of what is left, below what it holds: it refuses new
  * connections and keeps the ones it has. The sum of the budgets of live pods plus the
@@ -42,7 +48,7 @@ export function splitCap(cap: number, claims: readonly BudgetClaim[], perPodCap 
   // the shares of pods below the cap differ by at most 1. Each round fills at least one pod or
   // hands out all the headroom.
   let headroom = pool - live.reduce((sum, c) => sum + budgets.get(c.name)!, 0);
-  let open = live.filter((c) => budgets.get(c.name)! < perPodCap);
+  let open = live.filter((c) => !c.noHeadroom && budgets.get(c.name)! < perPodCap);
   while (headroom > 0 && open.length > 0) {
     const share = Math.floor(headroom / open.length);
     const filled = open.filter((c) => perPodCap - budgets.get(c.name)! <= share);

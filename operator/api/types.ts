@@ -152,7 +152,9 @@ export const COND_METERED = "Metered";
 export const COND_SCALING_ACTIVE = "ScalingActive";
 export const COND_SCALING_LIMITED = "ScalingLimited";
 export const COND_AT_CAPACITY = "AtCapacity";
-export const CONDITION_TYPES = [COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY] as const;
+/** Whether every answering sidecar accepted its limits and budgets (PUT /config). */
+export const COND_LIMITS_APPLIED = "LimitsApplied";
+export const CONDITION_TYPES = [COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY, COND_LIMITS_APPLIED] as const;
 
 export const REASON_ALL_PODS_SCRAPED = "AllPodsScraped";
 export const REASON_SCRAPE_FAILED = "ScrapeFailed";
@@ -173,6 +175,8 @@ export const REASON_WITHIN_RANGE = "DesiredWithinRange";
 export const REASON_AT_CAPACITY = "AtCapacity";
 export const REASON_BELOW_CAPACITY = "BelowCapacity";
 export const REASON_NO_CAP = "NoClusterCap";
+export const REASON_CONFIG_ACCEPTED = "ConfigAccepted";
+export const REASON_CONFIG_PUSH_FAILED = "ConfigPushFailed";
 
 // Event reasons (DESIGN.md).
 export const EVENT_SCALED_UP = "ScaledUp";
@@ -181,6 +185,8 @@ export const EVENT_AT_CAPACITY = "AtCapacity";
 export const EVENT_SCRAPE_FAILED = "ScrapeFailed";
 export const EVENT_TARGET_NOT_FOUND = "TargetNotFound";
 export const EVENT_FAILED_SCALE = "FailedScale";
+export const EVENT_CONFIG_PUSH_FAILED = "ConfigPushFailed";
+export const EVENT_STATUS_WRITE_FAILED = "StatusWriteFailed";
 
 /** The spec with every default of the CRD filled in. */
 export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {

@@ -2,7 +2,7 @@
 // transitions, Events). Pure, except emitTransitionEvents, which only records Events.
 import type { Aggregate } from "../aggregate/aggregate.js";
 import {
-  COND_AT_CAPACITY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, EVENT_AT_CAPACITY, EVENT_FAILED_SCALE, EVENT_SCRAPE_FAILED,
+  COND_AT_CAPACITY, COND_LIMITS_APPLIED, EVENT_CONFIG_PUSH_FAILED, REASON_CONFIG_ACCEPTED, REASON_CONFIG_PUSH_FAILED, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, EVENT_AT_CAPACITY, EVENT_FAILED_SCALE, EVENT_SCRAPE_FAILED,
   EVENT_TARGET_NOT_FOUND, REASON_ALL_PODS_SCRAPED, REASON_AT_CAPACITY, REASON_BELOW_CAPACITY, REASON_HPA_CONFLICT,
   REASON_FAILED_UPDATE_SCALE, REASON_NO_CAP, REASON_NO_PODS, REASON_OBSERVE_ONLY, REASON_POLICY_CONFLICT, REASON_SCALED_TO_ZERO, REASON_SCRAPE_FAILED,
   REASON_SCALE_DOWN_LIMIT, REASON_SCALE_UP_LIMIT, REASON_TARGET_NOT_FOUND, REASON_TOO_FEW, REASON_TOO_MANY, REASON_VALID_METRIC,
@@ -63,6 +63,36 @@ export function assessMetering(spec: PolicySpec, targetFound: boolean, podCount:
     };
   }
   return { type: COND_METERED, status: "True", reason: REASON_ALL_PODS_SCRAPED, message: `${podCount} of ${podCount} pods answered GET /stats` };
+}
+
+/**
+ * LimitsApplied: every answering sidecar accepted its PUT /config (True), or which refused and
+ * how to fix it (False). A pod that refuses keeps what it accepted last until the TTL, and its
+ * share of the caps stays reserved for it meanwhile, so the caps still hold.
+ */
+export function assessLimits(spec: PolicySpec, namespace: string, pods: readonly { name: string }[], samples: PodSamples, olderPolicy: string | undefined, targetFound: boolean): ConditionUpdate {
+  const c = (status: "True" | "False", reason: string, message: string): ConditionUpdate => ({ type: COND_LIMITS_APPLIED, status, reason, message });
+  if (!targetFound) return c("False", REASON_TARGET_NOT_FOUND, `${targetName(spec)} was not found: nothing to configure`);
+  if (olderPolicy !== undefined) return c("False", REASON_POLICY_CONFLICT, `ConnectionPolicy ${olderPolicy} is older and targets ${targetName(spec)} too: it alone pushes limits`);
+  if (!pods.some((p) => samples.isFresh(p.name))) return c("False", REASON_NO_PODS, `no sidecar of ${targetName(spec)} answered this interval: nothing was pushed`);
+  const failed = pods.map((p) => ({ ...p, error: samples.pushError(p.name) })).filter((p) => p.error !== undefined);
+  if (failed.length === 0) return c("True", REASON_CONFIG_ACCEPTED, `every answering sidecar accepted its limits and budgets (PUT /config on admin port ${spec.sidecar.adminPort})`);
+  const codes = new Set(failed.map((p) => p.error!.code));
+  const ns = namespace;
+  const fixes: string[] = [];
+  if (codes.has("http_401")) {
+    fixes.push(`401: the sidecar's CONNMETER_ADMIN_TOKEN differs from the one the operator sends (the key token of Secret connmeter-admin-token in namespace ${ns}, else the operator's own). `
+      + `Make them equal (kubectl -n ${ns} get secret connmeter-admin-token), then restart the pods: kubectl -n ${ns} rollout restart ${spec.targetRef.kind.toLowerCase()}/${spec.targetRef.name}`);
+  }
+  if (codes.has("http_403")) {
+    fixes.push(`403: the sidecar runs without CONNMETER_ADMIN_TOKEN, so it refuses every push: set it from Secret connmeter-admin-token (the chart's sidecar snippet does) and restart the pods`);
+  }
+  if ([...codes].some((code) => code !== "http_401" && code !== "http_403")) {
+    fixes.push(`other errors: check that the operator reaches admin port ${spec.sidecar.adminPort} of the pods (NetworkPolicy, spec.sidecar.adminPort)`);
+  }
+  return c("False", REASON_CONFIG_PUSH_FAILED,
+    `${failed.length} of ${pods.length} pods refused their limits and budgets (PUT /config): ${namedList(failed.map((p) => `${p.name} (${p.error!.code}: ${p.error!.message.slice(0, 200)})`))}. `
+    + `Each keeps what it accepted last until it expires, and its share of the caps stays reserved. ${fixes.join("; ")}`);
 }
 
 /** AtCapacity, and the capacity in use when a cluster cap is set. */
@@ -161,6 +191,8 @@ export function emitTransitionEvents(events: EventSink, ref: ObjectRef, before: 
   if (failed) events.record(ref, "Warning", EVENT_SCRAPE_FAILED, "Scrape", failed.message);
   const scaleFailed = entered(COND_SCALING_ACTIVE, "False", REASON_FAILED_UPDATE_SCALE);
   if (scaleFailed) events.record(ref, "Warning", EVENT_FAILED_SCALE, "Scale", scaleFailed.message);
+  const refused = entered(COND_LIMITS_APPLIED, "False", REASON_CONFIG_PUSH_FAILED);
+  if (refused) events.record(ref, "Warning", EVENT_CONFIG_PUSH_FAILED, "Configure", refused.message);
   const full = entered(COND_AT_CAPACITY, "True");
   if (full) events.record(ref, "Warning", EVENT_AT_CAPACITY, "Limit", full.message);
 }

@@ -11,6 +11,8 @@ export interface ScrapeTarget {
   ip: string;
   node: string | undefined;
   ready: boolean;
+  /** The pod is being deleted (its sidecar drains). */
+  terminating: boolean;
 }
 
 interface PodMemory {
@@ -20,8 +22,17 @@ interface PodMemory {
   /** Whether the latest scrape got an answer. */
   fresh: boolean;
   lastError: string | undefined;
-  /** The config last pushed and accepted, if any. */
+  /** The config last pushed and accepted, if any, and when (its TTL runs from then). */
   pushed: SidecarConfig | undefined;
+  pushedAtMs: number;
+  /** Why the last PUT /config to this pod failed; undefined once one succeeds. */
+  pushError: PushError | undefined;
+}
+
+/** A refused or failed PUT /config: the client's stable code (http_401, timeout, …) and its message. */
+export interface PushError {
+  code: string;
+  message: string;
 }
 
 export class PodSamples {
@@ -37,7 +48,7 @@ export class PodSamples {
     await Promise.all(targets.map(async (t) => {
       let m = this.pods.get(t.name);
       if (!m || m.ip !== t.ip) {
-        m = { ip: t.ip, sample: undefined, lastGoodMs: -Infinity, fresh: false, lastError: undefined, pushed: undefined };
+        m = { ip: t.ip, sample: undefined, lastGoodMs: -Infinity, fresh: false, lastError: undefined, pushed: undefined, pushedAtMs: -Infinity, pushError: undefined };
         this.pods.set(t.name, m);
       }
       try {
@@ -75,9 +86,30 @@ export class PodSamples {
     return this.pods.get(name)?.pushed;
   }
 
-  setPushed(name: string, config: SidecarConfig | undefined): void {
+  /** The pushed config the sidecar still enforces at `nowMs` (its TTL not run out), or undefined: it is back on its flags. */
+  inForce(name: string, nowMs: number): SidecarConfig | undefined {
     const m = this.pods.get(name);
-    if (m) m.pushed = config;
+    if (!m?.pushed || nowMs - m.pushedAtMs >= m.pushed.ttlSeconds * 1000) return undefined;
+    return m.pushed;
+  }
+
+  /** Records an accepted PUT /config (clearing any earlier push error). */
+  setPushed(name: string, config: SidecarConfig, nowMs: number): void {
+    const m = this.pods.get(name);
+    if (!m) return;
+    m.pushed = config;
+    m.pushedAtMs = nowMs;
+    m.pushError = undefined;
+  }
+
+  /** Records a failed PUT /config: the pod keeps what it last accepted, until its TTL. */
+  setPushError(name: string, error: PushError): void {
+    const m = this.pods.get(name);
+    if (m) m.pushError = error;
+  }
+
+  pushError(name: string): PushError | undefined {
+    return this.pods.get(name)?.pushError;
   }
 
   /** Every pod that was last told something, with its IP: what a deleted policy must lift. */

@@ -3,19 +3,19 @@
 // scale decision, deletion costs, conditions), then write only what changed. Level-triggered:
 // it never trusts an event's content, and running it twice in a row is harmless.
 import { aggregate, type Aggregate } from "../aggregate/aggregate.js";
-import { splitCap, type BudgetClaim } from "../aggregate/budgets.js";
 import type { OperatorMetrics } from "../admin/metrics.js";
 import {
   API_VERSION, DELETION_COST_ANNOTATION, DELETION_COST_OWNER_ANNOTATION, EVENT_SCALED_DOWN,
-  EVENT_SCALED_UP, KIND, policyKey, withDefaults,
+  EVENT_SCALED_UP, EVENT_STATUS_WRITE_FAILED, KIND, policyKey, withDefaults,
   type ConnectionPolicy, type PolicySpec, type PolicyStatus, type TargetKind,
 } from "../api/types.js";
 import { decideScale, type Recommendation, type ScaleEvent } from "../scale/decide.js";
 import { deletionCosts } from "../scale/deletion-cost.js";
 import type { SidecarClient, SidecarConfig } from "../scrape/sidecar-client.js";
 import type { Caches, ClusterWriter, EventSink, ObjectRef, PodLike, WorkloadLike } from "./cluster.js";
-import { assessCapacity, assessMetering, assessScaling, emitTransitionEvents, type Assessment, type ScalingOutcome } from "./assess.js";
+import { assessCapacity, assessLimits, assessMetering, assessScaling, emitTransitionEvents, type Assessment, type ScalingOutcome } from "./assess.js";
 import { PodSamples, type ScrapeTarget } from "./pod-samples.js";
+import { budgetTtlSeconds, planBudgets, withoutRaises, type BudgetPod } from "./budget-plan.js";
 import { selectorMatches } from "./selector.js";
 import { canonicalJson } from "./canonical-json.js";
 import { setCondition } from "./conditions.js";
@@ -56,6 +56,8 @@ interface PolicyMemory {
   adminPort: number;
   /** Set by forget(): a reconcile still running for the old policy writes nothing more. */
   forgotten: boolean;
+  /** The last status write's error, told once (log and Event) until a write succeeds. */
+  statusWriteError: string | undefined;
 }
 
 /** A scrape's timeout: well under the interval, never long. */
@@ -91,11 +93,11 @@ export class Reconciler {
       const agg = aggregate(mem.samples.observations(pods, now, intervalMs), spec.topics);
       // Two policies on one workload would push budgets and scale against each other: the older acts, the other meters.
       const older = target ? this.olderPolicyOnTarget(policy, spec) : undefined;
-      if (target && !older) await this.pushBudgets(policy, spec, pods, agg, mem, intervalMs);
+      if (target && !older) await this.pushBudgets(policy, spec, pods, agg, mem, intervalMs, now);
       const scaling = !target ? undefined
         : older ? { mode: "policyConflict" as const, current: target.spec?.replicas ?? 1, policy: older }
           : await this.ensureScale(policy, spec, target, pods, agg, mem, now);
-      mem.assessment = this.assess(policy, spec, target, pods, agg, scaling, mem);
+      mem.assessment = this.assess(policy, spec, target, pods, agg, scaling, mem, older);
     }
     await this.ensureStatus(policy, mem, now, intervalMs);
     return { requeueAfterMs: Math.max(0, mem.lastScrapeMs + intervalMs - this.deps.clock()) };
@@ -127,7 +129,7 @@ export class Reconciler {
       mem = {
         uid: policy.metadata.uid, generation: undefined, samples: new PodSamples(), lastScrapeMs: -Infinity, history: [], scaleEvents: [],
         lastStatusWriteMs: -Infinity, lastStatusJson: canonicalJson(policy.status ?? {}), topicLabels: [], assessment: undefined,
-        adminPort: 0, forgotten: false,
+        adminPort: 0, forgotten: false, statusWriteError: undefined,
       };
       this.memory.set(key, mem);
     }
@@ -157,7 +159,7 @@ export class Reconciler {
     for (const p of this.deps.caches.pods.list(namespace)) {
       if (!selectorMatches(target.spec?.selector, p.metadata?.labels)) continue;
       if (p.status?.phase !== "Running" || !p.status.podIP || !p.metadata?.name) continue;
-      out.push({ name: p.metadata.name, ip: p.status.podIP, node: p.spec?.nodeName, ready: isReady(p) });
+      out.push({ name: p.metadata.name, ip: p.status.podIP, node: p.spec?.nodeName, ready: isReady(p), terminating: Boolean(p.metadata.deletionTimestamp) });
     }
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
@@ -176,52 +178,49 @@ export class Reconciler {
 
   /**
    * Pushes every answering sidecar its config: the pod cap and readiness threshold from the
-   * spec, its share of the cluster cap and of each group's cap, and a TTL of 3 intervals. A
-   * field the spec no longer sets is lifted by resetting the sidecar to its flags first.
+   * spec, its share of the cluster cap and of each group's cap (budget-plan.ts), and a TTL
+   * that outlasts a failover. Lowered budgets land before raised ones; a field the spec no
+   * longer sets is lifted by resetting the sidecar to its flags first. A failed push is
+   * remembered (the pod's budget stays reserved, and LimitsApplied says so).
    */
-  private async pushBudgets(policy: ConnectionPolicy, spec: PolicySpec, pods: ScrapeTarget[], agg: Aggregate, mem: PolicyMemory, intervalMs: number): Promise<void> {
-    const { limits } = spec;
-    const claimsOf = (used: (name: string) => number, reservedOf: (pushed: SidecarConfig) => number | undefined): BudgetClaim[] =>
-      pods.map((p) => {
-        const pushed = mem.samples.pushed(p.name);
-        const reserved = mem.samples.isFresh(p.name) ? undefined : pushed ? reservedOf(pushed) ?? used(p.name) : used(p.name);
-        return reserved === undefined ? { name: p.name, used: used(p.name) } : { name: p.name, used: used(p.name), reserved };
-      });
-    const connectionBudgets = limits.maxConnections === undefined ? undefined : splitCap(
-      limits.maxConnections,
-      claimsOf((n) => agg.podConnections.get(n) ?? 0, (c) => c.connectionBudget ?? undefined),
-      limits.maxConnectionsPerPod ?? Infinity,
-    );
-    const groupBudgets = spec.topics.map((g, i) => g.maxChannels === undefined ? undefined : splitCap(
-      g.maxChannels,
-      // By name, not position: a reordered spec.topics must not charge a stale pod another group's budget.
-      claimsOf((n) => agg.podGroupChannels.get(n)?.[i] ?? 0, (c) => c.topics?.find((t) => t.match === g.match)?.maxChannels),
-    ));
-    const ttlSeconds = Math.max(3, Math.ceil((3 * intervalMs) / 1000));
-    if (mem.forgotten) return;
-    await Promise.all(pods.filter((p) => mem.samples.isFresh(p.name)).map(async (p) => {
-      const config: SidecarConfig = {
-        ...(limits.maxConnectionsPerPod !== undefined ? { maxConnections: limits.maxConnectionsPerPod } : {}),
-        ...(limits.rejectAtPercent !== undefined ? { rejectAtPercent: limits.rejectAtPercent } : {}),
-        connectionBudget: connectionBudgets?.get(p.name) ?? null,
-        // No groups in the spec: the sidecar keeps its own (--topic-group), not an empty list.
-        ...(spec.topics.length === 0 ? {} : {
-          topics: spec.topics.map((g, i) => {
-            const budget = groupBudgets[i]?.get(p.name);
-            return budget === undefined ? { match: g.match } : { match: g.match, maxChannels: budget };
-          }),
-        }),
-        ttlSeconds,
-      };
-      const before = mem.samples.pushed(p.name);
+  private async pushBudgets(policy: ConnectionPolicy, spec: PolicySpec, pods: ScrapeTarget[], agg: Aggregate, mem: PolicyMemory, intervalMs: number, now: number): Promise<void> {
+    const budgetPods: BudgetPod[] = pods.map((p) => ({
+      name: p.name,
+      fresh: mem.samples.isFresh(p.name),
+      terminating: p.terminating,
+      pushFailed: mem.samples.pushError(p.name) !== undefined,
+      connections: agg.podConnections.get(p.name),
+      groupChannels: agg.podGroupChannels.get(p.name),
+      inForce: mem.samples.inForce(p.name, now),
+      everPushed: mem.samples.pushed(p.name) !== undefined,
+    }));
+    const plan = planBudgets(spec, budgetPods, budgetTtlSeconds(intervalMs));
+    const ip = new Map(pods.map((p) => [p.name, p.ip]));
+    const push = async (name: string, config: SidecarConfig): Promise<boolean> => {
+      if (mem.forgotten) return false;
+      const before = mem.samples.pushed(name);
+      const at = ip.get(name)!;
       try {
-        if (before && liftsAField(before, config)) await this.deps.sidecars.resetConfig(p.ip, spec.sidecar.adminPort, scrapeTimeoutMs(intervalMs));
-        await this.deps.sidecars.pushConfig(p.ip, spec.sidecar.adminPort, config, scrapeTimeoutMs(intervalMs));
-        mem.samples.setPushed(p.name, config);
+        if (before && liftsAField(before, config)) await this.deps.sidecars.resetConfig(at, spec.sidecar.adminPort, scrapeTimeoutMs(intervalMs));
+        await this.deps.sidecars.pushConfig(at, spec.sidecar.adminPort, config, scrapeTimeoutMs(intervalMs));
+        mem.samples.setPushed(name, config, now);
+        return true;
       } catch (err) {
+        const code = (err as { code?: string }).code ?? "error";
+        mem.samples.setPushError(name, { code, message: (err as Error).message });
         this.deps.metrics.configPushFailures.inc();
-        this.deps.log(`policy ${policyKey(policy.metadata.namespace, policy.metadata.name)}: PUT /config to pod ${p.name} failed: ${(err as Error).message}`);
+        this.deps.log(`policy ${policyKey(policy.metadata.namespace, policy.metadata.name)}: PUT /config to pod ${name} failed: ${(err as Error).message}`);
+        return false;
       }
+    };
+    const first = plan.filter((p) => p.phase === 1);
+    const lowered = await Promise.all(first.map((p) => push(p.name, p.config)));
+    // A pod that did not take its lower budget holds more than the split gave it (a probe's
+    // reservation was counted already): then nothing may rise until the next split.
+    const raiseAllowed = lowered.every((ok, i) => ok || first[i]!.probe);
+    await Promise.all(plan.filter((p) => p.phase === 2).map((p) => {
+      const config = raiseAllowed ? p.config : withoutRaises(p, mem.samples.inForce(p.name, now));
+      return config ? push(p.name, config) : undefined;
     }));
   }
 
@@ -240,7 +239,7 @@ export class Reconciler {
     // a restart never skips the scale-down window.
     if (mem.history.length === 0) mem.history.push({ atMs: now, replicas: current });
     const decision = decideScale({
-      nowMs: now, current, connections: agg.connections, incomplete: agg.stalePods.length > 0, spec: scaling,
+      nowMs: now, current, connections: agg.connections, metricPods: pods.length - agg.unknownPods.length, missingPods: agg.unknownPods.length, spec: scaling,
       history: mem.history, events: mem.scaleEvents,
     });
     mem.history = decision.history;
@@ -300,7 +299,7 @@ export class Reconciler {
     }));
   }
 
-  private assess(policy: ConnectionPolicy, spec: PolicySpec, target: WorkloadLike | undefined, pods: ScrapeTarget[], agg: Aggregate, scaling: ScalingOutcome | undefined, mem: PolicyMemory): Assessment {
+  private assess(policy: ConnectionPolicy, spec: PolicySpec, target: WorkloadLike | undefined, pods: ScrapeTarget[], agg: Aggregate, scaling: ScalingOutcome | undefined, mem: PolicyMemory, older: string | undefined): Assessment {
     const metering = assessMetering(spec, target !== undefined, pods.length, agg, mem.samples);
     const capacity = assessCapacity(spec, agg);
     const scaled = assessScaling(spec, scaling);
@@ -314,7 +313,8 @@ export class Reconciler {
       lastScaleTime: scaling?.mode === "active" && scaling.scaledAt ? scaling.scaledAt : policy.status?.lastScaleTime,
     };
     this.updateGauges(policy, agg, replicas, desired, spec, mem);
-    return { status, conditions: [metering, scaled.active, scaled.limited, capacity.condition] };
+    const limits = assessLimits(spec, policy.metadata.namespace, pods, mem.samples, older, target !== undefined);
+    return { status, conditions: [metering, scaled.active, scaled.limited, capacity.condition, limits] };
   }
 
   private updateGauges(policy: ConnectionPolicy, agg: Aggregate, replicas: number, desired: number, spec: PolicySpec, mem: PolicyMemory): void {
@@ -353,11 +353,30 @@ export class Reconciler {
     const generationChanged = policy.status?.observedGeneration !== generation;
     if (!generationChanged && now - mem.lastStatusWriteMs < intervalMs - 100) return;
     const patch: Record<string, unknown> = { ...status, capacity: status.capacity ?? null };
-    await this.deps.writer.patchPolicyStatus(policy.metadata.namespace, policy.metadata.name, patch);
+    try {
+      await this.deps.writer.patchPolicyStatus(policy.metadata.namespace, policy.metadata.name, patch);
+    } catch (err) {
+      // The status is a report; budgets and scaling must not wait on it. The write is tried
+      // again at the next interval, and a refusal is told once per distinct error.
+      this.statusWriteFailed(policy, mem, err);
+      return;
+    }
+    mem.statusWriteError = undefined;
     this.deps.metrics.statusWrites.inc();
     mem.lastStatusWriteMs = now;
     mem.lastStatusJson = json;
     emitTransitionEvents(this.deps.events, policyRef(policy), before, conditions);
+  }
+
+  private statusWriteFailed(policy: ConnectionPolicy, mem: PolicyMemory, err: unknown): void {
+    const message = (err as Error).message;
+    this.deps.metrics.statusWriteFailures.inc();
+    if (mem.statusWriteError === message) return;
+    mem.statusWriteError = message;
+    const key = policyKey(policy.metadata.namespace, policy.metadata.name);
+    this.deps.log(`policy ${key}: writing the status failed (budgets and scaling go on; retried every interval): ${message}`);
+    this.deps.events.record(policyRef(policy), "Warning", EVENT_STATUS_WRITE_FAILED, "Report",
+      `Could not write the status (retried every interval; limits and scaling are not affected): ${message.slice(0, 1000)}`);
   }
 }
 

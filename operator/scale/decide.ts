@@ -24,8 +24,14 @@ export interface ScaleInput {
   current: number;
   /** Connections over the target's pods (stale pods at their last known counts). */
   connections: number;
-  /** Some pod's counts are unknown: the total is a lower bound, so never scale down on it. */
-  incomplete: boolean;
+  /** Pods of the target whose counts are in `connections` (fresh, or last known while usable). */
+  metricPods: number;
+  /**
+   * Pods of the target with no usable counts (their sidecar has not answered for too long).
+   * As the HPA does with pods that have no metric: on a scale-down they count as at the target,
+   * on a scale-up as empty, and the decision is made again on those numbers.
+   */
+  missingPods: number;
   spec: ScalingSpec;
   history: readonly Recommendation[];
   /** This operator's scales, for the rate policies' periods. */
@@ -44,7 +50,7 @@ export interface ScaleDecision {
   limited: Limited;
   /** History to keep for the next decision (pruned to the longest window). */
   history: Recommendation[];
-  /** A scale-down was held back by the down window (incomplete counts change the recommendation itself instead). */
+  /** A scale-down was held back by the down window (missing pods change the recommendation itself instead). */
   heldBack: boolean;
   /** Events to keep for the next decision (pruned to the longest policy period); the caller adds the scale it makes. */
   events: ScaleEvent[];
@@ -58,12 +64,7 @@ export interface ScaleDecision {
  */
 export function decideScale(input: ScaleInput): ScaleDecision {
   const { spec, current, connections, nowMs } = input;
-  const wanted = Math.ceil(connections / spec.targetConnectionsPerPod);
-  const ratio = current > 0 ? connections / (current * spec.targetConnectionsPerPod) : Infinity;
-  // As the HPA's Tolerances.isWithin: bounds compared as 1 ± t, both inclusive (|ratio − 1| would
-  // put an exact +10 % outside by a rounding error and an exact −10 % inside).
-  let raw = ratio >= 1 - TOLERANCE && ratio <= 1 + TOLERANCE ? current : wanted;
-  if (input.incomplete && raw < current) raw = current;
+  const raw = input.missingPods > 0 ? withMissingPods(input) : fromRatio(current, connections, spec.targetConnectionsPerPod);
   const limited: Limited = raw > spec.maxReplicas ? "TooManyReplicas" : raw < spec.minReplicas ? "TooFewReplicas" : undefined;
   const recommendation = Math.min(spec.maxReplicas, Math.max(spec.minReplicas, raw));
 
@@ -91,6 +92,38 @@ export function decideScale(input: ScaleInput): ScaleDecision {
     if (stabilized < limit) [desired, rateLimited] = [limit, "ScaleDownLimit"];
   }
   return { desired, recommendation, limited: rateLimited ?? limited, history, heldBack: stabilized > recommendation, events };
+}
+
+/** As the HPA's Tolerances.isWithin: bounds compared as 1 ± t, both inclusive (|ratio − 1| would put an exact +10 % outside by a rounding error and an exact −10 % inside). */
+function withinTolerance(ratio: number): boolean {
+  return ratio >= 1 - TOLERANCE && ratio <= 1 + TOLERANCE;
+}
+
+/** Every pod has counts: ceil(connections / target), unless the ratio to the current replicas is within the tolerance. */
+function fromRatio(current: number, connections: number, target: number): number {
+  const ratio = current > 0 ? connections / (current * target) : Infinity;
+  return withinTolerance(ratio) ? current : Math.ceil(connections / target);
+}
+
+/**
+ * Some pods have no counts, as the HPA's replica calculator treats pods with no metric: the
+ * direction comes from the pods with counts; then a missing pod counts as at the target on a
+ * scale-down (so a silent sidecar cannot hide load) and as empty on a scale-up (so it cannot
+ * invent load); the ratio is taken again over all pods, and if it is within the tolerance or
+ * turned the other way, the replicas stay. A silent sidecar thus slows a scale-down but never
+ * blocks it for good.
+ */
+function withMissingPods(input: ScaleInput): number {
+  const { current, connections, metricPods, missingPods, spec } = input;
+  const target = spec.targetConnectionsPerPod;
+  if (metricPods === 0) return current;
+  const usage = connections / (metricPods * target);
+  const adjusted = usage < 1 ? connections + missingPods * target : connections;
+  const newUsage = adjusted / ((metricPods + missingPods) * target);
+  if (withinTolerance(newUsage) || (usage < 1 && newUsage > 1) || (usage > 1 && newUsage < 1)) return current;
+  const replicas = Math.ceil(adjusted / target);
+  if ((newUsage < 1 && replicas > current) || (newUsage > 1 && replicas < current)) return current;
+  return replicas;
 }
 
 /**

@@ -17,7 +17,7 @@ const obs = (name: string, s: SidecarSample | undefined, stale = false): PodObse
 
 async function samplesWithFailures(names: string[]): Promise<PodSamples> {
   const samples = new PodSamples();
-  await samples.scrape(names.map((name) => ({ name, ip: "198.18.0.1", node: "n", ready: true })), (t) => Promise.reject(new Error(`refused ${t.name}`)), 0);
+  await samples.scrape(names.map((name) => ({ name, ip: "198.18.0.1", node: "n", ready: true, terminating: false })), (t) => Promise.reject(new Error(`refused ${t.name}`)), 0);
   return samples;
 }
 

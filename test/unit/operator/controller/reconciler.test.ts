@@ -61,8 +61,11 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
       : []),
   };
   const writes: Write[] = [];
+  /** Set to make every status write fail (as a 422 from the API server would). */
+  const statusFailure: { error: Error | undefined } = { error: undefined };
   const writer: ClusterWriter = {
     async patchPolicyStatus(_ns, name, patch) {
+      if (statusFailure.error) throw statusFailure.error;
       writes.push({ op: "status", status: structuredClone(patch) as Record<string, unknown> });
       const index = caches.policies.items.findIndex((p) => p.metadata.name === name);
       const current = caches.policies.items[index]!;
@@ -94,6 +97,8 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
   /** What each sidecar (by IP) answers: a sample, or an error to throw. */
   const answers = new Map<string, SidecarSample | Error>();
   const pushes: { ip: string; config: SidecarConfig }[] = [];
+  /** What PUT /config of a sidecar (by IP) throws, if anything. */
+  const pushErrors = new Map<string, Error>();
   const resets: string[] = [];
   const scrapes: string[] = [];
   const sidecars = {
@@ -104,6 +109,8 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
       return structuredClone(a);
     },
     async pushConfig(ip: string, _port: number, config: SidecarConfig): Promise<void> {
+      const e = pushErrors.get(ip);
+      if (e) throw e;
       pushes.push({ ip, config: structuredClone(config) });
     },
     async resetConfig(ip: string): Promise<void> {
@@ -114,7 +121,7 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
   return {
     /** The policy as the cache holds it now. */
     get policy(): ConnectionPolicy { return caches.policies.items[0]!; },
-    deployment, caches, writes, events, answers, pushes, resets, scrapes, reconciler,
+    deployment, caches, writes, events, answers, pushes, pushErrors, statusFailure, resets, scrapes, reconciler,
     advance(ms: number) { now += ms; },
     reconcile: () => reconciler.reconcile(KEY),
     statusWrites: () => writes.filter((w): w is Extract<Write, { op: "status" }> => w.op === "status"),
@@ -384,16 +391,30 @@ describe("Reconciler: scaling", () => {
     expect(w.condition("ScalingActive")?.message).toContain("highest ordinal");
   });
 
-  it("never scales down while a pod's sidecar does not answer", async () => {
-    const w = world({ replicas: 4, spec: { scaling: scaling() } });
-    w.answers.set("198.18.0.1", sample(10));
+  it("scales down past a silent sidecar, counting its pod as at the target (3 idle pods, one frozen, minReplicas 2 → 2)", async () => {
+    const pods = [pod("chat-a", "198.18.0.1", "n"), pod("chat-b", "198.18.0.2", "n"), pod("chat-c", "198.18.0.3", "n")];
+    const w = world({ replicas: 3, pods, spec: { scaling: scaling({ minReplicas: 2 }) } });
+    w.answers.set("198.18.0.1", sample(0));
+    w.answers.set("198.18.0.2", sample(0));
     await w.reconcile();
-    expect(w.writes.filter((x) => x.op === "scale")).toEqual([]);
+    expect(w.writes.filter((x) => x.op === "scale")).toEqual([{ op: "scale", kind: "Deployment", name: "chat", replicas: 2 }]);
+  });
+
+  it("decides on a silent pod's last known counts while they are recent (3 intervals), not on zero", async () => {
+    const w = world({ replicas: 3, pods: [pod("chat-a", "198.18.0.1", "n"), pod("chat-b", "198.18.0.2", "n"), pod("chat-c", "198.18.0.3", "n")], spec: { scaling: scaling() } });
+    for (const ip of ["198.18.0.1", "198.18.0.2", "198.18.0.3"]) w.answers.set(ip, sample(90));
+    await w.reconcile();
+    w.answers.set("198.18.0.3", new SidecarError("timeout", "slow"));
+    w.answers.set("198.18.0.1", sample(10));
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    // 10 + 90 + 90 (last known) = 190 → 2 pods; on zero for the silent pod it would be 1.
+    expect(w.writes.filter((x) => x.op === "scale")).toEqual([{ op: "scale", kind: "Deployment", name: "chat", replicas: 2 }]);
   });
 });
 
 describe("Reconciler: budgets", () => {
-  it("pushes every answering sidecar its share of the cluster cap, the pod limits and a TTL of 3 intervals", async () => {
+  it("pushes every answering sidecar its share of the cluster cap, the pod limits and a TTL that outlasts a failover", async () => {
     const pods = [pod("chat-a", "198.18.0.1", "n"), pod("chat-b", "198.18.0.2", "n"), pod("chat-c", "198.18.0.3", "n")];
     const w = world({ pods, spec: { limits: { maxConnections: 100, maxConnectionsPerPod: 60, rejectAtPercent: 90 }, topics: [{ match: "room:*", maxChannels: 10 }, { match: "user:*" }] } });
     w.answers.set("198.18.0.1", sample(30, 4, { "room:1": 4 }));
@@ -402,7 +423,8 @@ describe("Reconciler: budgets", () => {
     await w.reconcile();
     expect(w.pushes.map((p) => p.ip).sort()).toEqual(["198.18.0.1", "198.18.0.2", "198.18.0.3"]);
     for (const { config } of w.pushes) {
-      expect(config).toMatchObject({ maxConnections: 60, rejectAtPercent: 90, ttlSeconds: 15 });
+      // 15 s of Lease + 2 intervals of 5 s: a successor pushes before anything lapses.
+      expect(config).toMatchObject({ maxConnections: 60, rejectAtPercent: 90, ttlSeconds: 25 });
       expect(config.topics?.map((t) => t.match)).toEqual(["room:*", "user:*"]);
       expect(config.topics?.[1]).not.toHaveProperty("maxChannels");
     }
@@ -438,7 +460,7 @@ describe("Reconciler: budgets", () => {
     w.advance(INTERVAL_MS);
     await w.reconcile();
     expect(w.pushes).toHaveLength(4);
-    expect(w.pushes.every((p) => p.config.ttlSeconds === 15)).toBe(true);
+    expect(w.pushes.every((p) => p.config.ttlSeconds === 25)).toBe(true);
   });
 
   it("at the cluster cap: AtCapacity True and one AtCapacity event", async () => {
@@ -483,6 +505,149 @@ describe("Reconciler: budgets", () => {
     expect((await w.reconcile()).requeueAfterMs).toBe(0);
     expect(w.resets.sort()).toEqual(["198.18.0.1", "198.18.0.2"]);
     expect(w.statusWrites()).toHaveLength(writes);
+  });
+});
+
+describe("Reconciler: the cluster cap under faults", () => {
+  const three = () => [pod("chat-a", "198.18.0.1", "n"), pod("chat-b", "198.18.0.2", "n"), pod("chat-c", "198.18.0.3", "n")];
+  const budgetOf = (w: ReturnType<typeof world>, ip: string) => w.pushes.filter((p) => p.ip === ip).at(-1)?.config.connectionBudget;
+
+  it("a pod whose PUT /config is refused keeps its budget reserved, and LimitsApplied says which pod, the status and the fix", async () => {
+    const w = world({ spec: { limits: { maxConnections: 100 } } });
+    w.answers.set("198.18.0.1", sample(10));
+    w.answers.set("198.18.0.2", sample(10));
+    await w.reconcile();
+    expect(w.condition("LimitsApplied")).toMatchObject({ status: "True", reason: "ConfigAccepted" });
+    const heldByB = budgetOf(w, "198.18.0.2")!;
+    w.pushErrors.set("198.18.0.2", new SidecarError("http_401", "PUT http://198.18.0.2:9090/config answered 401: wrong token"));
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    w.pushes.length = 0;
+    w.answers.set("198.18.0.1", sample(40));
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    // chat-b still enforces what it accepted last; chat-a's new budget leaves room for it.
+    expect(budgetOf(w, "198.18.0.1")! + heldByB).toBeLessThanOrEqual(100);
+    const c = w.condition("LimitsApplied")!;
+    expect(c).toMatchObject({ status: "False", reason: "ConfigPushFailed" });
+    expect(c.message).toContain("chat-b (http_401");
+    expect(c.message).toContain("Secret connmeter-admin-token in namespace shop");
+    expect(c.message).toContain("rollout restart deployment/chat");
+    expect(w.events.filter((e) => e.reason === "ConfigPushFailed")).toHaveLength(1);
+  });
+
+  it("a refusing pod is tried again with no more than it holds, and counts as configured once it accepts", async () => {
+    const w = world({ spec: { limits: { maxConnections: 100 } } });
+    w.answers.set("198.18.0.1", sample(10));
+    w.answers.set("198.18.0.2", sample(7));
+    w.pushErrors.set("198.18.0.2", new SidecarError("timeout", "no answer"));
+    await w.reconcile();
+    w.pushErrors.delete("198.18.0.2");
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(budgetOf(w, "198.18.0.2")).toBe(7);
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.condition("LimitsApplied")).toMatchObject({ status: "True" });
+    expect(budgetOf(w, "198.18.0.2")).toBeGreaterThan(7);
+  });
+
+  it("a new pod: the others' budgets are lowered first, then the new pod gets its share, and the sum never exceeds the cap", async () => {
+    const w = world({ spec: { limits: { maxConnections: 60 } } });
+    w.answers.set("198.18.0.1", sample(10));
+    w.answers.set("198.18.0.2", sample(10));
+    await w.reconcile();
+    w.pushes.length = 0;
+    w.caches.pods.items.push(pod("chat-c", "198.18.0.3", "n"));
+    w.answers.set("198.18.0.3", sample(0));
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.pushes.map((p) => p.ip)).toEqual(["198.18.0.1", "198.18.0.2", "198.18.0.3"]);
+    // After each push, the budgets in force sum to at most the cap.
+    const inForce = new Map([["198.18.0.1", 30], ["198.18.0.2", 30]]);
+    for (const p of w.pushes) {
+      inForce.set(p.ip, p.config.connectionBudget!);
+      expect([...inForce.values()].reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(60);
+    }
+  });
+
+  it("when lowering a budget fails, nothing is raised that interval and a pod with no budget yet gets none", async () => {
+    const w = world({ spec: { limits: { maxConnections: 60 } } });
+    w.answers.set("198.18.0.1", sample(10));
+    w.answers.set("198.18.0.2", sample(10));
+    await w.reconcile();
+    w.pushes.length = 0;
+    w.caches.pods.items.push(pod("chat-c", "198.18.0.3", "n"));
+    w.answers.set("198.18.0.3", sample(0));
+    w.pushErrors.set("198.18.0.2", new SidecarError("timeout", "no answer"));
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.pushes.map((p) => p.ip)).toEqual(["198.18.0.1"]);
+    // The next interval splits with chat-b reserved at the 30 it still enforces.
+    w.pushes.length = 0;
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    const sum = (budgetOf(w, "198.18.0.1") ?? 0) + (budgetOf(w, "198.18.0.3") ?? 0) + 30;
+    expect(sum).toBeLessThanOrEqual(60);
+    expect(budgetOf(w, "198.18.0.3")).toBeGreaterThan(0);
+  });
+
+  it("a pod being deleted keeps what it holds and gets no share of the headroom", async () => {
+    const pods = three();
+    pods[2]!.metadata!.deletionTimestamp = new Date(T0).toISOString();
+    const w = world({ pods, spec: { limits: { maxConnections: 100 } } });
+    for (const ip of ["198.18.0.1", "198.18.0.2", "198.18.0.3"]) w.answers.set(ip, sample(10));
+    await w.reconcile();
+    expect(budgetOf(w, "198.18.0.3")).toBe(10);
+    expect(budgetOf(w, "198.18.0.1")! + budgetOf(w, "198.18.0.2")!).toBe(90);
+  });
+});
+
+describe("Reconciler: status content a sidecar cannot break", () => {
+  it("a 300-character topic is listed under a name within the CRD's 253, the same every interval, apart from another long one", async () => {
+    const long1 = `room:${"x".repeat(295)}`;
+    const long2 = `room:${"x".repeat(294)}y`;
+    const w = world();
+    w.answers.set("198.18.0.1", sample(2, 2, { [long1]: 1, [long2]: 1 }));
+    w.answers.set("198.18.0.2", sample(1, 1, { [long1]: 1 }));
+    await w.reconcile();
+    const topics = w.policy.status!.topics!;
+    expect(topics).toHaveLength(2);
+    for (const t of topics) expect([...t.name].length).toBeLessThanOrEqual(253);
+    expect(topics.map((t) => t.channels).sort()).toEqual([1, 2]);
+    const names = topics.map((t) => t.name);
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.policy.status!.topics!.map((t) => t.name)).toEqual(names);
+  });
+
+  it("counts that are not whole numbers never reach the status", async () => {
+    const w = world();
+    w.answers.set("198.18.0.1", { connections: 2.5, channels: 1e300, longpoll: -3, topics: { lobby: 0.5, "room:1": Number.NaN } });
+    w.answers.set("198.18.0.2", sample(1));
+    await w.reconcile();
+    const s = w.policy.status!;
+    for (const n of [s.connections, s.channels, s.longpoll, ...s.topics!.map((t) => t.channels), ...s.pods!.map((p) => p.connections ?? 0)]) {
+      expect(Number.isSafeInteger(n)).toBe(true);
+    }
+    expect(s.connections).toBe(3);
+  });
+
+  it("a refused status write does not stop the budgets: pushed again next interval, told once, tried again", async () => {
+    const w = world({ spec: { limits: { maxConnections: 10 } } });
+    w.answers.set("198.18.0.1", sample(1));
+    w.answers.set("198.18.0.2", sample(1));
+    w.statusFailure.error = new Error("ConnectionPolicy.connmeter.io \"chat-policy\" is invalid: status.topics[1].name: Too long");
+    const first = await w.reconcile();
+    expect(first.requeueAfterMs).toBe(INTERVAL_MS);
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.pushes).toHaveLength(4);
+    expect(w.events.filter((e) => e.reason === "StatusWriteFailed")).toHaveLength(1);
+    w.statusFailure.error = undefined;
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.policy.status?.connections).toBe(2);
   });
 });
 

@@ -12,7 +12,7 @@ const spec = (over: Partial<ScalingSpec> = {}): ScalingSpec => ({
   connectionAwareScaleDown: true, ...over,
 });
 const input = (over: Partial<ScaleInput> = {}): ScaleInput =>
-  ({ nowMs: NOW, current: 10, connections: 1000, incomplete: false, spec: spec(), history: [], events: [], ...over });
+  ({ nowMs: NOW, current: 10, connections: 1000, metricPods: 10, missingPods: 0, spec: spec(), history: [], events: [], ...over });
 const ago = (seconds: number, replicas: number): Recommendation => ({ atMs: NOW - seconds * 1000, replicas });
 
 describe("decideScale: the ratio", () => {
@@ -54,20 +54,37 @@ describe("decideScale: clamping", () => {
   });
 });
 
-describe("decideScale: incomplete counts", () => {
-  it("never scales down while some pod's counts are unknown (the total is a lower bound)", () => {
-    const d = decideScale(input({ current: 10, connections: 100, incomplete: true }));
+describe("decideScale: pods with no counts (the HPA's missing pods)", () => {
+  it("scales down with a silent pod counted as at the target: 3 idle pods, one silent, min 2 → 2", () => {
+    const d = decideScale(input({ current: 3, connections: 0, metricPods: 2, missingPods: 1, spec: spec({ minReplicas: 2 }) }));
+    expect(d.desired).toBe(2);
+  });
+
+  it("counts the silent pods as at the target on a scale-down, so they cannot hide load", () => {
+    // 9 pods with 100 connections in all, one silent: taken as 100 + 100 = 200 → 2 pods, not 1.
+    const d = decideScale(input({ current: 10, connections: 100, metricPods: 9, missingPods: 1 }));
+    expect(d.desired).toBe(2);
+  });
+
+  it("counts the silent pods as empty on a scale-up, so they cannot invent load", () => {
+    const d = decideScale(input({ current: 2, connections: 1000, metricPods: 1, missingPods: 1 }));
     expect(d.desired).toBe(10);
   });
 
-  it("still scales up on a lower bound", () => {
-    const d = decideScale(input({ current: 2, connections: 1000, incomplete: true }));
-    expect(d.desired).toBe(10);
+  it("keeps the replicas when counting the silent pods turns a scale-down into a scale-up", () => {
+    // 2 known pods at 80 % of the target; 2 silent pods at 100 % make the ratio 0.9: within tolerance.
+    const d = decideScale(input({ current: 4, connections: 160, metricPods: 2, missingPods: 2 }));
+    expect(d.desired).toBe(4);
   });
 
-  it("does not record the scale-down it refused, so it cannot hold later decisions down", () => {
-    const d = decideScale(input({ current: 10, connections: 100, incomplete: true }));
-    expect(d.history.at(-1)).toEqual({ atMs: NOW, replicas: 10 });
+  it("keeps the replicas when no pod has counts", () => {
+    const d = decideScale(input({ current: 4, connections: 0, metricPods: 0, missingPods: 4 }));
+    expect(d.desired).toBe(4);
+  });
+
+  it("does not record a scale-down it refused, so it cannot hold later decisions down", () => {
+    const d = decideScale(input({ current: 4, connections: 160, metricPods: 2, missingPods: 2 }));
+    expect(d.history.at(-1)).toEqual({ atMs: NOW, replicas: 4 });
   });
 });
 
