@@ -125,6 +125,8 @@ export interface PolicyStatus {
   capacity?: CapacityStatus;
   conditions?: Condition[];
   lastScaleTime?: string;
+  /** When the operator last wrote this status (at least every minute while it runs): how current the counts are. */
+  lastUpdateTime?: string;
 }
 
 export interface ConnectionPolicy {
@@ -154,7 +156,9 @@ export const COND_SCALING_LIMITED = "ScalingLimited";
 export const COND_AT_CAPACITY = "AtCapacity";
 /** Whether every answering sidecar accepted its limits and budgets (PUT /config). */
 export const COND_LIMITS_APPLIED = "LimitsApplied";
-export const CONDITION_TYPES = [COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY, COND_LIMITS_APPLIED] as const;
+/** The summary `kubectl get connpol` shows: True when the counts are current and the limits and scaling work; else the first problem's reason. */
+export const COND_READY = "Ready";
+export const CONDITION_TYPES = [COND_READY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY, COND_LIMITS_APPLIED] as const;
 
 export const REASON_ALL_PODS_SCRAPED = "AllPodsScraped";
 export const REASON_SCRAPE_FAILED = "ScrapeFailed";
@@ -177,6 +181,7 @@ export const REASON_BELOW_CAPACITY = "BelowCapacity";
 export const REASON_NO_CAP = "NoClusterCap";
 export const REASON_CONFIG_ACCEPTED = "ConfigAccepted";
 export const REASON_CONFIG_PUSH_FAILED = "ConfigPushFailed";
+export const REASON_METERED = "Metered";
 
 // Event reasons (DESIGN.md).
 export const EVENT_SCALED_UP = "ScaledUp";

@@ -2,7 +2,7 @@
 // transitions, Events). Pure, except emitTransitionEvents, which only records Events.
 import type { Aggregate } from "../aggregate/aggregate.js";
 import {
-  COND_AT_CAPACITY, COND_LIMITS_APPLIED, EVENT_CONFIG_PUSH_FAILED, REASON_CONFIG_ACCEPTED, REASON_CONFIG_PUSH_FAILED, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, EVENT_AT_CAPACITY, EVENT_FAILED_SCALE, EVENT_SCRAPE_FAILED,
+  COND_AT_CAPACITY, COND_LIMITS_APPLIED, COND_READY, REASON_METERED, EVENT_CONFIG_PUSH_FAILED, REASON_CONFIG_ACCEPTED, REASON_CONFIG_PUSH_FAILED, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, EVENT_AT_CAPACITY, EVENT_FAILED_SCALE, EVENT_SCRAPE_FAILED,
   EVENT_TARGET_NOT_FOUND, REASON_ALL_PODS_SCRAPED, REASON_AT_CAPACITY, REASON_BELOW_CAPACITY, REASON_HPA_CONFLICT,
   REASON_FAILED_UPDATE_SCALE, REASON_NO_CAP, REASON_NO_PODS, REASON_OBSERVE_ONLY, REASON_POLICY_CONFLICT, REASON_SCALED_TO_ZERO, REASON_SCRAPE_FAILED,
   REASON_SCALE_DOWN_LIMIT, REASON_SCALE_UP_LIMIT, REASON_TARGET_NOT_FOUND, REASON_TOO_FEW, REASON_TOO_MANY, REASON_VALID_METRIC,
@@ -175,6 +175,26 @@ export function assessScaling(spec: PolicySpec, outcome: ScalingOutcome | undefi
       };
     }
   }
+}
+
+/**
+ * Ready, the one condition `kubectl get connpol` shows: True when the counts are current, the
+ * limits reached every sidecar and scaling (if asked for) works; else False with the reason and
+ * message of the first condition that is not, in the order a user must look at them.
+ */
+export function assessReady(conditions: readonly ConditionUpdate[]): ConditionUpdate {
+  const find = (type: string) => conditions.find((c) => c.type === type);
+  const metered = find(COND_METERED);
+  const limits = find(COND_LIMITS_APPLIED);
+  const scaling = find(COND_SCALING_ACTIVE);
+  const scalingProblems = new Set([REASON_FAILED_UPDATE_SCALE, REASON_HPA_CONFLICT, REASON_POLICY_CONFLICT]);
+  const problem = [
+    metered?.status === "False" ? metered : undefined,
+    limits?.status === "False" && limits.reason === REASON_CONFIG_PUSH_FAILED ? limits : undefined,
+    scaling?.status === "False" && scalingProblems.has(scaling.reason) ? scaling : undefined,
+  ].find((c) => c !== undefined);
+  if (problem) return { type: COND_READY, status: "False", reason: problem.reason, message: `${problem.type}: ${problem.message}` };
+  return { type: COND_READY, status: "True", reason: REASON_METERED, message: metered?.message ?? "metered" };
 }
 
 /** Events on condition transitions (status or reason): the situations an operator must hear about once, not every interval. */

@@ -13,7 +13,7 @@ import { decideScale, type Recommendation, type ScaleEvent } from "../scale/deci
 import { deletionCosts } from "../scale/deletion-cost.js";
 import type { SidecarClient, SidecarConfig } from "../scrape/sidecar-client.js";
 import type { Caches, ClusterWriter, EventSink, ObjectRef, PodLike, WorkloadLike } from "./cluster.js";
-import { assessCapacity, assessLimits, assessMetering, assessScaling, emitTransitionEvents, type Assessment, type ScalingOutcome } from "./assess.js";
+import { assessCapacity, assessLimits, assessMetering, assessReady, assessScaling, emitTransitionEvents, type Assessment, type ScalingOutcome } from "./assess.js";
 import { PodSamples, type ScrapeTarget } from "./pod-samples.js";
 import { budgetTtlSeconds, planBudgets, withoutRaises, type BudgetPod } from "./budget-plan.js";
 import { selectorMatches } from "./selector.js";
@@ -59,6 +59,9 @@ interface PolicyMemory {
   /** The last status write's error, told once (log and Event) until a write succeeds. */
   statusWriteError: string | undefined;
 }
+
+/** Unchanged status is written again after this long, so its lastUpdateTime shows the operator is alive. */
+export const STATUS_HEARTBEAT_MS = 60_000;
 
 /** A scrape's timeout: well under the interval, never long. */
 export function scrapeTimeoutMs(intervalMs: number): number {
@@ -314,7 +317,8 @@ export class Reconciler {
     };
     this.updateGauges(policy, agg, replicas, desired, spec, mem);
     const limits = assessLimits(spec, policy.metadata.namespace, pods, mem.samples, older, target !== undefined);
-    return { status, conditions: [metering, scaled.active, scaled.limited, capacity.condition, limits] };
+    const conditions = [metering, scaled.active, scaled.limited, capacity.condition, limits];
+    return { status, conditions: [assessReady(conditions), ...conditions] };
   }
 
   private updateGauges(policy: ConnectionPolicy, agg: Aggregate, replicas: number, desired: number, spec: PolicySpec, mem: PolicyMemory): void {
@@ -349,10 +353,15 @@ export class Reconciler {
     const conditions = a.conditions.reduce((list, c) => setCondition(list, c, generation, nowIso), before ?? []);
     const status: PolicyStatus = { ...a.status, observedGeneration: generation, conditions };
     const json = canonicalJson(status);
-    if (json === mem.lastStatusJson || json === canonicalJson(policy.status ?? {})) return;
+    const { lastUpdateTime, ...written } = policy.status ?? {};
+    // Unchanged counts are still written once a heartbeat, so lastUpdateTime (kubectl's
+    // UPDATED column) tells current numbers from the last ones of an operator that is gone.
+    const lastUpdateMs = Math.max(mem.lastStatusWriteMs, lastUpdateTime ? Date.parse(lastUpdateTime) : -Infinity);
+    const heartbeatDue = now - lastUpdateMs >= STATUS_HEARTBEAT_MS;
+    if (!heartbeatDue && (json === mem.lastStatusJson || json === canonicalJson(written))) return;
     const generationChanged = policy.status?.observedGeneration !== generation;
     if (!generationChanged && now - mem.lastStatusWriteMs < intervalMs - 100) return;
-    const patch: Record<string, unknown> = { ...status, capacity: status.capacity ?? null };
+    const patch: Record<string, unknown> = { ...status, capacity: status.capacity ?? null, lastUpdateTime: nowIso };
     try {
       await this.deps.writer.patchPolicyStatus(policy.metadata.namespace, policy.metadata.name, patch);
     } catch (err) {

@@ -156,7 +156,8 @@ describe("the connmeter operator", () => {
       return r.CONNECTIONS === "6" && r.CHANNELS === "10" ? r : undefined;
     }, 2 * INTERVAL_S * 1000 + 1500, { explain: explain(ns) });
     console.log(`e2e: kubectl get connpol showed the counts ${Date.now() - joinedAt} ms after the last join (interval ${INTERVAL_S} s)`);
-    expect(row).toMatchObject({ NAME: "chat", TARGET: "chat", PODS: "3", REPLICAS: "3", DESIRED: "3" });
+    expect(row).toMatchObject({ NAME: "chat", TARGET: "chat", READY: "True", REASON: "Metered", PODS: "3", REPLICAS: "3", DESIRED: "3" });
+    expect(row.UPDATED).toMatch(/^\d+s$/);
 
     const s = await status(ns);
     expect(s.topics).toEqual([{ name: "room:lobby", channels: 3 }, { name: "room:*", channels: 5 }, { name: "patterns:news", channels: 2 }]);

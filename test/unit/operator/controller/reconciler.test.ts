@@ -215,6 +215,50 @@ describe("Reconciler: status", () => {
   });
 });
 
+describe("Reconciler: Ready and the age of the counts", () => {
+  it("Ready True with reason Metered when the counts are current and every sidecar took its config", async () => {
+    const w = world({ spec: { limits: { maxConnections: 10 } } });
+    w.answers.set("198.18.0.1", sample(1));
+    w.answers.set("198.18.0.2", sample(1));
+    await w.reconcile();
+    expect(w.condition("Ready")).toMatchObject({ status: "True", reason: "Metered" });
+    expect(w.policy.status?.lastUpdateTime).toBe(new Date(T0).toISOString());
+  });
+
+  it.each([
+    { what: "a missing target", setup: (w: ReturnType<typeof world>) => w.caches.deployments.items.splice(0), reason: "TargetNotFound" },
+    { what: "a silent sidecar", setup: (w: ReturnType<typeof world>) => w.answers.delete("198.18.0.2"), reason: "ScrapeFailed" },
+    {
+      what: "a sidecar refusing its config",
+      setup: (w: ReturnType<typeof world>) => w.pushErrors.set("198.18.0.2", new SidecarError("http_401", "answered 401")),
+      reason: "ConfigPushFailed",
+    },
+  ])("Ready False with the first problem's reason: $what → $reason", async ({ setup, reason }) => {
+    const w = world({ spec: { limits: { maxConnections: 10 } } });
+    w.answers.set("198.18.0.1", sample(1));
+    w.answers.set("198.18.0.2", sample(1));
+    setup(w);
+    await w.reconcile();
+    expect(w.condition("Ready")).toMatchObject({ status: "False", reason });
+  });
+
+  it("writes unchanged counts again once a minute, so lastUpdateTime shows they are current", async () => {
+    const w = world();
+    w.answers.set("198.18.0.1", sample(1));
+    w.answers.set("198.18.0.2", sample(1));
+    await w.reconcile();
+    for (let i = 0; i < 11; i++) {
+      w.advance(INTERVAL_MS);
+      await w.reconcile();
+    }
+    expect(w.statusWrites()).toHaveLength(1);
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.statusWrites()).toHaveLength(2);
+    expect(w.policy.status?.lastUpdateTime).toBe(new Date(T0 + 60_000).toISOString());
+  });
+});
+
 describe("Reconciler: stale pods", () => {
   it("keeps a stale pod's last counts for 3 intervals, then lists it as unknown, never as zero", async () => {
     const w = world();
