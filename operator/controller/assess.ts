@@ -53,7 +53,7 @@ export function assessMetering(spec: PolicySpec, targetFound: boolean, podCount:
   }
   if (agg.stalePods.length > 0) {
     const unknown = agg.unknownPods.length > 0
-      ? `; ${agg.unknownPods.length} of them have no usable counts, so the totals are a lower bound`
+      ? `; ${agg.unknownPods.length} of them ${agg.unknownPods.length === 1 ? "has" : "have"} no usable counts, so the totals are a lower bound`
       : "";
     return {
       type: COND_METERED, status: "False", reason: REASON_SCRAPE_FAILED,
