@@ -92,7 +92,7 @@ cluster-down: $(ENV_JS) ## stop the local cluster started by cluster-up and remo
 # every network in 198.19.0.0/16). Starts Debian's dockerd when no engine runs (installing
 # docker.io with apt-get if needed); builds the node image and the Node base offline where no
 # image can be pulled. Cached under ~/.cache/connmeter; e2e-kind-down stops what it started.
-images: ## build connmeter/sidecar, connmeter/operator, connmeter/demo-app (:dev) from docker/Dockerfile
+images: ## build connmeter/sidecar, connmeter/operator, connmeter/demo-app (:dev and the chart's appVersion) from docker/Dockerfile
 	bash test/kind/engine.sh up
 	bash test/kind/images.sh
 
@@ -117,9 +117,10 @@ clean: ## remove build output
 $(HELM_DIR)/helm:
 	@command -v go >/dev/null || { echo "helm: building it needs Go (https://go.dev/dl/)"; exit 1; }
 	@echo "helm: building helm $(HELM_VERSION) with go install into $(HELM_DIR) (first time only: a few minutes)"
-	@rm -rf $(HELM_DIR).tmp
-	GOBIN=$(HELM_DIR).tmp go install -trimpath -ldflags '$(HELM_LDFLAGS)' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
-	@mkdir -p $(HELM_DIR) && mv $(HELM_DIR).tmp/helm $@ && rmdir $(HELM_DIR).tmp
+	@# A directory of this make's own (its pid): two checkouts building at once must not remove each other's.
+	@rm -rf $(HELM_DIR).tmp.$$PPID
+	GOBIN=$(HELM_DIR).tmp.$$PPID go install -trimpath -ldflags '$(HELM_LDFLAGS)' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	@mkdir -p $(HELM_DIR) && mv $(HELM_DIR).tmp.$$PPID/helm $@ && rmdir $(HELM_DIR).tmp.$$PPID
 
 $(HELM): $(HELM_DIR)/helm
 	@mkdir -p $(dir $@) && ln -sfn $< $@

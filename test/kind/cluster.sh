@@ -7,7 +7,9 @@
 #   down: deletes the cluster, its network and host routes, and stops dockerd if up started it.
 source "$(dirname "$0")/lib.sh"
 KIND=$KIND_BIN_DIR/kind
-IMAGES=(connmeter/sidecar:dev connmeter/operator:dev connmeter/demo-app:dev)
+APP_VERSION=$(chart_app_version)
+# :dev for the e2e suite, the chart's appVersion for `helm install` with its defaults (README's Quick start).
+IMAGES=(connmeter/sidecar:dev connmeter/operator:dev connmeter/demo-app:dev connmeter/sidecar:$APP_VERSION connmeter/operator:$APP_VERSION)
 ROUTES=$STATE/host-routes-$CLUSTER_NAME
 NODE_BINS=""
 mkdir -p "$STATE"

@@ -45,3 +45,8 @@ official_image() {
   log "images: cannot pull $image ($err): building an equivalent offline instead (CONNMETER_KIND_IMAGES=offline skips the pull)"
   return 1
 }
+
+# The chart's appVersion: the image tag `helm install` uses by default.
+chart_app_version() {
+  sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$REPO_ROOT/charts/connmeter/Chart.yaml"
+}
