@@ -15,6 +15,7 @@ import { EventRecorder } from "./k8s/events.js";
 import { Informer } from "./k8s/informer.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
 import { LeaderElector } from "./k8s/leader-election.js";
+import { trimHpa, trimPod, trimPolicy, trimWorkload } from "./k8s/transforms.js";
 import { SidecarClient } from "./scrape/sidecar-client.js";
 
 function log(msg: string): void {
@@ -31,15 +32,17 @@ async function main(): Promise<void> {
   const metrics = new OperatorMetrics();
   const identity = `${process.env.POD_NAME || hostname()}_${randomBytes(4).toString("hex")}`;
   const ns = config.namespace ? `/namespaces/${encodeURIComponent(config.namespace)}` : "";
-  const informer = <T extends { metadata?: object }>(resource: string, prefix: string) => new Informer<T & { metadata?: { name?: string } }>({
-    kc, resource, path: `${prefix}${ns}/${resource}`, log,
+  // Each cache keeps only what the controller reads (k8s/transforms.ts): the pod informer sees
+  // every pod of the cluster, and whole pods would cost ~15 KiB of heap each.
+  const informer = <T extends { metadata?: object }>(resource: string, prefix: string, transform: (obj: unknown) => T) => new Informer<T & { metadata?: { name?: string } }>({
+    kc, resource, path: `${prefix}${ns}/${resource}`, log, transform,
     onWatchRestart: (r, reason) => metrics.watchRestarts.inc({ resource: r, reason }),
   });
-  const policies = informer<ConnectionPolicy>(PLURAL, `/apis/${GROUP}/${VERSION}`);
-  const pods = informer<PodLike>("pods", "/api/v1");
-  const deployments = informer<WorkloadLike>("deployments", "/apis/apps/v1");
-  const statefulSets = informer<WorkloadLike>("statefulsets", "/apis/apps/v1");
-  const hpas = informer<HpaLike>("horizontalpodautoscalers", "/apis/autoscaling/v2");
+  const policies = informer<ConnectionPolicy>(PLURAL, `/apis/${GROUP}/${VERSION}`, trimPolicy);
+  const pods = informer<PodLike>("pods", "/api/v1", trimPod);
+  const deployments = informer<WorkloadLike>("deployments", "/apis/apps/v1", trimWorkload);
+  const statefulSets = informer<WorkloadLike>("statefulsets", "/apis/apps/v1", trimWorkload);
+  const hpas = informer<HpaLike>("horizontalpodautoscalers", "/apis/autoscaling/v2", trimHpa);
   const all = [policies, pods, deployments, statefulSets, hpas];
   const caches: Caches = { policies, pods, deployments, statefulSets, hpas };
 

@@ -40,6 +40,14 @@ export interface InformerOptions {
   transport?: InformerTransport;
   /** Page size of the list (client-go uses 500). */
   pageSize?: number;
+  /**
+   * Applied to every list item and every ADDED, MODIFIED and DELETED watch object before it is
+   * cached or handed to handlers, like controller-runtime's cache TransformFunc: keep only what
+   * the controller reads (see transforms.ts), so the decoded original is garbage at once. It
+   * must keep metadata name, namespace and resourceVersion (the key and change detection) and
+   * must not throw on missing fields. Default: objects are cached as decoded.
+   */
+  transform?: (obj: KubernetesObject) => KubernetesObject;
 }
 
 /** One page of a list. */
@@ -83,7 +91,8 @@ type WatchEnd =
  */
 export class Informer<T extends KubernetesObject> {
   private readonly o: InformerOptions;
-  private readonly transport: InformerTransport<T>;
+  private readonly transport: InformerTransport;
+  private readonly transform: (obj: KubernetesObject) => T;
   private readonly clock: Clock;
   private readonly delay: Delay;
   private readonly random: () => number;
@@ -105,7 +114,9 @@ export class Informer<T extends KubernetesObject> {
     this.random = opts.random ?? Math.random;
     this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.backoff = new Backoff({ clock: this.clock, random: this.random });
-    this.transport = (opts.transport as InformerTransport<T> | undefined) ?? clientNodeTransport<T>(opts);
+    this.transport = opts.transport ?? clientNodeTransport(opts);
+    // Without a transform the decoded object is cached as is; T is the caller's promise about it.
+    this.transform = (opts.transform ?? ((o: KubernetesObject) => o)) as (obj: KubernetesObject) => T;
   }
 
   /** True once the first full list is in the cache (and stays true across relists). */
@@ -219,18 +230,19 @@ export class Informer<T extends KubernetesObject> {
   /** Lists everything (paginated), swaps the cache and emits the difference. */
   private async relist(signal: AbortSignal): Promise<void> {
     const limit = this.o.pageSize ?? 500;
+    // Each page is trimmed as it arrives: a relist of 20k pods never holds them all decoded.
     let items: T[] = [];
     let page = await this.transport.list({ limit }, signal);
-    items.push(...page.items);
+    for (const o of page.items) items.push(this.transform(o));
     while (page.continueToken) {
       try {
         page = await this.transport.list({ limit, continueToken: page.continueToken }, signal);
-        items.push(...page.items);
+        for (const o of page.items) items.push(this.transform(o));
       } catch (err) {
         // A continue token lives about 5 min; when it expires start over in one request.
         if (apiStatusCode(err) !== 410) throw err;
         page = await this.transport.list({}, signal);
-        items = [...page.items];
+        items = page.items.map(this.transform);
       }
     }
     if (signal.aborted) return;
@@ -297,12 +309,12 @@ export class Informer<T extends KubernetesObject> {
 
   /** Applies one watch event to the cache; returns how the watch ends, if it must. */
   private apply(type: string, raw: unknown): WatchEnd | undefined {
-    const obj = raw as T;
-    const rv = obj?.metadata?.resourceVersion;
+    const rv = (raw as KubernetesObject | undefined)?.metadata?.resourceVersion;
     switch (type) {
       case "ADDED":
       case "MODIFIED": {
         if (rv) this.resourceVersion = rv;
+        const obj = this.transform(raw as KubernetesObject);
         const key = keyOfObj(obj);
         const old = this.cache.get(key);
         this.cache.set(key, obj);
@@ -312,6 +324,7 @@ export class Informer<T extends KubernetesObject> {
       }
       case "DELETED": {
         if (rv) this.resourceVersion = rv;
+        const obj = this.transform(raw as KubernetesObject);
         const key = keyOfObj(obj);
         const old = this.cache.get(key);
         this.cache.delete(key);

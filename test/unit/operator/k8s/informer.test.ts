@@ -260,3 +260,35 @@ describe("Informer", () => {
     await expect(p).rejects.toThrow("gave up");
   });
 });
+
+describe("Informer transform", () => {
+  const big = (name: string, rv: string) => ({ metadata: { name, namespace: "ns", resourceVersion: rv, managedFields: [{ manager: "kubelet" }] }, spec: { containers: [{ name: "app" }] } });
+  const strip = (o: KubernetesObject): KubernetesObject => ({ metadata: { name: o.metadata?.name, namespace: o.metadata?.namespace, resourceVersion: o.metadata?.resourceVersion } });
+
+  it("applies the transform to list items and to ADDED, MODIFIED and DELETED objects before caching and notifying", async () => {
+    const server = new FakeServer();
+    server.state = [big("a", "5") as KubernetesObject];
+    const time = new FakeTime();
+    const inf = new Informer<KubernetesObject>({
+      kc: undefined as never, resource: "pods", path: "/api/v1/pods", transport: server,
+      clock: time.clock, delay: time.delay, log: () => undefined, transform: strip,
+    });
+    stopLater = inf;
+    const seen: Array<[ChangeType, KubernetesObject, KubernetesObject | undefined]> = [];
+    inf.onChange((type, o, old) => seen.push([type, o, old]));
+    inf.start();
+    await inf.waitForSync();
+    await settle();
+    server.last.emit("ADDED", big("b", "11"));
+    server.last.emit("MODIFIED", big("a", "12"));
+    server.last.emit("DELETED", big("b", "13"));
+    const slim = (name: string, rv: string) => ({ metadata: { name, namespace: "ns", resourceVersion: rv } });
+    expect(inf.list()).toEqual([slim("a", "12")]);
+    expect(seen).toEqual([
+      ["add", slim("a", "5"), undefined],
+      ["add", slim("b", "11"), undefined],
+      ["update", slim("a", "12"), slim("a", "5")],
+      ["delete", slim("b", "13"), undefined],
+    ]);
+  });
+});
