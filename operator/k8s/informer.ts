@@ -9,7 +9,7 @@
 // The controller must still reconcile by key and never trust an event's content: a relist
 // can fold many changes into one update.
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
-import { Backoff, realDelay, type Clock, type Delay } from "./backoff.js";
+import { Backoff, monotonicNow, realDelay, type Clock, type Delay } from "./backoff.js";
 import { KubeApiError, apiStatusCode } from "./request.js";
 import { clientNodeTransport } from "./watch-transport.js";
 
@@ -30,6 +30,7 @@ export interface InformerOptions {
   path: string;
   labelSelector?: string;
   fieldSelector?: string;
+  /** Monotonic milliseconds for watch durations and the inactivity timeout; monotonicNow by default. */
   clock?: Clock;
   delay?: Delay;
   random?: () => number;
@@ -109,7 +110,7 @@ export class Informer<T extends KubernetesObject> {
 
   constructor(opts: InformerOptions) {
     this.o = opts;
-    this.clock = opts.clock ?? Date.now;
+    this.clock = opts.clock ?? monotonicNow;
     this.delay = opts.delay ?? realDelay;
     this.random = opts.random ?? Math.random;
     this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
