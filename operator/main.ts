@@ -7,14 +7,14 @@ import { OperatorAdmin } from "./admin/admin-server.js";
 import { OperatorMetrics } from "./admin/metrics.js";
 import { GROUP, PLURAL, REPORTING_CONTROLLER, VERSION, type ConnectionPolicy } from "./api/types.js";
 import { ConfigError, loadOperatorConfig, usage } from "./config.js";
-import type { Caches, HpaLike, PodLike, WorkloadLike } from "./controller/cluster.js";
+import type { Caches, ClusterWriter, HpaLike, PodLike, WorkloadLike } from "./controller/cluster.js";
 import { PolicyController } from "./controller/controller.js";
 import { Reconciler } from "./controller/reconciler.js";
 import { patchPodAnnotations, patchPolicyStatus, patchScale } from "./k8s/api-writes.js";
 import { EventRecorder } from "./k8s/events.js";
 import { Informer } from "./k8s/informer.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
-import { LeaderElector } from "./k8s/leader-election.js";
+import { LeaderElector, NotLeadingError, guardMethods } from "./k8s/leader-election.js";
 import { trimHpa, trimPod, trimPolicy, trimWorkload } from "./k8s/transforms.js";
 import { SidecarClient } from "./scrape/sidecar-client.js";
 
@@ -48,13 +48,23 @@ async function main(): Promise<void> {
 
   const sidecars = new SidecarClient({ maxConcurrent: config.maxConcurrentScrapes, token: config.adminToken });
   const events = new EventRecorder({ kc, reportingController: REPORTING_CONTROLLER, reportingInstance: identity.slice(0, 128), log });
+  // Every write (each writer method, whatever methods it grows, and the sidecars' budget
+  // pushes) first checks that the Lease was renewed within renewDeadline: a leader that stalled
+  // must not write next to its successor. A refused write fails like any failed write.
+  let elector: LeaderElector | undefined;
+  const requireLease = (): void => {
+    if (!config.leaderElect) return;
+    if (!elector) throw new NotLeadingError("not leading: leader election has not started");
+    elector.assertLeading();
+  };
   const reconciler = new Reconciler({
-    caches, events, sidecars, metrics, clock: Date.now, log,
-    writer: {
+    caches, events, metrics, clock: Date.now, log,
+    sidecars: guardMethods(sidecars, requireLease, ["pushConfig", "resetConfig"]),
+    writer: guardMethods<ClusterWriter>({
       patchPolicyStatus: (namespace, name, status) => patchPolicyStatus(kc, namespace, name, status),
       patchScale: (kind, namespace, name, replicas) => patchScale(kc, kind, namespace, name, replicas),
       patchPodAnnotations: (namespace, name, annotations) => patchPodAnnotations(kc, namespace, name, annotations),
-    },
+    }, requireLease),
   });
   const controller = new PolicyController(caches, reconciler, metrics, log, config.concurrentReconciles);
 
@@ -72,7 +82,6 @@ async function main(): Promise<void> {
     controller.start({ policies, deployments, statefulSets });
   };
   const shutdown = new AbortController();
-  let elector: LeaderElector | undefined;
   if (config.leaderElect) {
     elector = new LeaderElector({
       kc, namespace: config.leaderElectionNamespace, name: config.leaderElectionId, identity, log,
