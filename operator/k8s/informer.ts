@@ -5,6 +5,10 @@
 //   every event (bookmarks too) advances the resourceVersion
 //   clean close (the server's timeout)  → watch again from the last resourceVersion, at once
 //   410 Gone / ERROR Expired            → relist and diff the cache (deletes for what vanished)
+//   no event, no bookmark for 150 s     → the stream is dead (a vanished NAT entry, a half-open
+//                                          TCP connection): watch again at once from the last
+//                                          resourceVersion. The API server's watch cache sends a
+//                                          bookmark about every minute, so this is ~2.5 periods.
 //   anything else                       → back off 800 ms → 30 s with jitter, then retry; forever
 // The controller must still reconcile by key and never trust an event's content: a relist
 // can fold many changes into one update.
@@ -41,6 +45,8 @@ export interface InformerOptions {
   transport?: InformerTransport;
   /** Page size of the list (client-go uses 500). */
   pageSize?: number;
+  /** A watch with no event (bookmarks count) for this long is restarted; WATCH_INACTIVITY_TIMEOUT_MS by default. */
+  watchInactivityTimeoutMs?: number;
   /**
    * Applied to every list item and every ADDED, MODIFIED and DELETED watch object before it is
    * cached or handed to handlers, like controller-runtime's cache TransformFunc: keep only what
@@ -76,11 +82,19 @@ export interface InformerTransport<T = KubernetesObject> {
 /** Server-side watch timeout range, seconds (client-go's Reflector: [5, 10) minutes). */
 export const WATCH_TIMEOUT_MIN_S = 300;
 export const WATCH_TIMEOUT_MAX_S = 600;
+/**
+ * Silence after which a watch is presumed dead, ms: the API server's watch cache sends each
+ * watcher that asked for them a bookmark about every minute, so two missed bookmarks and some
+ * slack. A server that sends none (watch cache off) costs one cheap re-watch (no relist) per
+ * period on a quiet collection.
+ */
+export const WATCH_INACTIVITY_TIMEOUT_MS = 150_000;
 /** A clean close sooner than this with no event is treated like an error (no hot loop). */
 const MIN_HEALTHY_WATCH_MS = 1_000;
 
 type WatchEnd =
   | { kind: "closed"; events: number; durationMs: number }
+  | { kind: "silent"; silentMs: number }
   | { kind: "expired"; detail: string }
   | { kind: "error"; err: unknown }
   | { kind: "aborted" };
@@ -199,6 +213,11 @@ export class Informer<T extends KubernetesObject> {
           needList = true;
           continue;
         }
+        if (end.kind === "silent") {
+          // Not a failure of the server: re-watch at once; a failing request paces itself below.
+          this.restarted("timeout", `watch stalled: no event or bookmark for ${(end.silentMs / 1000).toFixed(0)} s; re-watching from ${this.resourceVersion}`);
+          continue;
+        }
         if (end.kind === "closed" && (end.events > 0 || end.durationMs >= MIN_HEALTHY_WATCH_MS)) {
           this.restarted("closed", `watch closed by the server after ${(end.durationMs / 1000).toFixed(1)} s, ${end.events} event(s); re-watching from ${this.resourceVersion}`);
           continue;
@@ -272,16 +291,20 @@ export class Informer<T extends KubernetesObject> {
   private watchOnce(signal: AbortSignal): Promise<WatchEnd> {
     return new Promise<WatchEnd>((resolve) => {
       const startedAt = this.clock();
+      let lastEventAt = startedAt;
       let events = 0;
       let ended = false;
       let handle: { abort(): void } | undefined;
+      const watchdog = new AbortController();
       const finish = (end: WatchEnd) => {
         if (ended) return;
         ended = true;
         signal.removeEventListener("abort", onAbort);
+        watchdog.abort();
         handle?.abort();
         resolve(end);
       };
+      this.watchForSilence(watchdog.signal, () => lastEventAt, (silentMs) => finish({ kind: "silent", silentMs }));
       const onAbort = () => finish({ kind: "aborted" });
       if (signal.aborted) return onAbort();
       signal.addEventListener("abort", onAbort, { once: true });
@@ -290,6 +313,7 @@ export class Informer<T extends KubernetesObject> {
       const onEvent = (type: string, obj: unknown) => {
         if (ended) return; // a late event of a watch we already left must not touch the cache
         events++;
+        lastEventAt = this.clock();
         const end = this.apply(type, obj);
         if (end) finish(end);
       };
@@ -306,6 +330,25 @@ export class Informer<T extends KubernetesObject> {
         (err: unknown) => finish({ kind: "error", err }),
       );
     });
+  }
+
+  /**
+   * Calls `onSilent` once no event came for the inactivity timeout, unless `signal` aborts
+   * first. One timer per watch, re-armed for the remainder when it finds events since, so a
+   * busy watch costs nothing per event but a clock read.
+   */
+  private watchForSilence(signal: AbortSignal, lastEventAt: () => number, onSilent: (silentMs: number) => void): void {
+    const timeoutMs = this.o.watchInactivityTimeoutMs ?? WATCH_INACTIVITY_TIMEOUT_MS;
+    const arm = (ms: number): void => {
+      this.delay(ms, signal).then(() => {
+        const silentMs = this.clock() - lastEventAt();
+        if (silentMs >= timeoutMs) onSilent(silentMs);
+        else arm(timeoutMs - silentMs);
+      }, () => {
+        // Aborted: the watch ended first.
+      });
+    };
+    arm(timeoutMs);
   }
 
   /** Applies one watch event to the cache; returns how the watch ends, if it must. */
