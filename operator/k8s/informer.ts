@@ -262,7 +262,7 @@ export class Informer<T extends KubernetesObject> {
         // A continue token lives about 5 min; when it expires start over in one request.
         if (apiStatusCode(err) !== 410) throw err;
         page = await this.transport.list({}, signal);
-        items = page.items.map(this.transform);
+        items = page.items.map((o) => this.transform(o));
       }
     }
     if (signal.aborted) return;
