@@ -69,10 +69,11 @@ demo: demo-cluster ## the local demo: the whole story on the local Kubernetes cl
 demo-sidecar: build ## the quick demo (~5 s): Phoenix test app + sidecar + 120 official phoenix clients, no cluster
 	node dist/test/support/demo.js
 
-bench: build ## benchmarks: direct vs sidecar vs nginx (installs nginx with apt-get if missing), the frame reader vs ws, one operator cycle over 1,000 sidecars
+bench: build ## benchmarks: direct vs sidecar vs nginx (installs nginx with apt-get if missing), the frame reader vs ws, one operator cycle over 1,000 sidecars, informer heap per pod
 	bash bench/run.sh
 	node dist/bench/frame-reader.bench.js
 	node dist/bench/operator-bench.js
+	node --expose-gc dist/bench/informer-heap-bench.js
 
 # The local Kubernetes control plane (test/env): etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler (built once by test/env/build-k8s.sh) and a node agent that runs pods as local

@@ -1,7 +1,7 @@
 // `make bench`, operator part: one reconcile cycle over 1,000 simulated sidecars, as the
 // issue asks (operator/controller/reconciler.ts, the real SidecarClient and its concurrency
-// limit, the real aggregate, budget split and status assembly; the Kubernetes caches and
-// writes are in-memory, since only their content matters here). The sidecars are HTTP servers
+// limit, the real aggregate, budget split and status assembly, the lease guard on writes; the
+// Kubernetes caches and writes are in-memory, since only their content matters here). The sidecars are HTTP servers
 // on loopback in a child process, so the CPU measured is the operator's own.
 //
 // Baseline, measured in the same run: the bare fan-out (1,000 GET /stats + 1,000 PUT /config
@@ -15,8 +15,9 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { OperatorMetrics } from "../operator/admin/metrics.js";
 import type { ConnectionPolicy, PolicyStatus } from "../operator/api/types.js";
-import type { Caches, HpaLike, Lister, PodLike, WorkloadLike } from "../operator/controller/cluster.js";
+import type { Caches, ClusterWriter, HpaLike, Lister, PodLike, WorkloadLike } from "../operator/controller/cluster.js";
 import { Reconciler } from "../operator/controller/reconciler.js";
+import { NotLeadingError, guardMethods } from "../operator/k8s/leader-election.js";
 import { SidecarClient } from "../operator/scrape/sidecar-client.js";
 import { fakePodIp } from "./fake-sidecars.js";
 
@@ -84,14 +85,21 @@ async function main(): Promise<void> {
   let lastStatus: PolicyStatus | Record<string, unknown> = {};
   let statusWrites = 0;
   const sidecars = new SidecarClient({ maxConcurrent: CONCURRENCY, token: "bench" });
+  // Writes and budget pushes go through the lease guard as operator/main.ts wires them; the
+  // check costs what LeaderElector.assertLeading() does (one monotonic clock read).
+  const renewedAt = performance.now();
+  const requireLease = () => {
+    if (performance.now() - renewedAt >= 3_600_000) throw new NotLeadingError("not leading");
+  };
   const reconciler = new Reconciler({
-    caches, sidecars, metrics: new OperatorMetrics(), clock: () => clock, log: () => {},
+    caches, metrics: new OperatorMetrics(), clock: () => clock, log: () => {},
     events: { record: () => {} },
-    writer: {
+    sidecars: guardMethods(sidecars, requireLease, ["pushConfig", "resetConfig"]),
+    writer: guardMethods<ClusterWriter>({
       patchPolicyStatus: async (_ns, _name, status) => { lastStatus = status; statusWrites++; },
       patchScale: async () => {},
       patchPodAnnotations: async () => {},
-    },
+    }, requireLease),
   });
   const key = `${NS}/chat`;
   const cycles: Sample[] = [];

@@ -7,14 +7,15 @@ import { OperatorAdmin } from "./admin/admin-server.js";
 import { OperatorMetrics } from "./admin/metrics.js";
 import { GROUP, PLURAL, REPORTING_CONTROLLER, VERSION, type ConnectionPolicy } from "./api/types.js";
 import { ConfigError, loadOperatorConfig, usage } from "./config.js";
-import type { Caches, HpaLike, PodLike, WorkloadLike } from "./controller/cluster.js";
+import type { Caches, ClusterWriter, HpaLike, PodLike, WorkloadLike } from "./controller/cluster.js";
 import { PolicyController } from "./controller/controller.js";
 import { Reconciler } from "./controller/reconciler.js";
 import { patchPodAnnotations, patchPolicyStatus, patchScale } from "./k8s/api-writes.js";
 import { EventRecorder } from "./k8s/events.js";
 import { Informer } from "./k8s/informer.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
-import { LeaderElector } from "./k8s/leader-election.js";
+import { LeaderElector, NotLeadingError, guardMethods } from "./k8s/leader-election.js";
+import { trimHpa, trimPod, trimPolicy, trimWorkload } from "./k8s/transforms.js";
 import { SidecarClient } from "./scrape/sidecar-client.js";
 
 function log(msg: string): void {
@@ -31,27 +32,39 @@ async function main(): Promise<void> {
   const metrics = new OperatorMetrics();
   const identity = `${process.env.POD_NAME || hostname()}_${randomBytes(4).toString("hex")}`;
   const ns = config.namespace ? `/namespaces/${encodeURIComponent(config.namespace)}` : "";
-  const informer = <T extends { metadata?: object }>(resource: string, prefix: string) => new Informer<T & { metadata?: { name?: string } }>({
-    kc, resource, path: `${prefix}${ns}/${resource}`, log,
+  // Each cache keeps only what the controller reads (k8s/transforms.ts): the pod informer sees
+  // every pod of the cluster, and whole pods would cost ~15 KiB of heap each.
+  const informer = <T extends { metadata?: object }>(resource: string, prefix: string, transform: (obj: unknown) => T) => new Informer<T & { metadata?: { name?: string } }>({
+    kc, resource, path: `${prefix}${ns}/${resource}`, log, transform,
     onWatchRestart: (r, reason) => metrics.watchRestarts.inc({ resource: r, reason }),
   });
-  const policies = informer<ConnectionPolicy>(PLURAL, `/apis/${GROUP}/${VERSION}`);
-  const pods = informer<PodLike>("pods", "/api/v1");
-  const deployments = informer<WorkloadLike>("deployments", "/apis/apps/v1");
-  const statefulSets = informer<WorkloadLike>("statefulsets", "/apis/apps/v1");
-  const hpas = informer<HpaLike>("horizontalpodautoscalers", "/apis/autoscaling/v2");
+  const policies = informer<ConnectionPolicy>(PLURAL, `/apis/${GROUP}/${VERSION}`, trimPolicy);
+  const pods = informer<PodLike>("pods", "/api/v1", trimPod);
+  const deployments = informer<WorkloadLike>("deployments", "/apis/apps/v1", trimWorkload);
+  const statefulSets = informer<WorkloadLike>("statefulsets", "/apis/apps/v1", trimWorkload);
+  const hpas = informer<HpaLike>("horizontalpodautoscalers", "/apis/autoscaling/v2", trimHpa);
   const all = [policies, pods, deployments, statefulSets, hpas];
   const caches: Caches = { policies, pods, deployments, statefulSets, hpas };
 
   const sidecars = new SidecarClient({ maxConcurrent: config.maxConcurrentScrapes, token: config.adminToken });
   const events = new EventRecorder({ kc, reportingController: REPORTING_CONTROLLER, reportingInstance: identity.slice(0, 128), log });
+  // Every write (each writer method, whatever methods it grows, and the sidecars' budget
+  // pushes) first checks that the Lease was renewed within renewDeadline: a leader that stalled
+  // must not write next to its successor. A refused write fails like any failed write.
+  let elector: LeaderElector | undefined;
+  const requireLease = (): void => {
+    if (!config.leaderElect) return;
+    if (!elector) throw new NotLeadingError("not leading: leader election has not started");
+    elector.assertLeading();
+  };
   const reconciler = new Reconciler({
-    caches, events, sidecars, metrics, clock: Date.now, log,
-    writer: {
+    caches, events, metrics, clock: Date.now, log,
+    sidecars: guardMethods(sidecars, requireLease, ["pushConfig", "resetConfig"]),
+    writer: guardMethods<ClusterWriter>({
       patchPolicyStatus: (namespace, name, status) => patchPolicyStatus(kc, namespace, name, status),
       patchScale: (kind, namespace, name, replicas) => patchScale(kc, kind, namespace, name, replicas),
       patchPodAnnotations: (namespace, name, annotations) => patchPodAnnotations(kc, namespace, name, annotations),
-    },
+    }, requireLease),
   });
   const controller = new PolicyController(caches, reconciler, metrics, log, config.concurrentReconciles);
 
@@ -69,7 +82,6 @@ async function main(): Promise<void> {
     controller.start({ policies, deployments, statefulSets });
   };
   const shutdown = new AbortController();
-  let elector: LeaderElector | undefined;
   if (config.leaderElect) {
     elector = new LeaderElector({
       kc, namespace: config.leaderElectionNamespace, name: config.leaderElectionId, identity, log,

@@ -1,8 +1,15 @@
 // Retry pacing shared by the informer, the leader elector and the event recorder: the clock,
 // the sleep and the randomness are injected so that tests drive time instead of waiting.
 
-/** Milliseconds since some fixed point; Date.now by default. */
+/**
+ * Milliseconds since some fixed point. Durations are measured on a monotonic clock
+ * (`monotonicNow`, the default everywhere in this folder): the wall clock can be stepped by
+ * NTP or by hand, which would end a backoff, a lease or a watch timeout early or never.
+ */
 export type Clock = () => number;
+
+/** Monotonic milliseconds (performance.now: since process start, never steps back). */
+export const monotonicNow: Clock = () => performance.now();
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
 export type Delay = (ms: number, signal: AbortSignal) => Promise<void>;
 
@@ -29,6 +36,7 @@ export interface BackoffOptions {
   jitter?: number;
   /** A failure this long after the previous one starts again from initialMs. */
   resetAfterMs?: number;
+  /** Monotonic by default (monotonicNow). */
   clock?: Clock;
   random?: () => number;
 }
@@ -56,7 +64,7 @@ export class Backoff {
     this.factor = o.factor ?? 2;
     this.jitter = o.jitter ?? 1;
     this.resetAfterMs = o.resetAfterMs ?? 120_000;
-    this.clock = o.clock ?? Date.now;
+    this.clock = o.clock ?? monotonicNow;
     this.random = o.random ?? Math.random;
     this.stepMs = this.initialMs;
   }

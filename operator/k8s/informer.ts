@@ -5,11 +5,15 @@
 //   every event (bookmarks too) advances the resourceVersion
 //   clean close (the server's timeout)  → watch again from the last resourceVersion, at once
 //   410 Gone / ERROR Expired            → relist and diff the cache (deletes for what vanished)
+//   no event, no bookmark for 150 s     → the stream is dead (a vanished NAT entry, a half-open
+//                                          TCP connection): watch again at once from the last
+//                                          resourceVersion. The API server's watch cache sends a
+//                                          bookmark about every minute, so this is ~2.5 periods.
 //   anything else                       → back off 800 ms → 30 s with jitter, then retry; forever
 // The controller must still reconcile by key and never trust an event's content: a relist
 // can fold many changes into one update.
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
-import { Backoff, realDelay, type Clock, type Delay } from "./backoff.js";
+import { Backoff, monotonicNow, realDelay, type Clock, type Delay } from "./backoff.js";
 import { KubeApiError, apiStatusCode } from "./request.js";
 import { clientNodeTransport } from "./watch-transport.js";
 
@@ -30,6 +34,7 @@ export interface InformerOptions {
   path: string;
   labelSelector?: string;
   fieldSelector?: string;
+  /** Monotonic milliseconds for watch durations and the inactivity timeout; monotonicNow by default. */
   clock?: Clock;
   delay?: Delay;
   random?: () => number;
@@ -40,6 +45,16 @@ export interface InformerOptions {
   transport?: InformerTransport;
   /** Page size of the list (client-go uses 500). */
   pageSize?: number;
+  /** A watch with no event (bookmarks count) for this long is restarted; WATCH_INACTIVITY_TIMEOUT_MS by default. */
+  watchInactivityTimeoutMs?: number;
+  /**
+   * Applied to every list item and every ADDED, MODIFIED and DELETED watch object before it is
+   * cached or handed to handlers, like controller-runtime's cache TransformFunc: keep only what
+   * the controller reads (see transforms.ts), so the decoded original is garbage at once. It
+   * must keep metadata name, namespace and resourceVersion (the key and change detection) and
+   * must not throw on missing fields. Default: objects are cached as decoded.
+   */
+  transform?: (obj: KubernetesObject) => KubernetesObject;
 }
 
 /** One page of a list. */
@@ -67,11 +82,19 @@ export interface InformerTransport<T = KubernetesObject> {
 /** Server-side watch timeout range, seconds (client-go's Reflector: [5, 10) minutes). */
 export const WATCH_TIMEOUT_MIN_S = 300;
 export const WATCH_TIMEOUT_MAX_S = 600;
+/**
+ * Silence after which a watch is presumed dead, ms: the API server's watch cache sends each
+ * watcher that asked for them a bookmark about every minute, so two missed bookmarks and some
+ * slack. A server that sends none (watch cache off) costs one cheap re-watch (no relist) per
+ * period on a quiet collection.
+ */
+export const WATCH_INACTIVITY_TIMEOUT_MS = 150_000;
 /** A clean close sooner than this with no event is treated like an error (no hot loop). */
 const MIN_HEALTHY_WATCH_MS = 1_000;
 
 type WatchEnd =
   | { kind: "closed"; events: number; durationMs: number }
+  | { kind: "silent"; silentMs: number }
   | { kind: "expired"; detail: string }
   | { kind: "error"; err: unknown }
   | { kind: "aborted" };
@@ -83,7 +106,8 @@ type WatchEnd =
  */
 export class Informer<T extends KubernetesObject> {
   private readonly o: InformerOptions;
-  private readonly transport: InformerTransport<T>;
+  private readonly transport: InformerTransport;
+  private readonly transform: (obj: KubernetesObject) => T;
   private readonly clock: Clock;
   private readonly delay: Delay;
   private readonly random: () => number;
@@ -100,12 +124,14 @@ export class Informer<T extends KubernetesObject> {
 
   constructor(opts: InformerOptions) {
     this.o = opts;
-    this.clock = opts.clock ?? Date.now;
+    this.clock = opts.clock ?? monotonicNow;
     this.delay = opts.delay ?? realDelay;
     this.random = opts.random ?? Math.random;
     this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.backoff = new Backoff({ clock: this.clock, random: this.random });
-    this.transport = (opts.transport as InformerTransport<T> | undefined) ?? clientNodeTransport<T>(opts);
+    this.transport = opts.transport ?? clientNodeTransport(opts);
+    // Without a transform the decoded object is cached as is; T is the caller's promise about it.
+    this.transform = (opts.transform ?? ((o: KubernetesObject) => o)) as (obj: KubernetesObject) => T;
   }
 
   /** True once the first full list is in the cache (and stays true across relists). */
@@ -187,6 +213,11 @@ export class Informer<T extends KubernetesObject> {
           needList = true;
           continue;
         }
+        if (end.kind === "silent") {
+          // Not a failure of the server: re-watch at once; a failing request paces itself below.
+          this.restarted("timeout", `watch stalled: no event or bookmark for ${(end.silentMs / 1000).toFixed(0)} s; re-watching from ${this.resourceVersion}`);
+          continue;
+        }
         if (end.kind === "closed" && (end.events > 0 || end.durationMs >= MIN_HEALTHY_WATCH_MS)) {
           this.restarted("closed", `watch closed by the server after ${(end.durationMs / 1000).toFixed(1)} s, ${end.events} event(s); re-watching from ${this.resourceVersion}`);
           continue;
@@ -219,18 +250,19 @@ export class Informer<T extends KubernetesObject> {
   /** Lists everything (paginated), swaps the cache and emits the difference. */
   private async relist(signal: AbortSignal): Promise<void> {
     const limit = this.o.pageSize ?? 500;
+    // Each page is trimmed as it arrives: a relist of 20k pods never holds them all decoded.
     let items: T[] = [];
     let page = await this.transport.list({ limit }, signal);
-    items.push(...page.items);
+    for (const o of page.items) items.push(this.transform(o));
     while (page.continueToken) {
       try {
         page = await this.transport.list({ limit, continueToken: page.continueToken }, signal);
-        items.push(...page.items);
+        for (const o of page.items) items.push(this.transform(o));
       } catch (err) {
         // A continue token lives about 5 min; when it expires start over in one request.
         if (apiStatusCode(err) !== 410) throw err;
         page = await this.transport.list({}, signal);
-        items = [...page.items];
+        items = page.items.map((o) => this.transform(o));
       }
     }
     if (signal.aborted) return;
@@ -259,16 +291,20 @@ export class Informer<T extends KubernetesObject> {
   private watchOnce(signal: AbortSignal): Promise<WatchEnd> {
     return new Promise<WatchEnd>((resolve) => {
       const startedAt = this.clock();
+      let lastEventAt = startedAt;
       let events = 0;
       let ended = false;
       let handle: { abort(): void } | undefined;
+      const watchdog = new AbortController();
       const finish = (end: WatchEnd) => {
         if (ended) return;
         ended = true;
         signal.removeEventListener("abort", onAbort);
+        watchdog.abort();
         handle?.abort();
         resolve(end);
       };
+      this.watchForSilence(watchdog.signal, () => lastEventAt, (silentMs) => finish({ kind: "silent", silentMs }));
       const onAbort = () => finish({ kind: "aborted" });
       if (signal.aborted) return onAbort();
       signal.addEventListener("abort", onAbort, { once: true });
@@ -277,6 +313,7 @@ export class Informer<T extends KubernetesObject> {
       const onEvent = (type: string, obj: unknown) => {
         if (ended) return; // a late event of a watch we already left must not touch the cache
         events++;
+        lastEventAt = this.clock();
         const end = this.apply(type, obj);
         if (end) finish(end);
       };
@@ -295,14 +332,33 @@ export class Informer<T extends KubernetesObject> {
     });
   }
 
+  /**
+   * Calls `onSilent` once no event came for the inactivity timeout, unless `signal` aborts
+   * first. One timer per watch, re-armed for the remainder when it finds events since, so a
+   * busy watch costs nothing per event but a clock read.
+   */
+  private watchForSilence(signal: AbortSignal, lastEventAt: () => number, onSilent: (silentMs: number) => void): void {
+    const timeoutMs = this.o.watchInactivityTimeoutMs ?? WATCH_INACTIVITY_TIMEOUT_MS;
+    const arm = (ms: number): void => {
+      this.delay(ms, signal).then(() => {
+        const silentMs = this.clock() - lastEventAt();
+        if (silentMs >= timeoutMs) onSilent(silentMs);
+        else arm(timeoutMs - silentMs);
+      }, () => {
+        // Aborted: the watch ended first.
+      });
+    };
+    arm(timeoutMs);
+  }
+
   /** Applies one watch event to the cache; returns how the watch ends, if it must. */
   private apply(type: string, raw: unknown): WatchEnd | undefined {
-    const obj = raw as T;
-    const rv = obj?.metadata?.resourceVersion;
+    const rv = (raw as KubernetesObject | undefined)?.metadata?.resourceVersion;
     switch (type) {
       case "ADDED":
       case "MODIFIED": {
         if (rv) this.resourceVersion = rv;
+        const obj = this.transform(raw as KubernetesObject);
         const key = keyOfObj(obj);
         const old = this.cache.get(key);
         this.cache.set(key, obj);
@@ -312,6 +368,7 @@ export class Informer<T extends KubernetesObject> {
       }
       case "DELETED": {
         if (rv) this.resourceVersion = rv;
+        const obj = this.transform(raw as KubernetesObject);
         const key = keyOfObj(obj);
         const old = this.cache.get(key);
         this.cache.delete(key);

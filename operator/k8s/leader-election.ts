@@ -8,11 +8,17 @@
 //   so clock skew between replicas does not matter; only clock *rate* does.
 // - Writes are optimistic (replace with metadata.resourceVersion): of two candidates racing for
 //   an expired lease exactly one write succeeds, the other gets 409 Conflict.
-// - There is no fencing: a leader that stalls (GC pause, network partition) longer than
-//   leaseDuration − renewDeadline may briefly overlap with its successor. Keep the gap
-//   (5 s by default) larger than any such stall, and make writes idempotent.
+// - Every duration (expiry observation, renew deadline, retry pacing, holdsLease) is measured
+//   on a monotonic clock (performance.now): a wall clock stepped by NTP or by hand must not make
+//   a candidate take over early or a leader believe it still holds the lease. Only the
+//   timestamps written into the Lease (acquireTime, renewTime) are wall time.
+// - There is no fencing on other objects: a leader that stalls (GC pause, CPU starvation,
+//   network partition) may wake after its successor took over. holdsLease() is the fence the
+//   caller applies to its own writes (guardMethods): it is true only within renewDeadline of
+//   the last successful renewal, which ends leaseDuration − renewDeadline (5 s by default)
+//   before any other candidate can see the lease expire.
 import type { KubeConfig } from "@kubernetes/client-node";
-import { realDelay, type Clock, type Delay } from "./backoff.js";
+import { monotonicNow, realDelay, type Clock, type Delay } from "./backoff.js";
 import { apiStatusCode, kubeRequest, microTime, seg } from "./request.js";
 
 export interface LeaderElectionOptions {
@@ -25,7 +31,10 @@ export interface LeaderElectionOptions {
   leaseDurationMs?: number;
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
+  /** Monotonic milliseconds for every duration; performance.now by default. */
   clock?: Clock;
+  /** Wall-clock milliseconds for the Lease's acquireTime and renewTime; Date.now by default. */
+  wallClock?: Clock;
   delay?: Delay;
   random?: () => number;
   log?: (line: string) => void;
@@ -80,6 +89,7 @@ export class LeaderElector {
   private readonly renewDeadlineMs: number;
   private readonly retryPeriodMs: number;
   private readonly clock: Clock;
+  private readonly wallClock: Clock;
   private readonly delay: Delay;
   private readonly random: () => number;
   private readonly log: (line: string) => void;
@@ -89,6 +99,8 @@ export class LeaderElector {
   private observedAt = 0;
   /** The lease as we last wrote it (its resourceVersion lets a renewal skip the GET). */
   private written: Lease | undefined;
+  /** When (monotonic ms) the write behind our last successful acquire or renewal was started. */
+  private renewedAt: number | undefined;
   private leading = false;
   private currentLeader: string | undefined;
   private released = false;
@@ -102,7 +114,8 @@ export class LeaderElector {
     if (!(this.leaseDurationMs > this.renewDeadlineMs)) throw new Error("leader election: leaseDuration must be greater than renewDeadline");
     if (!(this.renewDeadlineMs > JITTER_FACTOR * this.retryPeriodMs)) throw new Error(`leader election: renewDeadline must be greater than ${JITTER_FACTOR} × retryPeriod`);
     if (!o.identity) throw new Error("leader election: identity must not be empty");
-    this.clock = o.clock ?? Date.now;
+    this.clock = o.clock ?? monotonicNow;
+    this.wallClock = o.wallClock ?? Date.now;
     this.delay = o.delay ?? realDelay;
     this.random = o.random ?? Math.random;
     this.log = o.log ?? ((line) => process.stderr.write(`${line}\n`));
@@ -112,6 +125,23 @@ export class LeaderElector {
   /** Whether this replica currently holds the lease (as of its last successful write). */
   get isLeader(): boolean {
     return this.leading;
+  }
+
+  /**
+   * Whether this replica may act as leader now: it leads, and its last successful renewal
+   * started less than renewDeadline ago on the monotonic clock. Unlike isLeader, this turns
+   * false during a stall (the renewal loop cannot run), before any other replica can take over.
+   */
+  holdsLease(): boolean {
+    return this.leading && this.renewedAt !== undefined && this.clock() - this.renewedAt < this.renewDeadlineMs;
+  }
+
+  /** Throws NotLeadingError unless holdsLease(); call it before every write to the cluster. */
+  assertLeading(): void {
+    if (this.holdsLease()) return;
+    if (!this.leading || this.renewedAt === undefined) throw new NotLeadingError("not leading: this replica does not hold the Lease");
+    const ageMs = Math.round(this.clock() - this.renewedAt);
+    throw new NotLeadingError(`not leading: the Lease was last renewed ${ageMs} ms ago, over renewDeadline (${this.renewDeadlineMs} ms)`);
   }
 
   /** The holder last observed, or undefined before the first read / after a release. */
@@ -167,8 +197,8 @@ export class LeaderElector {
       for (let attempt = 0; attempt < 3; attempt++) {
         const lease = await this.api.get(signal);
         if (!lease || lease.spec?.holderIdentity !== this.o.identity) break;
-        const now = this.clock();
-        const spec: LeaseSpec = { leaseDurationSeconds: 1, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: lease.spec.leaseTransitions ?? 0 };
+        const wall = microTime(this.wallClock());
+        const spec: LeaseSpec = { leaseDurationSeconds: 1, acquireTime: wall, renewTime: wall, leaseTransitions: lease.spec.leaseTransitions ?? 0 };
         try {
           await this.api.replace({ ...lease, spec }, signal);
           this.log(`leader election: ${this.o.identity} released lease ${this.o.namespace}/${this.o.name}`);
@@ -183,6 +213,7 @@ export class LeaderElector {
     }
     this.leading = false;
     this.written = undefined;
+    this.renewedAt = undefined;
   }
 
   /** Retries renewal every retryPeriod until renewDeadline; returns why it failed, or undefined. */
@@ -202,12 +233,13 @@ export class LeaderElector {
   private async tryAcquireOrRenew(outer: AbortSignal, timeoutMs: number): Promise<boolean> {
     const signal = AbortSignal.any([outer, AbortSignal.timeout(Math.max(1, timeoutMs))]);
     const now = this.clock();
+    const wall = microTime(this.wallClock());
     const durationSeconds = Math.ceil(this.leaseDurationMs / 1000);
     try {
       // Fast path: while leading, renew on top of our own last write. A 409 means someone
       // else wrote; the slow path below reads what.
       if (this.leading && this.written?.spec) {
-        const spec = { ...this.written.spec, renewTime: microTime(now), leaseDurationSeconds: durationSeconds };
+        const spec = { ...this.written.spec, renewTime: wall, leaseDurationSeconds: durationSeconds };
         try {
           this.recordWrite(await this.api.replace({ ...this.written, spec }, signal), now);
           return true;
@@ -218,7 +250,7 @@ export class LeaderElector {
       }
       const current = await this.api.get(signal);
       if (!current) {
-        const spec: LeaseSpec = { holderIdentity: this.o.identity, leaseDurationSeconds: durationSeconds, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 };
+        const spec: LeaseSpec = { holderIdentity: this.o.identity, leaseDurationSeconds: durationSeconds, acquireTime: wall, renewTime: wall, leaseTransitions: 0 };
         const lease: Lease = { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata: { name: this.o.name, namespace: this.o.namespace }, spec };
         this.recordWrite(await this.api.create(lease, signal), now);
         return true;
@@ -237,8 +269,8 @@ export class LeaderElector {
       const spec: LeaseSpec = {
         holderIdentity: this.o.identity,
         leaseDurationSeconds: durationSeconds,
-        acquireTime: ours && old.acquireTime ? old.acquireTime : microTime(now),
-        renewTime: microTime(now),
+        acquireTime: ours && old.acquireTime ? old.acquireTime : wall,
+        renewTime: wall,
         leaseTransitions: ours ? (old.leaseTransitions ?? 0) : (old.leaseTransitions ?? 0) + 1,
       };
       this.recordWrite(await this.api.replace({ ...current, spec }, signal), now);
@@ -251,8 +283,10 @@ export class LeaderElector {
     }
   }
 
+  /** `now` is when the write was started: the server saw it later, so validity counts from here. */
   private recordWrite(lease: Lease, now: number): void {
     this.written = lease;
+    this.renewedAt = now;
     const s = lease.spec ?? {};
     this.observedRecord = JSON.stringify([s.holderIdentity ?? "", s.leaseDurationSeconds, s.acquireTime, s.renewTime, s.leaseTransitions]);
     this.observedAt = now;
@@ -276,6 +310,43 @@ export class LeaderElector {
       // Aborted: callers check the signal.
     }
   }
+}
+
+/** A write refused because this replica cannot be sure it still leads. */
+export class NotLeadingError extends Error {
+  override readonly name = "NotLeadingError";
+}
+
+/**
+ * Wraps `target` so that each of its methods (all of them, including ones added later, or only
+ * those named in `only`) runs `check` first. The methods must be asynchronous: a refused call
+ * returns a rejected promise with check's error, as a failed write would, so callers that
+ * handle write errors with .catch() or try/await handle this one too. Methods run on the real
+ * target, so private fields work.
+ */
+export function guardMethods<T extends object>(target: T, check: () => void, only?: ReadonlyArray<keyof T>): T {
+  const wrapped = new Map<PropertyKey, unknown>();
+  return new Proxy(target, {
+    get(t, prop) {
+      const value: unknown = Reflect.get(t, prop, t);
+      if (typeof value !== "function" || (only && !only.includes(prop as keyof T))) return value;
+      let w = wrapped.get(prop) as { fn: unknown; guarded: unknown } | undefined;
+      if (w?.fn !== value) {
+        const fn = value as (...args: unknown[]) => unknown;
+        const guarded = (...args: unknown[]): unknown => {
+          try {
+            check();
+          } catch (err) {
+            return Promise.reject(err as Error);
+          }
+          return Reflect.apply(fn, t, args);
+        };
+        w = { fn: value, guarded };
+        wrapped.set(prop, w);
+      }
+      return w.guarded;
+    },
+  });
 }
 
 function message(err: unknown): string {

@@ -1,5 +1,9 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { Backoff, realDelay } from "../../../../operator/k8s/backoff.js";
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 describe("Backoff", () => {
   it("doubles from 800 ms to the 30 s cap without jitter", () => {
@@ -24,6 +28,15 @@ describe("Backoff", () => {
     expect(b.next()).toBe(25600);
     now += 120_000;
     expect(b.next()).toBe(800);
+  });
+
+  it("measures the quiet period on a monotonic clock by default: a wall-clock jump resets nothing", () => {
+    let wall = Date.UTC(2026, 0, 1);
+    vi.spyOn(Date, "now").mockImplementation(() => wall);
+    const b = new Backoff({ random: () => 0 });
+    expect(b.next()).toBe(800);
+    wall += 180_000; // NTP steps the wall clock forward three minutes between two failures
+    expect(b.next()).toBe(1600);
   });
 
   it("realDelay rejects when aborted and leaves no timer behind", async () => {

@@ -1,9 +1,14 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { Informer, type ChangeType, type KubernetesObject, type InformerTransport, type ListPage, type RestartReason } from "../../../../operator/k8s/informer.js";
+import { Informer, WATCH_INACTIVITY_TIMEOUT_MS, type ChangeType, type KubernetesObject, type InformerTransport, type ListPage, type RestartReason } from "../../../../operator/k8s/informer.js";
 import { KubeApiError } from "../../../../operator/k8s/request.js";
 import { FakeTime, settle } from "./fake-time.js";
 
 const obj = (name: string, rv: string, ns = "ns"): KubernetesObject => ({ metadata: { name, namespace: ns, resourceVersion: rv } });
+/**
+ * The delays of the backoff, without the inactivity timer's first arming (one per watch);
+ * only for tests where no event arrives mid-period (a re-arm waits for the remainder).
+ */
+const backoffs = (time: FakeTime) => time.delays.filter((d) => d !== WATCH_INACTIVITY_TIMEOUT_MS);
 
 /** A scripted API server: lists answer from `pages`/`state`, watches are driven by the test. */
 class FakeServer implements InformerTransport {
@@ -91,13 +96,13 @@ describe("Informer", () => {
     server.last.emit("DELETED", obj("a", "13"));
     server.last.emit("BOOKMARK", { metadata: { resourceVersion: "20" } });
     expect(seen).toEqual([["add", "a", undefined], ["update", "a", "11"], ["delete", "a", undefined]]);
-    await time.advance(400_000);
+    await time.advance(100_000);
     server.last.done(null);
     await settle();
     expect(server.watches).toHaveLength(2);
     expect(server.last.query.resourceVersion).toBe("20");
     expect(restarts).toEqual(["closed"]);
-    expect(time.delays).toEqual([]); // no backoff after a healthy close
+    expect(backoffs(time)).toEqual([]); // no backoff after a healthy close
     expect(server.listCalls).toHaveLength(1);
   });
 
@@ -144,16 +149,16 @@ describe("Informer", () => {
     for (let i = 0; i < 8; i++) {
       server.last.done(new Error("ECONNRESET"));
       await settle();
-      await time.advance(time.delays[time.delays.length - 1]!);
+      await time.advance(backoffs(time).at(-1)!);
     }
-    expect(time.delays).toEqual([800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]);
+    expect(backoffs(time)).toEqual([800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]);
     expect(restarts).toEqual(Array(8).fill("error"));
     expect(server.watches).toHaveLength(9);
     expect(lines.at(-1)).toMatch(/ECONNRESET; retrying in 30000 ms/);
     await time.advance(120_000);
     server.last.emit("ERROR", { kind: "Status", code: 500, reason: "InternalError", message: "boom" });
     await settle();
-    expect(time.delays.at(-1)).toBe(800);
+    expect(backoffs(time).at(-1)).toBe(800);
   });
 
   it("retries a failed first list with backoff and syncs when it succeeds", async () => {
@@ -197,7 +202,7 @@ describe("Informer", () => {
     server.last.done(null);
     await settle();
     expect(restarts).toEqual(["error"]);
-    expect(time.delays).toEqual([800]);
+    expect(backoffs(time)).toEqual([800]);
   });
 
   it("reports a stalled stream (client-node's TimeoutError) as reason timeout", async () => {
@@ -243,7 +248,7 @@ describe("Informer", () => {
     expect(calls).toEqual([]);
     server.last.done(new Error("reset"));
     await settle();
-    expect(time.delays).toHaveLength(1);
+    expect(backoffs(time)).toHaveLength(1);
     await inf.stop();
     expect(server.watches).toHaveLength(1);
   });
@@ -258,5 +263,87 @@ describe("Informer", () => {
     const p = inf.waitForSync(ac.signal);
     ac.abort(new Error("gave up"));
     await expect(p).rejects.toThrow("gave up");
+  });
+});
+
+describe("Informer transform", () => {
+  const big = (name: string, rv: string) => ({ metadata: { name, namespace: "ns", resourceVersion: rv, managedFields: [{ manager: "kubelet" }] }, spec: { containers: [{ name: "app" }] } });
+  const strip = (o: KubernetesObject): KubernetesObject => ({ metadata: { name: o.metadata?.name, namespace: o.metadata?.namespace, resourceVersion: o.metadata?.resourceVersion } });
+
+  it("applies the transform to list items and to ADDED, MODIFIED and DELETED objects before caching and notifying", async () => {
+    const server = new FakeServer();
+    server.state = [big("a", "5") as KubernetesObject];
+    const time = new FakeTime();
+    const inf = new Informer<KubernetesObject>({
+      kc: undefined as never, resource: "pods", path: "/api/v1/pods", transport: server,
+      clock: time.clock, delay: time.delay, log: () => undefined, transform: strip,
+    });
+    stopLater = inf;
+    const seen: Array<[ChangeType, KubernetesObject, KubernetesObject | undefined]> = [];
+    inf.onChange((type, o, old) => seen.push([type, o, old]));
+    inf.start();
+    await inf.waitForSync();
+    await settle();
+    server.last.emit("ADDED", big("b", "11"));
+    server.last.emit("MODIFIED", big("a", "12"));
+    server.last.emit("DELETED", big("b", "13"));
+    const slim = (name: string, rv: string) => ({ metadata: { name, namespace: "ns", resourceVersion: rv } });
+    expect(inf.list()).toEqual([slim("a", "12")]);
+    expect(seen).toEqual([
+      ["add", slim("a", "5"), undefined],
+      ["add", slim("b", "11"), undefined],
+      ["update", slim("a", "12"), slim("a", "5")],
+      ["delete", slim("b", "13"), undefined],
+    ]);
+  });
+});
+
+describe("Informer dead-watch detection", () => {
+  it("restarts a watch that delivers nothing, not even a bookmark, for 150 s: at once, from the last resourceVersion, without a relist", async () => {
+    const server = new FakeServer();
+    const { inf, time, restarts, lines } = setup(server);
+    stopLater = inf;
+    inf.start();
+    await inf.waitForSync();
+    await settle();
+    await time.advance(30_000);
+    server.last.emit("BOOKMARK", { metadata: { resourceVersion: "20" } });
+    await time.advance(WATCH_INACTIVITY_TIMEOUT_MS - 1); // silent since the bookmark
+    expect(server.watches).toHaveLength(1);
+    await time.advance(1);
+    expect(server.watches[0]!.aborted).toBe(true);
+    expect(server.watches).toHaveLength(2);
+    expect(server.last.query.resourceVersion).toBe("20");
+    expect(restarts).toEqual(["timeout"]);
+    expect(lines.at(-1)).toMatch(/no event or bookmark for 150 s/);
+    expect(lines.filter((l) => l.includes("retrying in"))).toEqual([]); // no backoff
+    expect(server.listCalls).toHaveLength(1);
+  });
+
+  it("keeps a quiet watch that gets the API server's bookmark about every minute", async () => {
+    const server = new FakeServer();
+    const { inf, time, restarts } = setup(server);
+    stopLater = inf;
+    inf.start();
+    await inf.waitForSync();
+    await settle();
+    for (let minute = 1; minute <= 10; minute++) {
+      await time.advance(60_000);
+      server.last.emit("BOOKMARK", { metadata: { resourceVersion: String(100 + minute) } });
+    }
+    expect(server.watches).toHaveLength(1);
+    expect(restarts).toEqual([]);
+  });
+
+  it("also restarts a watch request that never answers", async () => {
+    const server = new FakeServer();
+    const { inf, time, restarts } = setup(server);
+    stopLater = inf;
+    inf.start();
+    await inf.waitForSync();
+    await settle();
+    await time.advance(WATCH_INACTIVITY_TIMEOUT_MS);
+    expect(restarts).toEqual(["timeout"]);
+    expect(server.watches).toHaveLength(2);
   });
 });

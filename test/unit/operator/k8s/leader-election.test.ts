@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LeaderElector, type Lease, type LeaseApi } from "../../../../operator/k8s/leader-election.js";
+import { LeaderElector, NotLeadingError, guardMethods, type Lease, type LeaseApi } from "../../../../operator/k8s/leader-election.js";
 import { KubeApiError } from "../../../../operator/k8s/request.js";
 import { FakeTime, settle } from "./fake-time.js";
 
@@ -38,11 +38,11 @@ class FakeLeaseServer {
   }
 }
 
-function candidate(server: FakeLeaseServer, time: FakeTime, identity: string) {
+function candidate(server: FakeLeaseServer, time: FakeTime, identity: string, wallClock: () => number = time.clock) {
   const events: string[] = [];
   const elector = new LeaderElector({
     kc: undefined as never, namespace: "ns", name: "lock", identity, api: server.api(identity),
-    clock: time.clock, delay: time.delay, random: () => 0, log: () => undefined,
+    clock: time.clock, wallClock, delay: time.delay, random: () => 0, log: () => undefined,
     onStartedLeading: () => events.push(`started@${time.now}`),
     onStoppedLeading: () => events.push(`stopped@${time.now}`),
     onNewLeader: (id) => events.push(`leader=${id}`),
@@ -181,5 +181,104 @@ describe("LeaderElector", () => {
     expect(server.lease?.spec?.acquireTime).toBe("1970-01-01T00:00:00.000000Z");
     expect(server.lease?.spec?.renewTime).toBe("1970-01-01T00:00:10.000000Z");
     a.abort.abort();
+  });
+
+  it("writes wall-clock timestamps to the Lease but measures every duration on the monotonic clock", async () => {
+    const server = new FakeLeaseServer();
+    const time = new FakeTime();
+    let wall = Date.UTC(2026, 0, 1);
+    const a = candidate(server, time, "a", () => wall + time.now);
+    void a.run();
+    await time.advance(4_000);
+    expect(server.lease?.spec?.renewTime).toBe("2026-01-01T00:00:04.000000Z");
+    // The wall clock steps back an hour (NTP): renewals go on every retryPeriod and the lease
+    // stays held, because no duration is measured on it.
+    wall -= 3_600_000;
+    await time.advance(4_000);
+    expect(server.writes).toBe(5);
+    expect(a.elector.holdsLease()).toBe(true);
+    expect(server.lease?.spec?.renewTime).toBe("2025-12-31T23:00:08.000000Z");
+    a.abort.abort();
+  });
+
+  it("holdsLease() turns false when a stall outlasts renewDeadline, before any renewal attempt runs", async () => {
+    const server = new FakeLeaseServer();
+    const time = new FakeTime();
+    const a = candidate(server, time, "a");
+    expect(a.elector.holdsLease()).toBe(false);
+    void a.run();
+    await time.advance(4_000);
+    expect(a.elector.holdsLease()).toBe(true); // last renewed at 4 s
+    const writes = server.writes;
+    // The event loop stalls (GC pause, CPU starvation): time moves, no timer fires.
+    time.now += 9_999;
+    expect(a.elector.holdsLease()).toBe(true);
+    time.now += 1;
+    expect(a.elector.holdsLease()).toBe(false);
+    expect(a.elector.isLeader).toBe(true); // run() has not noticed anything yet
+    expect(server.writes).toBe(writes);
+    expect(() => a.elector.assertLeading()).toThrow(NotLeadingError);
+    expect(() => a.elector.assertLeading()).toThrow("not leading: the Lease was last renewed 10000 ms ago, over renewDeadline (10000 ms)");
+    // The loop wakes, renews on top of its own record (nobody else wrote), and holds it again.
+    await time.advance(0);
+    expect(server.writes).toBe(writes + 1);
+    expect(a.elector.holdsLease()).toBe(true);
+    a.abort.abort();
+  });
+
+  it("holdsLease() is false for a standby and after a release", async () => {
+    const server = new FakeLeaseServer();
+    const time = new FakeTime();
+    const a = candidate(server, time, "a");
+    const b = candidate(server, time, "b");
+    void a.run();
+    await settle();
+    void b.run();
+    await time.advance(5_000);
+    expect(b.elector.holdsLease()).toBe(false);
+    expect(() => b.elector.assertLeading()).toThrow("not leading: this replica does not hold the Lease");
+    a.abort.abort();
+    await a.elector.release();
+    expect(a.elector.holdsLease()).toBe(false);
+    b.abort.abort();
+  });
+});
+
+describe("guardMethods", () => {
+  class Writer {
+    calls: string[] = [];
+    readonly #secret = "s"; // a private field: the guard must call methods on the real object
+    async patchScale(n: number): Promise<string> {
+      this.calls.push(`scale ${n}`);
+      return this.#secret;
+    }
+    async stats(): Promise<number> {
+      return 7;
+    }
+  }
+
+  it("runs the check before every method, refuses with a rejected promise, and passes results through", async () => {
+    let leading = true;
+    const target = new Writer();
+    const w = guardMethods(target, () => {
+      if (!leading) throw new NotLeadingError("not leading: test");
+    });
+    await expect(w.patchScale(3)).resolves.toBe("s");
+    leading = false;
+    const refused = w.patchScale(4);
+    await expect(refused).rejects.toThrow("not leading: test");
+    await expect(w.stats()).rejects.toBeInstanceOf(NotLeadingError);
+    expect(target.calls).toEqual(["scale 3"]);
+  });
+
+  it("guards only the named methods when given a list, and methods added later by default", async () => {
+    const target = new Writer();
+    const w = guardMethods(target, () => { throw new NotLeadingError("no"); }, ["patchScale"]);
+    await expect(w.stats()).resolves.toBe(7);
+    await expect(w.patchScale(1)).rejects.toThrow("no");
+    const plain = { a: async () => 1 } as Record<string, () => Promise<number>>;
+    const g = guardMethods(plain, () => { throw new NotLeadingError("no"); });
+    plain.b = async () => 2;
+    await expect(g.b!()).rejects.toThrow("no");
   });
 });
