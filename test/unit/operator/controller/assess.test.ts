@@ -50,7 +50,7 @@ describe("assessMetering", () => {
   it("says the totals are a lower bound when a stale pod has no usable counts", async () => {
     const agg = aggregate([obs("a", sample(1)), obs("b", undefined, true)], []);
     const c = assessMetering(spec(), true, 2, agg, await samplesWithFailures(["b"]));
-    expect(c.message).toContain("1 of them have no usable counts, so the totals are a lower bound");
+    expect(c.message).toContain("1 of them has no usable counts, so the totals are a lower bound");
   });
 
   it("names at most 10 pods and counts the rest", async () => {
