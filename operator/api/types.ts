@@ -163,6 +163,7 @@ export const CONDITION_TYPES = [COND_READY, COND_METERED, COND_SCALING_ACTIVE, C
 export const REASON_ALL_PODS_SCRAPED = "AllPodsScraped";
 export const REASON_SCRAPE_FAILED = "ScrapeFailed";
 export const REASON_NO_PODS = "NoPods";
+export const REASON_PODS_NOT_STARTING = "PodsNotStarting";
 export const REASON_TARGET_NOT_FOUND = "TargetNotFound";
 export const REASON_INVALID_SELECTOR = "InvalidSelector";
 export const REASON_OBSERVE_ONLY = "ObserveOnly";

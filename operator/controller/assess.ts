@@ -2,14 +2,14 @@
 // transitions, Events). Pure, except emitTransitionEvents, which only records Events.
 import type { Aggregate } from "../aggregate/aggregate.js";
 import {
-  COND_AT_CAPACITY, COND_LIMITS_APPLIED, COND_READY, REASON_METERED, EVENT_CONFIG_PUSH_FAILED, REASON_CONFIG_ACCEPTED, REASON_CONFIG_PUSH_FAILED, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, EVENT_AT_CAPACITY, EVENT_FAILED_SCALE, EVENT_SCRAPE_FAILED,
+  REASON_PODS_NOT_STARTING, COND_AT_CAPACITY, COND_LIMITS_APPLIED, COND_READY, REASON_METERED, EVENT_CONFIG_PUSH_FAILED, REASON_CONFIG_ACCEPTED, REASON_CONFIG_PUSH_FAILED, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, EVENT_AT_CAPACITY, EVENT_FAILED_SCALE, EVENT_SCRAPE_FAILED,
   EVENT_TARGET_NOT_FOUND, REASON_ALL_PODS_SCRAPED, REASON_AT_CAPACITY, REASON_BELOW_CAPACITY, REASON_HPA_CONFLICT,
   REASON_FAILED_UPDATE_SCALE, REASON_NO_CAP, REASON_NO_PODS, REASON_OBSERVE_ONLY, REASON_POLICY_CONFLICT, REASON_SCALED_TO_ZERO, REASON_SCRAPE_FAILED,
   REASON_SCALE_DOWN_LIMIT, REASON_SCALE_UP_LIMIT, REASON_TARGET_NOT_FOUND, REASON_TOO_FEW, REASON_TOO_MANY, REASON_VALID_METRIC,
   REASON_WITHIN_RANGE, type CapacityStatus, type Condition, type PolicySpec, type PolicyStatus, type ScalingRatePolicy, type TargetKind,
 } from "../api/types.js";
 import type { ScaleDecision } from "../scale/decide.js";
-import type { EventSink, ObjectRef } from "./cluster.js";
+import type { EventSink, ObjectRef, WaitingContainer } from "./cluster.js";
 import type { ConditionUpdate } from "./conditions.js";
 import type { PodSamples } from "./pod-samples.js";
 
@@ -40,13 +40,49 @@ function namedList(items: readonly string[]): string {
 }
 
 /** Metered: every pod of the target answered (True), or which did not and why (False). */
-export function assessMetering(spec: PolicySpec, targetFound: boolean, podCount: number, agg: Aggregate, samples: PodSamples): ConditionUpdate {
+/** A pod of the target whose containers wait on something a user must fix. */
+export interface PodStartProblem {
+  pod: string;
+  namespace: string;
+  waiting: readonly WaitingContainer[];
+}
+
+/**
+ * What keeps pods from starting, with the command that fixes each kind of problem: a missing
+ * Secret (connmeter's admin token above all), an image that cannot be pulled, a crash loop.
+ */
+export function describeStartProblems(problems: readonly PodStartProblem[]): string {
+  const named = namedList(problems.map((p) => `${p.pod} (${p.waiting.map((w) => `${w.container}: ${w.reason}${w.message ? `: ${w.message}` : ""}`).join("; ")})`));
+  const all = problems.flatMap((p) => p.waiting.map((w) => ({ ...w, pod: p.pod, namespace: p.namespace })));
+  const fixes = new Set<string>();
+  for (const w of all) {
+    if (w.reason === "CreateContainerConfigError" && w.message?.includes("connmeter-admin-token")) {
+      fixes.add(`the sidecar's admin token Secret is missing in namespace ${w.namespace}: add the namespace to the chart's adminToken.namespaces (helm upgrade … --reuse-values), `
+        + `or create it: kubectl -n ${w.namespace} create secret generic connmeter-admin-token --from-literal=token="$(head -c 32 /dev/urandom | base64)"; the pods then start by themselves`);
+    } else if (w.reason === "CreateContainerConfigError") {
+      fixes.add(`a Secret or ConfigMap the pod reads is missing: kubectl -n ${w.namespace} describe pod ${w.pod}`);
+    } else if (["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"].includes(w.reason)) {
+      fixes.add(`the image of container ${w.container} cannot be pulled: build the images (make images), push them to a registry the nodes pull from `
+        + `(on kind: kind load docker-image <image>) and set that image in the pod template (kubectl -n ${w.namespace} describe pod ${w.pod} shows which)`);
+    } else if (w.reason === "CrashLoopBackOff") {
+      fixes.add(`container ${w.container} keeps crashing: kubectl -n ${w.namespace} logs ${w.pod} -c ${w.container} --previous`);
+    } else {
+      fixes.add(`kubectl -n ${w.namespace} describe pod ${w.pod}`);
+    }
+  }
+  return `Pods that cannot start: ${named}. To fix: ${[...fixes].join("; ")}`;
+}
+
+export function assessMetering(spec: PolicySpec, targetFound: boolean, podCount: number, agg: Aggregate, samples: PodSamples, notStarting: readonly PodStartProblem[] = []): ConditionUpdate {
   const port = spec.sidecar.adminPort;
   if (!targetFound) {
     return {
       type: COND_METERED, status: "False", reason: REASON_TARGET_NOT_FOUND,
       message: `${targetName(spec)} was not found in the policy's namespace: create it or fix spec.targetRef`,
     };
+  }
+  if (podCount === 0 && notStarting.length > 0) {
+    return { type: COND_METERED, status: "False", reason: REASON_PODS_NOT_STARTING, message: `${targetName(spec)} has no Running pod to scrape. ${describeStartProblems(notStarting)}` };
   }
   if (podCount === 0) {
     return { type: COND_METERED, status: "False", reason: REASON_NO_PODS, message: `${targetName(spec)} has no Running pod with an IP to scrape yet` };
@@ -59,7 +95,8 @@ export function assessMetering(spec: PolicySpec, targetFound: boolean, podCount:
       type: COND_METERED, status: "False", reason: REASON_SCRAPE_FAILED,
       message: `${agg.stalePods.length} of ${podCount} pods did not answer GET /stats on admin port ${port}: `
         + `${namedList(samples.failures(agg.stalePods))}. Their last known counts are used for at most 3 intervals${unknown}. `
-        + "Check that the pod runs the connmeter sidecar with its admin port at spec.sidecar.adminPort",
+        + "Check that the pod runs the connmeter sidecar with its admin port at spec.sidecar.adminPort"
+        + (notStarting.length > 0 ? `. ${describeStartProblems(notStarting)}` : ""),
     };
   }
   return { type: COND_METERED, status: "True", reason: REASON_ALL_PODS_SCRAPED, message: `${podCount} of ${podCount} pods answered GET /stats` };

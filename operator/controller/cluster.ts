@@ -19,11 +19,18 @@ interface Meta {
   deletionTimestamp?: Date | string;
 }
 
+/** A container of a pod that waits for a reason other than being created (a missing Secret, an image that cannot be pulled, a crash loop). */
+export interface WaitingContainer {
+  container: string;
+  reason: string;
+  message?: string;
+}
+
 /** The fields of a Pod the controller reads. */
 export interface PodLike {
   metadata?: Meta;
   spec?: { nodeName?: string };
-  status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string }[] };
+  status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string }[]; waiting?: WaitingContainer[] };
 }
 
 /** The fields of a Deployment or StatefulSet the controller reads. */

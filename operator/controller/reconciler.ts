@@ -13,7 +13,7 @@ import { decideScale, type Recommendation, type ScaleEvent } from "../scale/deci
 import { deletionCosts } from "../scale/deletion-cost.js";
 import type { SidecarClient, SidecarConfig } from "../scrape/sidecar-client.js";
 import type { Caches, ClusterWriter, EventSink, ObjectRef, PodLike, WorkloadLike } from "./cluster.js";
-import { assessCapacity, assessLimits, assessMetering, assessReady, assessScaling, emitTransitionEvents, type Assessment, type ScalingOutcome } from "./assess.js";
+import { assessCapacity, assessLimits, assessMetering, assessReady, assessScaling, emitTransitionEvents, type Assessment, type PodStartProblem, type ScalingOutcome } from "./assess.js";
 import { PodSamples, type ScrapeTarget } from "./pod-samples.js";
 import { budgetTtlSeconds, planBudgets, withoutRaises, type BudgetPod } from "./budget-plan.js";
 import { selectorMatches } from "./selector.js";
@@ -167,6 +167,17 @@ export class Reconciler {
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
 
+  /** The target's pods whose containers wait on something a user must fix (not pods being deleted). */
+  private startProblems(namespace: string, target: WorkloadLike): PodStartProblem[] {
+    const out: PodStartProblem[] = [];
+    for (const p of this.deps.caches.pods.list(namespace)) {
+      const waiting = p.status?.waiting;
+      if (!waiting?.length || p.metadata?.deletionTimestamp || !selectorMatches(target.spec?.selector, p.metadata?.labels)) continue;
+      out.push({ pod: p.metadata?.name ?? "?", namespace, waiting });
+    }
+    return out.sort((a, b) => a.pod.localeCompare(b.pod));
+  }
+
   private async fetchStats(t: ScrapeTarget, spec: PolicySpec, intervalMs: number) {
     const end = this.deps.metrics.scrapeDuration.startTimer();
     try {
@@ -303,7 +314,7 @@ export class Reconciler {
   }
 
   private assess(policy: ConnectionPolicy, spec: PolicySpec, target: WorkloadLike | undefined, pods: ScrapeTarget[], agg: Aggregate, scaling: ScalingOutcome | undefined, mem: PolicyMemory, older: string | undefined): Assessment {
-    const metering = assessMetering(spec, target !== undefined, pods.length, agg, mem.samples);
+    const metering = assessMetering(spec, target !== undefined, pods.length, agg, mem.samples, target ? this.startProblems(policy.metadata.namespace, target) : []);
     const capacity = assessCapacity(spec, agg);
     const scaled = assessScaling(spec, scaling);
     const replicas = scaling?.current ?? target?.spec?.replicas ?? 0;

@@ -12,7 +12,7 @@
 // the transform copies it, so a new read can never silently see `undefined` from the cache.
 import type { ConnectionPolicy } from "../api/types.js";
 import { DELETION_COST_ANNOTATION } from "../api/types.js";
-import type { HpaLike, PodLike, WorkloadLike } from "../controller/cluster.js";
+import type { HpaLike, PodLike, WaitingContainer, WorkloadLike } from "../controller/cluster.js";
 import type { LabelSelector } from "../controller/selector.js";
 
 /** Every key of T (optional ones included) must be written, possibly as undefined. */
@@ -90,13 +90,34 @@ function readyOnly(conditions: unknown): PodCondition[] | undefined {
   return [{ type: "Ready", status: ready.status }];
 }
 
+/** Waiting reasons that are part of every start, not a problem. */
+const ROUTINE_WAITING = new Set(["ContainerCreating", "PodInitializing"]);
+/** Enough of a kubelet message to name the Secret or image; the rest is dropped. */
+const MAX_WAITING_MESSAGE = 300;
+
+/** The containers (init containers first) that wait for a reason worth telling a user, or undefined (most pods). */
+function waitingContainers(s: Record<string, unknown> | undefined): WaitingContainer[] | undefined {
+  let out: WaitingContainer[] | undefined;
+  for (const list of [s?.initContainerStatuses, s?.containerStatuses]) {
+    if (!Array.isArray(list)) continue;
+    for (const c of list as Array<{ name?: unknown; state?: { waiting?: { reason?: unknown; message?: unknown } } }>) {
+      const w = c?.state?.waiting;
+      if (typeof w?.reason !== "string" || ROUTINE_WAITING.has(w.reason)) continue;
+      const message = typeof w.message === "string" ? w.message.slice(0, MAX_WAITING_MESSAGE) : undefined;
+      (out ??= []).push({ container: typeof c.name === "string" ? c.name : "?", reason: w.reason, ...(message ? { message } : {}) });
+    }
+  }
+  return out;
+}
+
 /** A cached pod: PodLike's fields and nothing else (see PodLike in controller/cluster.ts). */
 export type CachedPod = PodLike & { metadata: CachedMeta };
 
 /**
  * Keeps of a Pod: metadata name, namespace, uid, resourceVersion, labels, deletionTimestamp,
- * connmeter's and the deletion-cost annotations; spec.nodeName; status.phase, podIP and the
- * Ready condition. Drops managedFields, containers, volumes, every other status field.
+ * connmeter's and the deletion-cost annotations; spec.nodeName; status.phase, podIP, the
+ * Ready condition and the containers waiting for a reason worth telling (a missing Secret, an
+ * image pull error, a crash loop; at most 300 characters of message each). Drops managedFields, containers, volumes, every other status field.
  */
 export function trimPod(obj: unknown): CachedPod {
   const raw = (obj ?? {}) as RawObject;
@@ -106,6 +127,7 @@ export function trimPod(obj: unknown): CachedPod {
     phase: s?.phase as string | undefined,
     podIP: s?.podIP as string | undefined,
     conditions: readyOnly(s?.conditions),
+    waiting: waitingContainers(s),
   };
   return { metadata: trimMeta(raw.metadata, pickAnnotations), spec, status } satisfies Exactly<PodLike>;
 }

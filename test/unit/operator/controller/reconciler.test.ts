@@ -259,6 +259,43 @@ describe("Reconciler: Ready and the age of the counts", () => {
   });
 });
 
+describe("Reconciler: pods that cannot start", () => {
+  const waitingPod = (name: string, ip: string, waiting: { container: string; reason: string; message?: string }[], phase = "Pending"): PodLike => {
+    const p = pod(name, ip, "n", false);
+    p.status = { ...p.status, phase, waiting };
+    return p;
+  };
+
+  it("a missing admin token Secret: Metered and Ready False PodsNotStarting, naming the pod, the Secret and the command that creates it", async () => {
+    const secretMissing = { container: "connmeter", reason: "CreateContainerConfigError", message: 'secret "connmeter-admin-token" not found' };
+    const w = world({ pods: [waitingPod("chat-a", "198.18.0.1", [secretMissing]), waitingPod("chat-b", "198.18.0.2", [secretMissing])] });
+    await w.reconcile();
+    const c = w.condition("Metered")!;
+    expect(c).toMatchObject({ status: "False", reason: "PodsNotStarting" });
+    expect(c.message).toContain('chat-a (connmeter: CreateContainerConfigError: secret "connmeter-admin-token" not found)');
+    expect(c.message).toContain("kubectl -n shop create secret generic connmeter-admin-token");
+    expect(w.condition("Ready")).toMatchObject({ status: "False", reason: "PodsNotStarting" });
+  });
+
+  it("an image that cannot be pulled: names the container and says how to get images onto the nodes", async () => {
+    const w = world({ pods: [waitingPod("chat-a", "198.18.0.1", [{ container: "connmeter", reason: "ImagePullBackOff", message: 'Back-off pulling image "connmeter/sidecar:0.1.0"' }])] });
+    await w.reconcile();
+    const c = w.condition("Metered")!;
+    expect(c.reason).toBe("PodsNotStarting");
+    expect(c.message).toContain("ImagePullBackOff");
+    expect(c.message).toContain("kind load docker-image");
+  });
+
+  it("a Running pod whose sidecar crash-loops: ScrapeFailed, with the logs command", async () => {
+    const w = world({ pods: [pod("chat-a", "198.18.0.1", "n"), waitingPod("chat-b", "198.18.0.2", [{ container: "connmeter", reason: "CrashLoopBackOff" }], "Running")] });
+    w.answers.set("198.18.0.1", sample(1));
+    await w.reconcile();
+    const c = w.condition("Metered")!;
+    expect(c.reason).toBe("ScrapeFailed");
+    expect(c.message).toContain("kubectl -n shop logs chat-b -c connmeter --previous");
+  });
+});
+
 describe("Reconciler: stale pods", () => {
   it("keeps a stale pod's last counts for 3 intervals, then lists it as unknown, never as zero", async () => {
     const w = world();

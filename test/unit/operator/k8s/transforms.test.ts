@@ -50,6 +50,23 @@ describe("cache transforms", () => {
     expect(t.status?.conditions).toEqual([{ type: "Ready", status: "Unknown" }]);
   });
 
+  it("keep of a pod's containers only those waiting on something a user must fix, init containers first, messages bounded", () => {
+    const pod = kubeletPod("False");
+    Object.assign(pod.status, {
+      initContainerStatuses: [{ name: "connmeter", state: { waiting: { reason: "CreateContainerConfigError", message: 'secret "connmeter-admin-token" not found' } } }],
+      containerStatuses: [
+        { name: "app", state: { waiting: { reason: "PodInitializing" } } },
+        { name: "worker", state: { waiting: { reason: "CrashLoopBackOff", message: "x".repeat(5000) } } },
+        { name: "idle", state: { running: { startedAt: "2026-01-01T00:00:00Z" } } },
+      ],
+    });
+    const waiting = trimPod(pod).status?.waiting;
+    expect(waiting?.map((w) => [w.container, w.reason])).toEqual([["connmeter", "CreateContainerConfigError"], ["worker", "CrashLoopBackOff"]]);
+    expect(waiting?.[0]?.message).toBe('secret "connmeter-admin-token" not found');
+    expect(waiting?.[1]?.message).toHaveLength(300);
+    expect(trimPod(kubeletPod()).status?.waiting).toBeUndefined();
+  });
+
   it("do not throw on objects with fields missing (a pending pod, a bare delete)", () => {
     expect(trimPod({ metadata: { name: "p", namespace: "n", resourceVersion: "1" } }).status?.conditions).toBeUndefined();
     expect(() => trimPod({})).not.toThrow();
