@@ -89,6 +89,8 @@ async function main(): Promise<void> {
     events: { record: () => {} },
     writer: {
       patchPolicyStatus: async (_ns, _name, status) => { lastStatus = status; statusWrites++; },
+      patchPolicyFinalizers: async () => {},
+      getScale: async () => undefined,
       patchScale: async () => {},
       patchPodAnnotations: async () => {},
     },
