@@ -97,6 +97,8 @@ async function main(): Promise<void> {
     sidecars: guardMethods(sidecars, requireLease, ["pushConfig", "resetConfig"]),
     writer: guardMethods<ClusterWriter>({
       patchPolicyStatus: async (_ns, _name, status) => { lastStatus = status; statusWrites++; },
+      patchPolicyFinalizers: async () => {},
+      getScale: async () => undefined,
       patchScale: async () => {},
       patchPodAnnotations: async () => {},
     }, requireLease),

@@ -10,7 +10,7 @@ import { ConfigError, loadOperatorConfig, usage } from "./config.js";
 import type { Caches, ClusterWriter, HpaLike, PodLike, WorkloadLike } from "./controller/cluster.js";
 import { PolicyController } from "./controller/controller.js";
 import { Reconciler } from "./controller/reconciler.js";
-import { patchPodAnnotations, patchPolicyStatus, patchScale } from "./k8s/api-writes.js";
+import { getScale, patchPodAnnotations, patchPolicyFinalizers, patchPolicyStatus, patchScale } from "./k8s/api-writes.js";
 import { EventRecorder } from "./k8s/events.js";
 import { Informer } from "./k8s/informer.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
@@ -62,7 +62,9 @@ async function main(): Promise<void> {
     sidecars: guardMethods(sidecars, requireLease, ["pushConfig", "resetConfig"]),
     writer: guardMethods<ClusterWriter>({
       patchPolicyStatus: (namespace, name, status) => patchPolicyStatus(kc, namespace, name, status),
-      patchScale: (kind, namespace, name, replicas) => patchScale(kc, kind, namespace, name, replicas),
+      patchPolicyFinalizers: (namespace, name, finalizers, resourceVersion) => patchPolicyFinalizers(kc, namespace, name, finalizers, resourceVersion),
+      getScale: (kind, namespace, name) => getScale(kc, kind, namespace, name),
+      patchScale: (kind, namespace, name, replicas, resourceVersion) => patchScale(kc, kind, namespace, name, replicas, resourceVersion),
       patchPodAnnotations: (namespace, name, annotations) => patchPodAnnotations(kc, namespace, name, annotations),
     }, requireLease),
   });

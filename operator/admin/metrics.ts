@@ -2,6 +2,10 @@
 // every metric; label values bounded by the number of policies (namespace, policy) and their
 // topic groups (status.topics is bounded to 65 entries).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { WorkQueueMetrics, WorkQueueProbe } from "../controller/work-queue.js";
+
+/** Buckets of the work-queue durations, in seconds: 1 ms (a queued key picked at once) to 60 s (a slow scrape round). */
+const WORK_QUEUE_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 export class OperatorMetrics {
   readonly registry = new Registry();
@@ -102,6 +106,75 @@ export class OperatorMetrics {
     labelNames: ["namespace", "policy", "state"],
     registers: [this.registry],
   });
+
+  // The work queue's, after client-go's workqueue metrics as controller-runtime exports them
+  // (workqueue_depth, _adds_total, ...), labelled by controller name.
+  private readonly workQueueProbes = new Map<string, WorkQueueProbe>();
+  readonly workQueueDepth = new Gauge({
+    name: "connmeter_workqueue_depth",
+    help: "Keys waiting in the work queue (not running), by controller name.",
+    labelNames: ["name"],
+    registers: [this.registry],
+  });
+  readonly workQueueAdds = new Counter({
+    name: "connmeter_workqueue_adds_total",
+    help: "Keys added to the work queue (deduplicated adds not counted), by controller name.",
+    labelNames: ["name"],
+    registers: [this.registry],
+  });
+  readonly workQueueLatency = new Histogram({
+    name: "connmeter_workqueue_queue_duration_seconds",
+    help: "How long a key waited in the work queue before it was reconciled, by controller name.",
+    labelNames: ["name"],
+    buckets: WORK_QUEUE_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly workQueueWorkDuration = new Histogram({
+    name: "connmeter_workqueue_work_duration_seconds",
+    help: "How long one reconcile of a key took, from the work queue's view, by controller name.",
+    labelNames: ["name"],
+    buckets: WORK_QUEUE_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly workQueueRetries = new Counter({
+    name: "connmeter_workqueue_retries_total",
+    help: "Keys retried with backoff after a failed reconcile, by controller name.",
+    labelNames: ["name"],
+    registers: [this.registry],
+  });
+  readonly reconcileTerminalErrors = new Counter({
+    name: "connmeter_operator_reconcile_terminal_errors_total",
+    help: "Reconciles that failed on a write the API server refused for good (400, 403, 422): retried at the policy's interval, not with backoff.",
+    registers: [this.registry],
+  });
+  readonly workQueueUnfinished = new Gauge({
+    name: "connmeter_workqueue_unfinished_work_seconds",
+    help: "Seconds the keys being reconciled now have run, summed; a value that only grows shows a stuck reconcile.",
+    labelNames: ["name"],
+    registers: [this.registry],
+    collect: () => { for (const [name, p] of this.workQueueProbes) this.workQueueUnfinished.set({ name }, p.unfinishedWorkSeconds()); },
+  });
+  readonly workQueueLongestRunning = new Gauge({
+    name: "connmeter_workqueue_longest_running_processor_seconds",
+    help: "Seconds the longest-running reconcile has run so far, by controller name.",
+    labelNames: ["name"],
+    registers: [this.registry],
+    collect: () => { for (const [name, p] of this.workQueueProbes) this.workQueueLongestRunning.set({ name }, p.longestRunningSeconds()); },
+  });
+
+  /** The hooks a WorkQueue reports through, for the controller `name` (a bounded label: one per controller). */
+  workQueue(name: string): WorkQueueMetrics {
+    const labels = { name };
+    return {
+      depth: (keys) => this.workQueueDepth.set(labels, keys),
+      added: () => this.workQueueAdds.inc(labels),
+      queueLatency: (s) => this.workQueueLatency.observe(labels, s),
+      workDuration: (s) => this.workQueueWorkDuration.observe(labels, s),
+      retried: () => this.workQueueRetries.inc(labels),
+      terminal: () => this.reconcileTerminalErrors.inc(),
+      bind: (probe) => { this.workQueueProbes.set(name, probe); },
+    };
+  }
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "connmeter_operator_" });

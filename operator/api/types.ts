@@ -14,6 +14,13 @@ export const DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-c
 /** Marks a deletion cost connmeter wrote (value: the policy's name), so only ours are removed. */
 export const DELETION_COST_OWNER_ANNOTATION = "connmeter.io/pod-deletion-cost-by";
 
+/**
+ * The operator's finalizer on a ConnectionPolicy: held until the policy's budgets are lifted
+ * and its deletion costs removed (or cleanup gave up), so a policy deleted while the operator
+ * is down is still cleaned up by the next one.
+ */
+export const CLEANUP_FINALIZER = "connmeter.io/cleanup";
+
 export type TargetKind = "Deployment" | "StatefulSet";
 
 export interface TopicGroupSpec {
@@ -140,6 +147,7 @@ export interface ConnectionPolicy {
     resourceVersion?: string;
     creationTimestamp?: Date | string;
     deletionTimestamp?: string;
+    finalizers?: string[];
   };
   /** As written: the API server fills in the CRD's defaults, and withDefaults again. */
   spec: Partial<Omit<PolicySpec, "scaling">> & {
@@ -193,6 +201,10 @@ export const EVENT_TARGET_NOT_FOUND = "TargetNotFound";
 export const EVENT_FAILED_SCALE = "FailedScale";
 export const EVENT_CONFIG_PUSH_FAILED = "ConfigPushFailed";
 export const EVENT_STATUS_WRITE_FAILED = "StatusWriteFailed";
+/** Cleanup of a deleted policy gave up (sidecars unreachable): its finalizer was removed anyway. */
+export const EVENT_CLEANUP_INCOMPLETE = "CleanupIncomplete";
+/** The operator could not add or remove its finalizer (e.g. RBAC lacks `patch` on connectionpolicies). */
+export const EVENT_FINALIZER_FAILED = "FinalizerFailed";
 
 /** The spec with every default of the CRD filled in. */
 export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {

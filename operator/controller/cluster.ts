@@ -17,6 +17,7 @@ interface Meta {
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
   deletionTimestamp?: Date | string;
+  resourceVersion?: string;
 }
 
 /** A container of a pod that waits for a reason other than being created (a missing Secret, an image that cannot be pulled, a crash loop). */
@@ -53,14 +54,60 @@ export interface ObjectRef {
   uid?: string;
 }
 
-/** Every write the controller makes. */
+/** The scale subresource as the controller reads it (api-writes.ts ScaleInfo has these fields and more). */
+export interface ScaleLike {
+  /** spec.replicas: what is asked for now. */
+  replicas: number;
+  /** The workload's resourceVersion, the precondition of a write decided from this read. */
+  resourceVersion: string;
+}
+
+/** Every read-modify-write and write the controller makes. */
 export interface ClusterWriter {
   /** Merge-patches the policy's /status subresource. */
   patchPolicyStatus(namespace: string, name: string, status: PolicyStatus | Record<string, unknown>): Promise<void>;
-  /** Merge-patches spec.replicas through the target's /scale subresource. */
-  patchScale(kind: TargetKind, namespace: string, name: string, replicas: number): Promise<void>;
+  /**
+   * Sets the policy's metadata.finalizers to exactly `finalizers`, only if the policy's
+   * resourceVersion is still `resourceVersion` (else a 409 Conflict is thrown): a finalizer
+   * another tool added since the read is never dropped.
+   */
+  patchPolicyFinalizers(namespace: string, name: string, finalizers: string[], resourceVersion: string): Promise<void>;
+  /** Reads the target's /scale subresource; undefined when the workload does not exist. */
+  getScale(kind: TargetKind, namespace: string, name: string): Promise<ScaleLike | undefined>;
+  /**
+   * Sets spec.replicas through the target's /scale subresource, only if the workload's
+   * resourceVersion is still `resourceVersion` (else a 409 Conflict is thrown), as the HPA does.
+   */
+  patchScale(kind: TargetKind, namespace: string, name: string, replicas: number, resourceVersion: string): Promise<void>;
   /** Merge-patches a pod's annotations (null removes one). */
   patchPodAnnotations(namespace: string, name: string, annotations: Record<string, string | null>): Promise<void>;
+}
+
+/**
+ * The HTTP status of a failed write: KubeApiError's `statusCode` (operator/k8s) or client-node's
+ * numeric `code`, read by shape so this folder needs no client import; undefined for network
+ * errors and aborts.
+ */
+export function writeErrorStatus(err: unknown): number | undefined {
+  if (!err || typeof err !== "object") return undefined;
+  const e = err as { statusCode?: unknown; code?: unknown };
+  if (typeof e.statusCode === "number") return e.statusCode;
+  if (typeof e.code === "number" && e.code >= 100 && e.code < 600) return e.code;
+  return undefined;
+}
+
+/** A 409: the object changed since it was read (a resourceVersion precondition failed). Read again and decide again. */
+export function isConflict(err: unknown): boolean {
+  return writeErrorStatus(err) === 409;
+}
+
+/**
+ * A write the API server refused for a reason a retry cannot fix: 400 BadRequest, 403
+ * Forbidden (RBAC), 422 Invalid (schema or CEL). Retried at the policy's interval, not hot.
+ */
+export function isTerminalWriteError(err: unknown): boolean {
+  const status = writeErrorStatus(err);
+  return status === 400 || status === 403 || status === 422;
 }
 
 export interface EventSink {

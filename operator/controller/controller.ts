@@ -1,9 +1,16 @@
-// Wires the caches to the work queue and the reconciler: which changes enqueue which policies.
-import { policyKey, type ConnectionPolicy } from "../api/types.js";
+// Wires the caches to the work queue and the reconciler: which changes enqueue which policies,
+// and how a failed reconcile is retried. A deleted policy's key is forgotten by the queue; a
+// write the API server refuses for good (400, 403, 422) is retried at the policy's interval,
+// never hot, and every other failure backs off no further than that interval, so the
+// per-interval scrape and budget push go on whatever write fails.
+import { policyKey, withDefaults, type ConnectionPolicy } from "../api/types.js";
 import type { OperatorMetrics } from "../admin/metrics.js";
-import type { Caches, WorkloadLike } from "./cluster.js";
-import type { Reconciler } from "./reconciler.js";
-import { WorkQueue } from "./work-queue.js";
+import { isTerminalWriteError, type Caches, type WorkloadLike } from "./cluster.js";
+import type { ReconcileResult, Reconciler } from "./reconciler.js";
+import { TerminalError, WorkQueue, type WorkQueueOptions } from "./work-queue.js";
+
+/** The controller's name in the work-queue metrics (`name` label), as controller-runtime names its controllers. */
+export const CONTROLLER_NAME = "connectionpolicy";
 
 type Change<T> = (type: "add" | "update" | "delete", obj: T, old?: T) => void;
 
@@ -28,9 +35,16 @@ export class PolicyController {
     private readonly metrics: OperatorMetrics,
     private readonly log: (line: string) => void,
     concurrency: number,
+    /** Overrides for tests (timers, clock). */
+    queueOptions: Partial<WorkQueueOptions> = {},
   ) {
-    this.queue = new WorkQueue({ concurrency });
+    this.queue = new WorkQueue({
+      concurrency, maxBackoffMs: (key) => this.intervalMs(key), metrics: metrics.workQueue(CONTROLLER_NAME), ...queueOptions,
+    });
   }
+
+  /** Terminal messages logged per key, so a write refused every interval is logged once, not every interval. */
+  private readonly terminalLogged = new Map<string, string>();
 
   /** Subscribes to changes and starts reconciling every known policy (call when leading). */
   start(sources: ControllerSources): void {
@@ -38,6 +52,7 @@ export class PolicyController {
       const key = policyKey(p.metadata.namespace, p.metadata.name);
       if (type === "delete") {
         this.queue.forget(key);
+        this.terminalLogged.delete(key);
         void this.reconciler.forget(key, p);
       } else {
         this.queue.add(key);
@@ -60,16 +75,34 @@ export class PolicyController {
     await this.queue.stop();
   }
 
-  private async run(key: string): Promise<{ requeueAfterMs: number }> {
+  private async run(key: string): Promise<ReconcileResult> {
     const end = this.metrics.reconcileDuration.startTimer();
     try {
-      return await this.reconciler.reconcile(key);
+      const result = await this.reconciler.reconcile(key);
+      this.terminalLogged.delete(key);
+      return result;
     } catch (err) {
       this.metrics.reconcileErrors.inc();
-      this.log(`reconcile ${key} failed (retried with backoff): ${(err as Error).message}`);
+      const message = (err as Error).message;
+      if (isTerminalWriteError(err)) {
+        const intervalMs = this.intervalMs(key);
+        if (this.terminalLogged.get(key) !== message) {
+          this.log(`reconcile ${key} failed: the API server refused a write (${message}); a retry cannot fix it, so it is retried every interval (${intervalMs} ms), not sooner: fix the policy or the operator's RBAC`);
+          this.terminalLogged.set(key, message);
+        }
+        throw new TerminalError(message, intervalMs, { cause: err });
+      }
+      this.log(`reconcile ${key} failed (retried with backoff, at most every ${this.intervalMs(key)} ms): ${message}`);
       throw err;
     } finally {
       end();
     }
+  }
+
+  /** The policy's scrape interval in ms (5 s when it is not in the cache): the longest a failed key waits. */
+  private intervalMs(key: string): number {
+    const slash = key.indexOf("/");
+    const policy = this.caches.policies.get(key.slice(0, slash), key.slice(slash + 1));
+    return policy ? withDefaults(policy.spec).scrapeIntervalSeconds * 1000 : 5000;
   }
 }

@@ -5,17 +5,22 @@
 import { aggregate, type Aggregate } from "../aggregate/aggregate.js";
 import type { OperatorMetrics } from "../admin/metrics.js";
 import {
-  API_VERSION, DELETION_COST_ANNOTATION, DELETION_COST_OWNER_ANNOTATION, EVENT_SCALED_DOWN,
-  EVENT_SCALED_UP, EVENT_STATUS_WRITE_FAILED, KIND, policyKey, withDefaults,
+  API_VERSION, CLEANUP_FINALIZER, DELETION_COST_ANNOTATION, DELETION_COST_OWNER_ANNOTATION, EVENT_CLEANUP_INCOMPLETE,
+  EVENT_FINALIZER_FAILED, EVENT_SCALED_DOWN, EVENT_SCALED_UP, EVENT_STATUS_WRITE_FAILED, KIND, policyKey, withDefaults,
   type ConnectionPolicy, type PolicySpec, type PolicyStatus, type TargetKind,
 } from "../api/types.js";
 import { decideScale, type Recommendation, type ScaleEvent } from "../scale/decide.js";
 import { deletionCosts } from "../scale/deletion-cost.js";
 import type { SidecarClient, SidecarConfig } from "../scrape/sidecar-client.js";
-import type { Caches, ClusterWriter, EventSink, ObjectRef, PodLike, WorkloadLike } from "./cluster.js";
+import { isConflict, type Caches, type ClusterWriter, type EventSink, type ObjectRef, type PodLike, type WorkloadLike } from "./cluster.js";
+import {
+  CLEANUP_RETRY_MS, MAX_CLEANUP_ATTEMPTS, addCleanupFinalizer, hasCleanupFinalizer, liftBudgets, removeCleanupFinalizer,
+  removeDeletionCosts, unionByName,
+} from "./finalizer.js";
 import { assessCapacity, assessLimits, assessMetering, assessReady, assessScaling, emitTransitionEvents, type Assessment, type PodStartProblem, type ScalingOutcome } from "./assess.js";
 import { PodSamples, type ScrapeTarget } from "./pod-samples.js";
 import { budgetTtlSeconds, planBudgets, withoutRaises, type BudgetPod } from "./budget-plan.js";
+import { writeScale, type ScaleWriteResult } from "./scale-write.js";
 import { selectorMatches } from "./selector.js";
 import { canonicalJson } from "./canonical-json.js";
 import { setCondition } from "./conditions.js";
@@ -31,8 +36,8 @@ export interface ReconcilerDeps {
 }
 
 export interface ReconcileResult {
-  /** Run again after this long (the next scrape, or the next allowed status write). */
-  requeueAfterMs: number;
+  /** Run again after this long, in ms (the next scrape, or the next cleanup attempt); undefined: only on the next change. */
+  requeueAfterMs?: number;
 }
 
 /** What the operator remembers of one policy between reconciles (lost on restart by design: all of it is re-learned in one interval). */
@@ -70,16 +75,23 @@ export function scrapeTimeoutMs(intervalMs: number): number {
 
 export class Reconciler {
   private readonly memory = new Map<string, PolicyMemory>();
+  /** Cleanup attempts of deleting policies that failed so far, by key. */
+  private readonly cleanupAttempts = new Map<string, number>();
+  /** Policies whose finalizer could not be added, reported once each. */
+  private readonly finalizerWarned = new Set<string>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
   async reconcile(key: string): Promise<ReconcileResult> {
     const [namespace, name] = splitKey(key);
     const policy = this.deps.caches.policies.get(namespace, name);
-    if (!policy || policy.metadata.deletionTimestamp) {
-      await this.forget(key, policy);
-      return { requeueAfterMs: 0 };
+    // Gone or going: handled, then never requeued (a requeued deleted key spun the queue, issue 14).
+    if (!policy) {
+      await this.forget(key);
+      return {};
     }
+    if (policy.metadata.deletionTimestamp) return this.finalize(key, policy);
+    await this.ensureFinalizer(key, policy);
     const spec = withDefaults(policy.spec);
     const intervalMs = spec.scrapeIntervalSeconds * 1000;
     const now = this.deps.clock();
@@ -106,24 +118,111 @@ export class Reconciler {
     return { requeueAfterMs: Math.max(0, mem.lastScrapeMs + intervalMs - this.deps.clock()) };
   }
 
-  /** The policy is gone: lift its budgets at once (the TTL would, later) and drop what is remembered. */
+  /**
+   * The policy is gone from the cache: drop what is remembered and lift what this replica set
+   * (its budgets at once, the TTL would later; its deletion costs), best effort and once.
+   */
   async forget(key: string, last?: ConnectionPolicy): Promise<void> {
-    const mem = this.memory.get(key);
+    this.cleanupAttempts.delete(key);
+    this.finalizerWarned.delete(key);
+    const mem = this.dropMemory(key);
     if (!mem) return;
+    const [namespace, name] = splitKey(key);
+    const port = last ? withDefaults(last.spec).sidecar.adminPort : mem.adminPort;
+    await liftBudgets(this.deps.sidecars, mem.samples.pushedPods(), port, (pod, err) => this.cleanupError(key, `could not lift the budgets of pod ${pod}`, err, true));
+    await removeDeletionCosts(this.deps.writer, this.deps.caches.pods, namespace, name, (pod, err) => this.cleanupError(key, `could not remove the deletion cost of pod ${pod}`, err));
+  }
+
+  /**
+   * The policy is being deleted. With connmeter's finalizer: clean up (every pod of the target
+   * and every pod pushed to, so a policy deleted while no operator ran is cleaned up too), then
+   * remove that finalizer only. Cleanup that fails is tried MAX_CLEANUP_ATTEMPTS times, then
+   * given up with an Event: deletion is never held for unreachable sidecars or a missing target.
+   */
+  private async finalize(key: string, policy: ConnectionPolicy): Promise<ReconcileResult> {
+    // Not ours to hold (another tool's finalizer): ours is gone already, or was never added.
+    if (!hasCleanupFinalizer(policy)) {
+      await this.forget(key, policy);
+      return {};
+    }
+    const failed = await this.cleanUp(key, policy);
+    const attempt = (this.cleanupAttempts.get(key) ?? 0) + 1;
+    if (failed.length > 0 && attempt < MAX_CLEANUP_ATTEMPTS) {
+      this.cleanupAttempts.set(key, attempt);
+      return { requeueAfterMs: CLEANUP_RETRY_MS * attempt };
+    }
+    if (failed.length > 0) {
+      const note = `Cleanup gave up after ${attempt} attempts; deletion goes on. Pods not cleaned up: ${failed.join(", ")}. `
+        + `Their budgets fall back to the sidecars' flags when the pushed TTL passes; remove a leftover deletion cost with `
+        + `kubectl annotate pod <pod> ${DELETION_COST_ANNOTATION}- ${DELETION_COST_OWNER_ANNOTATION}-`;
+      this.deps.log(`policy ${key}: ${note}`);
+      this.deps.events.record(policyRef(policy), "Warning", EVENT_CLEANUP_INCOMPLETE, "Cleanup", note);
+    }
+    try {
+      await removeCleanupFinalizer(this.deps.writer, policy);
+    } catch (err) {
+      // 409: the policy changed since this read; its update event brings it back to decide again.
+      if (isConflict(err)) return { requeueAfterMs: CLEANUP_RETRY_MS };
+      const note = `could not remove finalizer ${CLEANUP_FINALIZER}: ${(err as Error).message}. Grant the operator patch on `
+        + `connectionpolicies (chart templates/rbac.yaml), or remove it by hand: kubectl patch connpol ${policy.metadata.name} `
+        + `-n ${policy.metadata.namespace} --type=json -p '[{"op":"remove","path":"/metadata/finalizers/${policy.metadata.finalizers!.indexOf(CLEANUP_FINALIZER)}"}]'`;
+      this.deps.log(`policy ${key}: ${note}`);
+      this.deps.events.record(policyRef(policy), "Warning", EVENT_FINALIZER_FAILED, "RemoveFinalizer", note);
+      return { requeueAfterMs: withDefaults(policy.spec).scrapeIntervalSeconds * 1000 };
+    }
+    this.cleanupAttempts.delete(key);
+    this.dropMemory(key);
+    return {};
+  }
+
+  /** One cleanup attempt: lifts budgets and removes deletion costs; returns the pods that failed. */
+  private async cleanUp(key: string, policy: ConnectionPolicy): Promise<string[]> {
+    const { namespace, name } = policy.metadata;
+    const mem = this.memory.get(key);
+    if (mem) mem.forgotten = true;
+    const spec = withDefaults(policy.spec);
+    const target = this.target(namespace, spec);
+    const pods = unionByName(mem?.samples.pushedPods() ?? [], target ? this.scrapeTargets(namespace, target) : []);
+    const failed = await liftBudgets(this.deps.sidecars, pods, spec.sidecar.adminPort, (pod, err) => this.cleanupError(key, `could not lift the budgets of pod ${pod}`, err, true));
+    failed.push(...await removeDeletionCosts(this.deps.writer, this.deps.caches.pods, namespace, name, (pod, err) => this.cleanupError(key, `could not remove the deletion cost of pod ${pod}`, err)));
+    return [...new Set(failed)].sort();
+  }
+
+  /** Logs one failed cleanup write; a failed DELETE /config also counts as a failed push. */
+  private cleanupError(key: string, what: string, err: Error, isPush = false): void {
+    if (isPush) this.deps.metrics.configPushFailures.inc();
+    this.deps.log(`policy ${key} deleted: ${what} (${err.message})`);
+  }
+
+  /** Forgets a policy's memory and gauges; returns what was remembered, if anything. */
+  private dropMemory(key: string): PolicyMemory | undefined {
+    const mem = this.memory.get(key);
+    if (!mem) return undefined;
     this.memory.delete(key);
     mem.forgotten = true;
     const [namespace, name] = splitKey(key);
     this.deps.metrics.forgetPolicy(namespace, name, mem.topicLabels);
-    const port = last ? withDefaults(last.spec).sidecar.adminPort : mem.adminPort;
-    await Promise.all(mem.samples.pushedPods().map(async (p) => {
-      try {
-        await this.deps.sidecars.resetConfig(p.ip, port, 2000);
-      } catch (err) {
-        this.deps.metrics.configPushFailures.inc();
-        this.deps.log(`policy ${key} deleted: could not lift the budgets of pod ${p.name} (${(err as Error).message}); they expire with their TTL`);
-      }
-    }));
-    await this.removeDeletionCosts(namespace, name);
+    return mem;
+  }
+
+  /**
+   * Adds connmeter's finalizer before acting, so cleanup outlives this process. A failure never
+   * stops metering: a 409 is retried on the next reconcile (the update event brings the fresh
+   * object); anything else (RBAC) is reported once per policy and retried at the interval.
+   */
+  private async ensureFinalizer(key: string, policy: ConnectionPolicy): Promise<void> {
+    if (hasCleanupFinalizer(policy)) return;
+    try {
+      await addCleanupFinalizer(this.deps.writer, policy);
+      this.finalizerWarned.delete(key);
+    } catch (err) {
+      if (isConflict(err) || this.finalizerWarned.has(key)) return;
+      this.finalizerWarned.add(key);
+      const note = `could not add finalizer ${CLEANUP_FINALIZER}: ${(err as Error).message}. The policy still works, but if it is `
+        + `deleted while no operator runs, its deletion costs stay behind. Grant the operator patch on connectionpolicies (chart templates/rbac.yaml).`;
+      this.deps.log(`policy ${key}: ${note}`);
+      this.deps.events.record(policyRef(policy), "Warning", EVENT_FINALIZER_FAILED, "AddFinalizer", note);
+    }
   }
 
   private memoryFor(key: string, policy: ConnectionPolicy): PolicyMemory {
@@ -238,7 +337,10 @@ export class Reconciler {
     }));
   }
 
-  /** Decides the replicas and, when they change, writes deletion costs (scale-down) and the scale. */
+  /**
+   * Decides the replicas and, when they change, writes deletion costs (scale-down) and the scale
+   * through writeScale: read, decide from the read, write with its resourceVersion, on 409 again.
+   */
   private async ensureScale(policy: ConnectionPolicy, spec: PolicySpec, target: WorkloadLike, pods: ScrapeTarget[], agg: Aggregate, mem: PolicyMemory, now: number): Promise<ScalingOutcome> {
     const current = target.spec?.replicas ?? 1;
     const scaling = spec.scaling;
@@ -252,35 +354,37 @@ export class Reconciler {
     // A policy new to this replica (or a new leader) starts its history at the current count, so
     // a restart never skips the scale-down window.
     if (mem.history.length === 0) mem.history.push({ atMs: now, replicas: current });
-    const decision = decideScale({
-      nowMs: now, current, connections: agg.connections, metricPods: pods.length - agg.unknownPods.length, missingPods: agg.unknownPods.length, spec: scaling,
-      history: mem.history, events: mem.scaleEvents,
+    const { history, scaleEvents } = mem;
+    const decide = (replicas: number) => decideScale({
+      nowMs: now, current: replicas, connections: agg.connections, metricPods: pods.length - agg.unknownPods.length, missingPods: agg.unknownPods.length, spec: scaling,
+      history, events: scaleEvents,
     });
+    const cached = { current, decision: decide(current) };
+    // The cache says whether a change may be due (no API call in the steady state); the scale
+    // subresource says what is written, with its resourceVersion, as the HPA does.
+    const result: ScaleWriteResult = cached.decision.desired === current || mem.forgotten ? { ...cached, written: false }
+      : await writeScale(this.deps.writer, { kind, namespace: policy.metadata.namespace, name }, cached, decide, async () => {
+        if (kind === "Deployment" && scaling.connectionAwareScaleDown) await this.ensureDeletionCosts(policy, target, agg);
+      });
+    if (result.scaledToZero) return { mode: "scaledToZero", current: 0 };
+    const { decision } = result;
     mem.history = decision.history;
     mem.scaleEvents = decision.events;
-    let scaledAt: string | undefined;
-    if (decision.desired !== current && !mem.forgotten) {
-      // A failed write is reported in ScalingActive and retried next interval; it must not stop
-      // the status (and so `kubectl get connpol`) from following the counts.
-      try {
-        if (decision.desired < current && kind === "Deployment" && scaling.connectionAwareScaleDown) {
-          await this.ensureDeletionCosts(policy, target, agg);
-        }
-        await this.deps.writer.patchScale(kind, policy.metadata.namespace, name, decision.desired);
-      } catch (err) {
-        const scaleError = (err as Error).message;
-        this.deps.log(`policy ${policyKey(policy.metadata.namespace, policy.metadata.name)}: scaling ${kind} ${name} ${current} -> ${decision.desired} failed: ${scaleError}`);
-        return { mode: "active", current, decision, kind: kind as TargetKind, scaledAt: undefined, scaleError };
-      }
-      mem.scaleEvents.push({ atMs: now, change: decision.desired - current });
-      const up = decision.desired > current;
-      this.deps.metrics.scaleActions.inc({ direction: up ? "up" : "down" });
-      this.deps.events.record(policyRef(policy), "Normal", up ? EVENT_SCALED_UP : EVENT_SCALED_DOWN, "Scale",
-        `Scaled ${kind} ${name} from ${current} to ${decision.desired} replicas: ${agg.connections} connections, target ${scaling.targetConnectionsPerPod} per pod`);
-      this.deps.log(`policy ${policyKey(policy.metadata.namespace, policy.metadata.name)}: scaled ${kind} ${name} ${current} -> ${decision.desired} (${agg.connections} connections)`);
-      scaledAt = new Date(now).toISOString();
+    const from = result.current;
+    // A failed write is reported in ScalingActive and decided again next interval; it must not
+    // stop the status (and so `kubectl get connpol`) from following the counts.
+    if (result.error !== undefined) {
+      this.deps.log(`policy ${policyKey(policy.metadata.namespace, policy.metadata.name)}: scaling ${kind} ${name} ${from} -> ${decision.desired} failed: ${result.error}`);
+      return { mode: "active", current: from, decision, kind: kind as TargetKind, scaledAt: undefined, scaleError: result.error };
     }
-    return { mode: "active", current, decision, kind: kind as TargetKind, scaledAt };
+    if (!result.written) return { mode: "active", current: from, decision, kind: kind as TargetKind, scaledAt: undefined };
+    mem.scaleEvents.push({ atMs: now, change: decision.desired - from });
+    const up = decision.desired > from;
+    this.deps.metrics.scaleActions.inc({ direction: up ? "up" : "down" });
+    this.deps.events.record(policyRef(policy), "Normal", up ? EVENT_SCALED_UP : EVENT_SCALED_DOWN, "Scale",
+      `Scaled ${kind} ${name} from ${from} to ${decision.desired} replicas: ${agg.connections} connections, target ${scaling.targetConnectionsPerPod} per pod`);
+    this.deps.log(`policy ${policyKey(policy.metadata.namespace, policy.metadata.name)}: scaled ${kind} ${name} ${from} -> ${decision.desired} (${agg.connections} connections)`);
+    return { mode: "active", current: from, decision, kind: kind as TargetKind, scaledAt: new Date(now).toISOString() };
   }
 
   /**
@@ -299,18 +403,6 @@ export class Reconciler {
     await Promise.all([...writes].map(([pod, cost]) => this.deps.writer.patchPodAnnotations(policy.metadata.namespace, pod, {
       [DELETION_COST_ANNOTATION]: cost, [DELETION_COST_OWNER_ANNOTATION]: policy.metadata.name,
     })));
-  }
-
-  /** Removes the deletion costs this policy wrote (best effort: the policy is gone). */
-  private async removeDeletionCosts(namespace: string, policy: string): Promise<void> {
-    const ours = this.deps.caches.pods.list(namespace).filter((p) => p.metadata?.annotations?.[DELETION_COST_OWNER_ANNOTATION] === policy);
-    await Promise.all(ours.map(async (p) => {
-      try {
-        await this.deps.writer.patchPodAnnotations(namespace, p.metadata!.name!, { [DELETION_COST_ANNOTATION]: null, [DELETION_COST_OWNER_ANNOTATION]: null });
-      } catch (err) {
-        this.deps.log(`policy ${namespace}/${policy} deleted: could not remove the deletion cost of pod ${p.metadata?.name}: ${(err as Error).message}`);
-      }
-    }));
   }
 
   private assess(policy: ConnectionPolicy, spec: PolicySpec, target: WorkloadLike | undefined, pods: ScrapeTarget[], agg: Aggregate, scaling: ScalingOutcome | undefined, mem: PolicyMemory, older: string | undefined): Assessment {

@@ -1,8 +1,12 @@
 // Every write the controller makes, each with the content type it needs. All PATCHes are JSON
 // merge patches (RFC 7386), sent explicitly: client-node's generated patch calls default to JSON
 // Patch, which rejects an object body ("cannot unmarshal object into … jsonPatchOp").
-// Merge patches need no resourceVersion: the controller is level-triggered and recomputes the
-// whole value each time, so last-writer-wins is what it wants (and `null` deletes a key).
+// Status and pod annotations are owned by the controller alone and recomputed whole each time,
+// so last-writer-wins is what it wants (and `null` deletes a key). Writes that race other
+// actors carry the resourceVersion they were decided from in metadata.resourceVersion, which
+// the API server takes as a precondition (409 Conflict when the object changed since): the
+// scale subresource (a `kubectl scale`, a GitOps tool), as the HPA does, and finalizers (other
+// tools add and remove theirs on the same list).
 import type { KubeConfig } from "@kubernetes/client-node";
 import { MERGE_PATCH, apiStatusCode, kubeRequest, seg } from "./request.js";
 
@@ -67,11 +71,29 @@ export async function getScale(kc: KubeConfig, kind: ScaleTargetKind, namespace:
   }
 }
 
-/** Sets spec.replicas through the scale subresource (never the workload object itself). */
-export async function patchScale(kc: KubeConfig, kind: ScaleTargetKind, namespace: string, name: string, replicas: number): Promise<void> {
+/**
+ * Sets spec.replicas through the scale subresource (never the workload object itself), only if
+ * the workload's resourceVersion is still the one getScale returned. Throws KubeApiError 409
+ * when it changed: read again and decide again.
+ */
+export async function patchScale(kc: KubeConfig, kind: ScaleTargetKind, namespace: string, name: string, replicas: number, resourceVersion: string): Promise<void> {
   if (!Number.isInteger(replicas) || replicas < 0) throw new RangeError(`replicas must be a non-negative integer, got ${replicas}`);
+  if (!resourceVersion) throw new Error(`patchScale ${kind} ${namespace}/${name}: pass the resourceVersion of a getScale read (a write without one could undo a concurrent scale)`);
   await kubeRequest(kc, {
-    method: "PATCH", path: scalePath(kind, namespace, name), body: { spec: { replicas } }, contentType: MERGE_PATCH,
+    method: "PATCH", path: scalePath(kind, namespace, name), body: { metadata: { resourceVersion }, spec: { replicas } }, contentType: MERGE_PATCH,
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+}
+
+/**
+ * Sets a ConnectionPolicy's metadata.finalizers to exactly `finalizers` (a merge patch replaces
+ * the list), only if its resourceVersion is still `resourceVersion`: a finalizer another tool
+ * added or removed since the read makes it fail with KubeApiError 409 instead of being undone.
+ */
+export async function patchPolicyFinalizers(kc: KubeConfig, namespace: string, name: string, finalizers: string[], resourceVersion: string): Promise<void> {
+  if (!resourceVersion) throw new Error(`patchPolicyFinalizers ${namespace}/${name}: pass the resourceVersion the finalizers were read at (a write without one could drop another tool's finalizer)`);
+  await kubeRequest(kc, {
+    method: "PATCH", path: policyPath(namespace, name), body: { metadata: { resourceVersion, finalizers } }, contentType: MERGE_PATCH,
     signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   });
 }

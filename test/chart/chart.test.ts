@@ -27,10 +27,10 @@ const permissions = (rules: Rule[]) =>
 
 // What operator/k8s/*.ts calls, and nothing else (see the comment in templates/rbac.yaml).
 const OPERATOR_PERMISSIONS = [
-  "apps/deployments list", "apps/deployments watch", "apps/deployments/scale patch",
-  "apps/statefulsets list", "apps/statefulsets watch", "apps/statefulsets/scale patch",
+  "apps/deployments list", "apps/deployments watch", "apps/deployments/scale get", "apps/deployments/scale patch",
+  "apps/statefulsets list", "apps/statefulsets watch", "apps/statefulsets/scale get", "apps/statefulsets/scale patch",
   "autoscaling/horizontalpodautoscalers list", "autoscaling/horizontalpodautoscalers watch",
-  "connmeter.io/connectionpolicies list", "connmeter.io/connectionpolicies watch", "connmeter.io/connectionpolicies/status patch",
+  "connmeter.io/connectionpolicies list", "connmeter.io/connectionpolicies patch", "connmeter.io/connectionpolicies watch", "connmeter.io/connectionpolicies/status patch",
   "core/pods list", "core/pods patch", "core/pods watch",
   "events.k8s.io/events create", "events.k8s.io/events patch",
 ].sort();

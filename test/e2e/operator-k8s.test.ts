@@ -13,7 +13,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import { request as httpsRequest, type RequestOptions } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { describe, expect, it } from "vitest";
-import { getScale, patchPodAnnotations, patchPolicyStatus, patchScale, apiStatusCode, KubeApiError } from "../../operator/k8s/api-writes.js";
+import { getScale, patchPodAnnotations, patchPolicyFinalizers, patchPolicyStatus, patchScale, apiStatusCode, KubeApiError } from "../../operator/k8s/api-writes.js";
 import { EventRecorder } from "../../operator/k8s/events.js";
 import { Informer, type ChangeType, type RestartReason } from "../../operator/k8s/informer.js";
 import { LeaderElector } from "../../operator/k8s/leader-election.js";
@@ -279,7 +279,7 @@ describe("EventRecorder", () => {
 });
 
 describe("controller writes", () => {
-  it("patches policy status, the scale subresource and pod annotations with merge patches", async () => {
+  it("patches policy status, finalizers, the scale subresource and pod annotations with merge patches (finalizers and scale with a resourceVersion precondition)", async () => {
     const { kc, core, apps, custom } = kube();
     const ns = await createNamespace("writes");
     await custom.createNamespacedCustomObject({
@@ -290,6 +290,15 @@ describe("controller writes", () => {
     await patchPolicyStatus(kc, ns, "p", { channels: 4 });
     const policy = (await custom.getNamespacedCustomObject({ group: "connmeter.io", version: "v1alpha1", namespace: ns, plural: "connectionpolicies", name: "p" })) as { status?: object };
     expect(policy.status).toMatchObject({ connections: 7, channels: 4 });
+    // Finalizers are written with the resourceVersion they were read at: a stale write gets 409, never drops another tool's.
+    type Meta = { metadata: { resourceVersion: string; finalizers?: string[] } };
+    const readPolicy = async () => (await custom.getNamespacedCustomObject({ group: "connmeter.io", version: "v1alpha1", namespace: ns, plural: "connectionpolicies", name: "p" })) as Meta;
+    const first = await readPolicy();
+    await patchPolicyFinalizers(kc, ns, "p", ["example.com/other", "connmeter.io/cleanup"], first.metadata.resourceVersion);
+    expect(apiStatusCode(await patchPolicyFinalizers(kc, ns, "p", ["connmeter.io/cleanup"], first.metadata.resourceVersion).catch((e: unknown) => e))).toBe(409);
+    const second = await readPolicy();
+    expect(second.metadata.finalizers).toEqual(["example.com/other", "connmeter.io/cleanup"]);
+    await patchPolicyFinalizers(kc, ns, "p", [], second.metadata.resourceVersion);
 
     // No node matches: pods stay Pending and run nothing.
     const nowhere = { nodeSelector: { "connmeter.io/none": "true" }, containers: [{ name: "c", image: "none" }] };
@@ -297,7 +306,11 @@ describe("controller writes", () => {
       metadata: { name: "app" },
       spec: { replicas: 0, selector: { matchLabels: { app: "app" } }, template: { metadata: { labels: { app: "app" } }, spec: nowhere } },
     } });
-    await patchScale(kc, "Deployment", ns, "app", 2);
+    const read = (await getScale(kc, "Deployment", ns, "app"))!;
+    await patchScale(kc, "Deployment", ns, "app", 2, read.resourceVersion);
+    // A write decided from a stale read is refused, as the HPA's read-decide-write relies on.
+    const stale = await patchScale(kc, "Deployment", ns, "app", 3, read.resourceVersion).catch((e: unknown) => e);
+    expect(apiStatusCode(stale)).toBe(409);
     const scale = await waitFor("scale status", async () => {
       const s = await getScale(kc, "Deployment", ns, "app");
       return s && s.statusReplicas === 2 ? s : undefined;

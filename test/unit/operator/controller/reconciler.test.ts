@@ -47,7 +47,7 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
   let now = T0;
   const policy: ConnectionPolicy = {
     apiVersion: "connmeter.io/v1alpha1", kind: "ConnectionPolicy",
-    metadata: { name: "chat-policy", namespace: NS, uid: "uid-1", generation: 1 },
+    metadata: { name: "chat-policy", namespace: NS, uid: "uid-1", generation: 1, resourceVersion: "1" },
     spec: { targetRef: { apiVersion: "apps/v1", kind: "Deployment", name: "chat" }, scrapeIntervalSeconds: INTERVAL_MS / 1000, ...opts.spec },
   };
   const deployment: WorkloadLike = { metadata: { name: "chat", namespace: NS }, spec: { replicas: opts.replicas ?? 2, selector: { matchLabels: { app: "chat" } } } };
@@ -76,6 +76,15 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
       }
       // As an informer does: the cache gets a new object; the one a reconcile holds is not changed.
       caches.policies.items[index] = { ...structuredClone(current), status: merged as PolicyStatus };
+    },
+    async patchPolicyFinalizers(_ns, name, finalizers) {
+      const index = caches.policies.items.findIndex((p) => p.metadata.name === name);
+      const current = caches.policies.items[index]!;
+      caches.policies.items[index] = { ...structuredClone(current), metadata: { ...current.metadata, finalizers } };
+    },
+    // Scale reads and writes race nobody here (scale-write.test.ts covers conflicts).
+    async getScale() {
+      return { replicas: deployment.spec!.replicas ?? 0, resourceVersion: "1" };
     },
     async patchScale(kind, _ns, name, replicas) {
       writes.push({ op: "scale", kind, name, replicas });
@@ -575,7 +584,7 @@ describe("Reconciler: budgets", () => {
     expect(w.resets).toEqual([]);
   });
 
-  it("a policy being deleted is forgotten by reconcile: budgets lifted, no status written", async () => {
+  it("a policy being deleted is cleaned up by reconcile and not requeued: budgets lifted, no status written", async () => {
     const w = world({ spec: { limits: { maxConnections: 50 } } });
     w.answers.set("198.18.0.1", sample(3));
     w.answers.set("198.18.0.2", sample(4));
@@ -583,7 +592,7 @@ describe("Reconciler: budgets", () => {
     const writes = w.statusWrites().length;
     w.policy.metadata.deletionTimestamp = new Date(T0).toISOString();
     w.advance(INTERVAL_MS);
-    expect((await w.reconcile()).requeueAfterMs).toBe(0);
+    expect((await w.reconcile()).requeueAfterMs).toBeUndefined();
     expect(w.resets.sort()).toEqual(["198.18.0.1", "198.18.0.2"]);
     expect(w.statusWrites()).toHaveLength(writes);
   });
@@ -781,7 +790,10 @@ describe("Reconciler: per-policy gauges", () => {
     const w = world({ spec: { limits: { maxConnections: 40 }, scaling: { minReplicas: 1, maxReplicas: 7, targetConnectionsPerPod: 100 } as never } });
     const reconciler = new Reconciler({
       caches: w.caches, metrics, clock: () => T0, log: () => undefined, events: { record: () => undefined },
-      writer: { patchPolicyStatus: async () => undefined, patchScale: async () => undefined, patchPodAnnotations: async () => undefined },
+      writer: {
+        patchPolicyStatus: async () => undefined, patchPolicyFinalizers: async () => undefined, getScale: async () => undefined,
+        patchScale: async () => undefined, patchPodAnnotations: async () => undefined,
+      },
       sidecars: { stats: async () => sample(3), pushConfig: async () => undefined, resetConfig: async () => undefined },
     });
     await reconciler.reconcile(KEY);

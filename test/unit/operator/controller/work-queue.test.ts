@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { WorkQueue, type WorkResult } from "../../../../operator/controller/work-queue.js";
+import { TerminalError, WorkQueue, type WorkQueueMetrics, type WorkQueueProbe, type WorkResult } from "../../../../operator/controller/work-queue.js";
 
 function deferred() {
   let resolve!: () => void;
@@ -148,11 +148,12 @@ describe("WorkQueue", () => {
     expect(timers.size).toBe(1);
   });
 
-  it("addAfter with no delay adds at once", async () => {
+  it("addAfter with no delay adds through a macrotask: the key runs only after the event loop turned", async () => {
     const q = new WorkQueue({ concurrency: 1 });
     const runs: string[] = [];
     q.start(async (k) => { runs.push(k); });
     q.addAfter("k", 0);
+    expect(runs).toEqual([]);
     await tick();
     expect(runs).toEqual(["k"]);
     await q.stop();
@@ -208,5 +209,170 @@ describe("WorkQueue", () => {
     const q = new WorkQueue({ concurrency: 1 });
     q.start(async () => undefined);
     await expect(q.stop()).resolves.toBeUndefined();
+  });
+});
+
+/**
+ * A worker that counts its runs and, past `limit`, parks its key forever: on a queue that spins
+ * in microtasks this turns a hang of the whole test process into a failed count.
+ */
+function countingWorker(limit: number, body: (key: string) => WorkResult = () => undefined) {
+  const runs = new Map<string, number>();
+  const worker = async (key: string): Promise<WorkResult> => {
+    const n = (runs.get(key) ?? 0) + 1;
+    runs.set(key, n);
+    if (n > limit) await new Promise<never>(() => undefined);
+    return body(key);
+  };
+  return { runs, worker, count: (key: string) => runs.get(key) ?? 0 };
+}
+
+/** Resolves on the next turn of the event loop (after pending I/O), with what `read` says then. */
+const atNextTurn = <T>(read: () => T) => new Promise<T>((resolve) => setImmediate(() => resolve(read())));
+
+describe("WorkQueue: never spins a key without yielding to I/O", () => {
+  it("a worker asking for requeueAfterMs 0 does not run its key again before the event loop turns", async () => {
+    const timers = new ManualTimers();
+    const q = new WorkQueue({ concurrency: 1, setTimer: timers.setTimer, clearTimer: timers.clearTimer });
+    const w = countingWorker(1000, () => ({ requeueAfterMs: 0 }));
+    q.start(w.worker);
+    q.add("k");
+    const runsAtTurn = await atNextTurn(() => w.count("k"));
+    expect(runsAtTurn).toBeLessThanOrEqual(1);
+    // 0 is floored to the queue's minimum delay: a timer, not a synchronous add.
+    await tick();
+    expect(w.count("k")).toBe(1);
+    expect(timers.delays.every((ms) => ms >= 1)).toBe(true);
+    await q.stop();
+  });
+
+  it("a key re-added by every run of it (an update event per reconcile) runs at most once per turn of the event loop", async () => {
+    const q = new WorkQueue({ concurrency: 1 });
+    const w = countingWorker(1000, (key) => { q.add(key); });
+    q.start(w.worker);
+    q.add("k");
+    const first = await atNextTurn(() => w.count("k"));
+    const second = await atNextTurn(() => w.count("k"));
+    expect(first).toBeLessThanOrEqual(2);
+    expect(second - first).toBeLessThanOrEqual(2);
+    await q.stop();
+  });
+
+  it("forget while a key runs drops its requeue and a re-add that came during the run", async () => {
+    const timers = new ManualTimers();
+    const q = new WorkQueue({ concurrency: 1, setTimer: timers.setTimer, clearTimer: timers.clearTimer });
+    const gate = deferred();
+    let runs = 0;
+    q.start(async () => { runs++; await gate.promise; return { requeueAfterMs: 1000 }; });
+    q.add("k");
+    await tick();
+    q.add("k");
+    q.forget("k");
+    gate.resolve();
+    await tick();
+    expect(runs).toBe(1);
+    expect(timers.size).toBe(0);
+    // A later add (the policy was created again) runs as usual.
+    q.add("k");
+    await tick();
+    expect(runs).toBe(2);
+    await q.stop();
+  });
+
+  it("forget drops a queued key before it runs", async () => {
+    const q = new WorkQueue({ concurrency: 1 });
+    const gate = deferred();
+    const runs: string[] = [];
+    q.start(async (k) => { runs.push(k); if (k === "a") await gate.promise; });
+    q.add("a"); q.add("b");
+    await tick();
+    q.forget("b");
+    expect(q.length).toBe(0);
+    gate.resolve();
+    await tick();
+    expect(runs).toEqual(["a"]);
+    await q.stop();
+  });
+});
+
+describe("WorkQueue: errors", () => {
+  it("retries a TerminalError at the delay it carries, without growing backoff and without counting a retry", async () => {
+    const timers = new ManualTimers();
+    const retries: string[] = [];
+    const terminal: string[] = [];
+    const q = new WorkQueue({
+      concurrency: 1, baseBackoffMs: 10, setTimer: timers.setTimer, clearTimer: timers.clearTimer,
+      metrics: { ...noMetrics(), retried: () => retries.push("k"), terminal: () => terminal.push("k") },
+    });
+    q.start(async () => { throw new TerminalError("422 Invalid: status.topics[0].name too long", 5000); });
+    q.add("k");
+    for (let i = 0; i < 3; i++) {
+      await tick();
+      timers.fireAll();
+    }
+    await tick();
+    expect(timers.delays).toEqual([5000, 5000, 5000, 5000]);
+    expect(retries).toEqual([]);
+    expect(terminal).toHaveLength(4);
+    await q.stop();
+  });
+
+  it("caps a key's backoff at what maxBackoffMs says for that key (its policy's interval)", async () => {
+    const timers = new ManualTimers();
+    const q = new WorkQueue({
+      concurrency: 1, baseBackoffMs: 10, maxBackoffMs: (key) => (key === "fast" ? 30 : 60_000),
+      setTimer: timers.setTimer, clearTimer: timers.clearTimer,
+    });
+    q.start(async () => { throw new Error("503"); });
+    q.add("fast");
+    for (let i = 0; i < 4; i++) {
+      await tick();
+      timers.fireAll();
+    }
+    expect(timers.delays).toEqual([10, 20, 30, 30]);
+    await q.stop();
+  });
+});
+
+function noMetrics(): WorkQueueMetrics {
+  return { depth: () => undefined, added: () => undefined, queueLatency: () => undefined, workDuration: () => undefined, retried: () => undefined, terminal: () => undefined };
+}
+
+describe("WorkQueue: metrics like client-go's workqueue", () => {
+  it("reports depth, adds, queue latency, work duration and retries, and the time unfinished work has been running", async () => {
+    const timers = new ManualTimers();
+    let nowMs = 0;
+    const seen = { depth: [] as number[], adds: 0, latency: [] as number[], work: [] as number[], retries: 0 };
+    let probe: WorkQueueProbe | undefined;
+    const q = new WorkQueue({
+      concurrency: 1, baseBackoffMs: 10, setTimer: timers.setTimer, clearTimer: timers.clearTimer, now: () => nowMs,
+      metrics: {
+        depth: (n) => seen.depth.push(n), added: () => seen.adds++, queueLatency: (s) => seen.latency.push(s),
+        workDuration: (s) => seen.work.push(s), retried: () => seen.retries++, terminal: () => undefined,
+        bind: (p) => { probe = p; },
+      },
+    });
+    const gate = deferred();
+    let fail = true;
+    q.start(async (k) => { nowMs += 250; await gate.promise; if (fail && k === "a") throw new Error("boom"); });
+    q.add("a"); q.add("a"); q.add("b");
+    expect(seen.adds).toBe(2);
+    expect(seen.depth.at(-1)).toBe(2);
+    nowMs = 1000;
+    await tick();
+    expect(seen.latency).toEqual([1]);
+    expect(seen.depth.at(-1)).toBe(1);
+    nowMs += 500;
+    expect(probe!.unfinishedWorkSeconds()).toBe(0.75);
+    expect(probe!.longestRunningSeconds()).toBe(0.75);
+    gate.resolve();
+    await tick();
+    expect(seen.work[0]).toBe(0.75);
+    expect(seen.retries).toBe(1);
+    fail = false;
+    await tick();
+    expect(seen.latency).toHaveLength(2);
+    expect(probe!.unfinishedWorkSeconds()).toBe(0);
+    await q.stop();
   });
 });
