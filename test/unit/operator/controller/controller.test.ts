@@ -174,7 +174,7 @@ describe("PolicyController: failed writes never stop the per-interval cycle", ()
     expect(timers.delays.filter((ms) => ms !== 5000)).toEqual([]);
     expect(c.pushes.length).toBeGreaterThanOrEqual(6);
     // The reconciler reports a refused status write itself (log once, a counter, an Event) and goes on.
-    expect(logs.filter((l) => l.includes("writing the status failed"))).toHaveLength(1);
+    expect(c.logs.filter((l) => l.includes("writing the status failed"))).toHaveLength(1);
     expect(await c.metrics.registry.metrics()).toMatch(/connmeter_operator_status_write_failures_total [1-9]/);
   });
 
