@@ -1,5 +1,5 @@
 // Pure: the metered pods' samples → the counts in a ConnectionPolicy's status. No I/O, no clock.
-import { OTHER_TOPICS, TopicGroups } from "../../sidecar/ledger/topic-groups.js";
+import { OTHER_TOPICS, TopicGroups } from "../../sidecar/admin/contract.js";
 import type { NodeStatus, PodStatus, TopicGroupSpec, TopicStatus } from "../api/types.js";
 
 /** What a sidecar's `GET /stats` answered (the fields the operator uses). */
