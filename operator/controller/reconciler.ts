@@ -12,7 +12,7 @@ import {
 } from "../api/types.js";
 import { decideScale, type Recommendation, type ScaleEvent } from "../scale/decide.js";
 import { deletionCosts } from "../scale/deletion-cost.js";
-import type { SidecarClient, SidecarConfig } from "../scrape/sidecar-client.js";
+import type { SidecarClient, SidecarConfig, SidecarScope } from "../scrape/sidecar-client.js";
 import type { Caches, ClusterWriter, EventSink, ObjectRef, PodLike, WorkloadLike } from "./cluster.js";
 import { assessCapacity, assessMetering, assessScaling, emitTransitionEvents, type Assessment, type ScalingOutcome } from "./assess.js";
 import { PodSamples, type ScrapeTarget } from "./pod-samples.js";
@@ -86,7 +86,7 @@ export class Reconciler {
     if (scrapeDue || !mem.assessment) {
       mem.generation = policy.metadata.generation;
       const pods = target ? this.scrapeTargets(namespace, target) : [];
-      await mem.samples.scrape(pods, (t) => this.fetchStats(t, spec, intervalMs), now);
+      await mem.samples.scrape(pods, (t) => this.fetchStats(t, spec, intervalMs, { namespace, policy: key }), now);
       mem.lastScrapeMs = now;
       const agg = aggregate(mem.samples.observations(pods, now, intervalMs), spec.topics);
       // Two policies on one workload would push budgets and scale against each other: the older acts, the other meters.
@@ -112,7 +112,7 @@ export class Reconciler {
     const port = last ? withDefaults(last.spec).sidecar.adminPort : mem.adminPort;
     await Promise.all(mem.samples.pushedPods().map(async (p) => {
       try {
-        await this.deps.sidecars.resetConfig(p.ip, port, 2000);
+        await this.deps.sidecars.resetConfig(p.ip, port, 2000, { namespace, policy: key });
       } catch (err) {
         this.deps.metrics.configPushFailures.inc();
         this.deps.log(`policy ${key} deleted: could not lift the budgets of pod ${p.name} (${(err as Error).message}); they expire with their TTL`);
@@ -162,10 +162,10 @@ export class Reconciler {
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  private async fetchStats(t: ScrapeTarget, spec: PolicySpec, intervalMs: number) {
+  private async fetchStats(t: ScrapeTarget, spec: PolicySpec, intervalMs: number, scope: SidecarScope) {
     const end = this.deps.metrics.scrapeDuration.startTimer();
     try {
-      return await this.deps.sidecars.stats(t.ip, spec.sidecar.adminPort, scrapeTimeoutMs(intervalMs));
+      return await this.deps.sidecars.stats(t.ip, spec.sidecar.adminPort, scrapeTimeoutMs(intervalMs), scope);
     } catch (err) {
       this.deps.metrics.scrapeFailures.inc({ code: (err as { code?: string }).code ?? "error" });
       throw err;
@@ -215,8 +215,9 @@ export class Reconciler {
       };
       const before = mem.samples.pushed(p.name);
       try {
-        if (before && liftsAField(before, config)) await this.deps.sidecars.resetConfig(p.ip, spec.sidecar.adminPort, scrapeTimeoutMs(intervalMs));
-        await this.deps.sidecars.pushConfig(p.ip, spec.sidecar.adminPort, config, scrapeTimeoutMs(intervalMs));
+        const scope = { namespace: policy.metadata.namespace, policy: policyKey(policy.metadata.namespace, policy.metadata.name) };
+        if (before && liftsAField(before, config)) await this.deps.sidecars.resetConfig(p.ip, spec.sidecar.adminPort, scrapeTimeoutMs(intervalMs), scope);
+        await this.deps.sidecars.pushConfig(p.ip, spec.sidecar.adminPort, config, scrapeTimeoutMs(intervalMs), scope);
         mem.samples.setPushed(p.name, config);
       } catch (err) {
         this.deps.metrics.configPushFailures.inc();
