@@ -30,7 +30,7 @@ export function flagUsage(program: string, flags: Readonly<Record<string, FlagSp
  */
 export function readFlags<N extends string>(
   flags: Readonly<Record<N, FlagSpec>>, argv: string[], env: NodeJS.ProcessEnv, usageText: string, repeatable: readonly N[] = [],
-): "help" | { get(name: N): string; all(name: N): string[] } {
+): "help" | { get: (name: N) => string; all: (name: N) => string[] } {
   const options = Object.fromEntries(Object.keys(flags).map((name) => [name, { type: "string" as const, multiple: repeatable.includes(name as N) }]));
   let values: Record<string, string | string[] | boolean | undefined>;
   try {

@@ -60,7 +60,7 @@ export async function startSidecar(opts: {
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
 export async function inBatches<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
+  const out = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {
     while (next < items.length) {

@@ -26,7 +26,7 @@ export async function startSidecarProcess(args: string[], stdio: "pipe" | "inher
   const child = spawn(process.execPath, [SIDECAR_MAIN, "--listen=127.0.0.1:0", "--admin=127.0.0.1:0", ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   let out = "";
   const collect = (d: Buffer): void => {
-    out += d;
+    out += d.toString();
     if (stdio === "inherit") process.stdout.write(d);
   };
   child.stdout!.on("data", collect);
