@@ -18,7 +18,7 @@ import type { ConnectionPolicy, PolicyStatus } from "../operator/api/types.js";
 import type { Caches, ClusterWriter, HpaLike, Lister, PodLike, WorkloadLike } from "../operator/controller/cluster.js";
 import { Reconciler } from "../operator/controller/reconciler.js";
 import { NotLeadingError, guardMethods } from "../operator/k8s/leader-election.js";
-import { SidecarClient } from "../operator/scrape/sidecar-client.js";
+import { SidecarClient, staticTokens } from "../operator/scrape/sidecar-client.js";
 import { fakePodIp } from "./fake-sidecars.js";
 
 const PODS = Number(process.env.BENCH_OP_PODS ?? 1000);
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
   const { caches } = world();
   let lastStatus: PolicyStatus | Record<string, unknown> = {};
   let statusWrites = 0;
-  const sidecars = new SidecarClient({ maxConcurrent: CONCURRENCY, token: "bench" });
+  const sidecars = new SidecarClient({ maxConcurrent: CONCURRENCY, tokens: staticTokens("bench") });
   // Writes and budget pushes go through the lease guard as operator/main.ts wires them; the
   // check costs what LeaderElector.assertLeading() does (one monotonic clock read).
   const renewedAt = performance.now();
@@ -114,8 +114,9 @@ async function main(): Promise<void> {
   for (let i = 0; i < CYCLES; i++) {
     baseline.push(await measure(async () => {
       await Promise.all(Array.from({ length: PODS }, async (_, p) => {
-        await sidecars.stats(fakePodIp(p), PORT, 2000);
-        await sidecars.pushConfig(fakePodIp(p), PORT, { ttlSeconds: 15 }, 2000);
+        const scope = { namespace: NS, policy: key };
+        await sidecars.stats(fakePodIp(p), PORT, 2000, scope);
+        await sidecars.pushConfig(fakePodIp(p), PORT, { ttlSeconds: 15 }, 2000, scope);
       }));
     }));
   }

@@ -1,6 +1,6 @@
 // The operator's flags, each with a CONNMETER_* env equivalent (flags win). DESIGN.md "Contracts".
-import { ConfigError, flagUsage, parseHostPort, readFlags } from "../sidecar/config.js";
-import type { HostPort } from "../sidecar/sidecar.js";
+import { ADMIN_TOKEN_ENV, ADMIN_TOKEN_SECRET } from "../sidecar/admin/contract.js";
+import { ConfigError, flagUsage, parseHostPort, readFlags, type HostPort } from "../sidecar/cli-flags.js";
 
 export { ConfigError };
 
@@ -35,7 +35,7 @@ type FlagName = keyof typeof FLAGS;
 
 export function usage(): string {
   return flagUsage("connmeter-operator", FLAGS, [
-    "  env CONNMETER_ADMIN_TOKEN         bearer token sent with the sidecars' PUT /config",
+    `  env ${ADMIN_TOKEN_ENV}         bearer token sent to sidecars of namespaces without a Secret ${ADMIN_TOKEN_SECRET}`,
     "  env POD_NAMESPACE, POD_NAME        set by the chart (downward API): the Lease's namespace and this replica's identity",
   ]);
 }
@@ -59,7 +59,7 @@ export function loadOperatorConfig(argv: string[], env: NodeJS.ProcessEnv): Oper
     healthAddr: parseHostPort("health-addr", get("health-addr")),
     maxConcurrentScrapes: positive("max-concurrent-scrapes", get("max-concurrent-scrapes")),
     concurrentReconciles: positive("concurrent-reconciles", get("concurrent-reconciles")),
-    adminToken: env.CONNMETER_ADMIN_TOKEN || undefined,
+    adminToken: env[ADMIN_TOKEN_ENV] || undefined,
   };
 }
 

@@ -16,6 +16,7 @@ import { Informer } from "./k8s/informer.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
 import { LeaderElector, NotLeadingError, guardMethods } from "./k8s/leader-election.js";
 import { trimHpa, trimPod, trimPolicy, trimWorkload } from "./k8s/transforms.js";
+import { NamespaceTokens, secretReader } from "./k8s/tokens.js";
 import { SidecarClient } from "./scrape/sidecar-client.js";
 
 function log(msg: string): void {
@@ -46,7 +47,9 @@ async function main(): Promise<void> {
   const all = [policies, pods, deployments, statefulSets, hpas];
   const caches: Caches = { policies, pods, deployments, statefulSets, hpas };
 
-  const sidecars = new SidecarClient({ maxConcurrent: config.maxConcurrentScrapes, token: config.adminToken });
+  // Each namespace's sidecars get the token of its Secret connmeter-admin-token, else CONNMETER_ADMIN_TOKEN.
+  const tokens = new NamespaceTokens({ read: secretReader(kc), fallback: config.adminToken, log });
+  const sidecars = new SidecarClient({ maxConcurrent: config.maxConcurrentScrapes, tokens });
   const events = new EventRecorder({ kc, reportingController: REPORTING_CONTROLLER, reportingInstance: identity.slice(0, 128), log });
   // Every write (each writer method, whatever methods it grows, and the sidecars' budget
   // pushes) first checks that the Lease was renewed within renewDeadline: a leader that stalled

@@ -1,7 +1,8 @@
-import { parseArgs } from "node:util";
-import type { TopicGroupSpec } from "./ledger/topic-groups.js";
+import { ADMIN_TOKEN_ENV, MAX_NAMED_TOPICS, type TopicGroupSpec } from "./admin/contract.js";
+import { ConfigError, flagUsage, parseHostPort, readFlags, type HostPort } from "./cli-flags.js";
 import { DEFAULT_LIMITS, type Limits } from "./limits/admission.js";
-import type { HostPort } from "./sidecar.js";
+
+export { ConfigError, flagUsage, parseHostPort, readFlags, type FlagSpec } from "./cli-flags.js";
 
 /** Everything main.ts needs to start a sidecar. */
 export interface SidecarConfig {
@@ -16,6 +17,8 @@ export interface SidecarConfig {
   maxHandshakes: number;
   handshakeTimeoutSeconds: number;
   adminToken: string | undefined;
+  /** Seconds new upgrades wait for the operator's first push; 0 = off. */
+  awaitBudgetSeconds: number;
 }
 
 /** Each flag, its env var and default. Flags win over env vars. */
@@ -33,56 +36,14 @@ const FLAGS = {
   "longpoll-timeout-seconds": { env: "CONNMETER_LONGPOLL_TIMEOUT_SECONDS", default: "20", help: "a long-poll session idle this long is over (Phoenix: 2 poll windows)" },
   "max-handshakes": { env: "CONNMETER_MAX_HANDSHAKES", default: "1000", help: "sockets still sending their request head, at most; past it new connections are closed" },
   "handshake-timeout-seconds": { env: "CONNMETER_HANDSHAKE_TIMEOUT_SECONDS", default: "10", help: "a socket must send its whole request head within this" },
+  "await-budget-seconds": { env: "CONNMETER_AWAIT_BUDGET_SECONDS", default: "0", help: "until the operator's first PUT /config or this many seconds, refuse new upgrades (503) and report not ready (0 = off)" },
 } as const;
 
 type FlagName = keyof typeof FLAGS;
 
-export class ConfigError extends Error {}
-
-/** One string flag of a connmeter program: its env var equivalent, default and help line. */
-export interface FlagSpec {
-  readonly env: string;
-  readonly default: string;
-  readonly help: string;
-}
-
-/** Usage text of a program's flags, each with its env var and default, then `extra` lines. */
-export function flagUsage(program: string, flags: Readonly<Record<string, FlagSpec>>, extra: readonly string[]): string {
-  const lines = Object.entries(flags).map(([name, f]) => `  --${name.padEnd(27)} ${f.help} [env ${f.env}, default ${f.default || "none"}]`);
-  return [`usage: ${program} [flags]`, ...lines, ...extra].join("\n");
-}
-
-/**
- * Parses `argv` against string flags (and --help). `get(name)` is the flag's value, else its env
- * var's, else its default; `all(name)` every value of a repeatable flag. A bad argv throws
- * ConfigError with the usage text.
- */
-export function readFlags<N extends string>(
-  flags: Readonly<Record<N, FlagSpec>>, argv: string[], env: NodeJS.ProcessEnv, usageText: string, repeatable: readonly N[] = [],
-): "help" | { get(name: N): string; all(name: N): string[] } {
-  const options = Object.fromEntries(Object.keys(flags).map((name) => [name, { type: "string" as const, multiple: repeatable.includes(name as N) }]));
-  let values: Record<string, string | string[] | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({ args: argv, options: { ...options, help: { type: "boolean" } }, strict: true, allowPositionals: false }));
-  } catch (err) {
-    throw new ConfigError(`${(err as Error).message}\n${usageText}`);
-  }
-  if (values.help === true) return "help";
-  return {
-    get: (name) => {
-      const v = values[name];
-      return typeof v === "string" ? v : env[flags[name].env] ?? flags[name].default;
-    },
-    all: (name) => {
-      const v = values[name];
-      return Array.isArray(v) ? v : [];
-    },
-  };
-}
-
 /** Usage text for --help and for errors. */
 export function usage(): string {
-  return flagUsage("connmeter-sidecar", FLAGS, ["  env CONNMETER_ADMIN_TOKEN         bearer token that guards PUT /config"]);
+  return flagUsage("connmeter-sidecar", FLAGS, [`  env ${ADMIN_TOKEN_ENV}         bearer token that guards PUT/DELETE /config, GET /stats and GET /config`]);
 }
 
 /** Reads flags, then env vars, then defaults; throws ConfigError naming the bad input and the fix. */
@@ -104,23 +65,14 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConfi
       upgradeBurst: parseInteger("upgrade-burst", get("upgrade-burst"), 1),
     },
     topics: groups.map(parseTopicGroup),
-    maxTopicLabels: parseInteger("max-topic-labels", get("max-topic-labels"), 0),
+    maxTopicLabels: parseInteger("max-topic-labels", get("max-topic-labels"), 0, MAX_NAMED_TOPICS),
     drainSeconds: parseInteger("drain-seconds", get("drain-seconds"), 0),
     longpollTimeoutSeconds: parseInteger("longpoll-timeout-seconds", get("longpoll-timeout-seconds"), 1),
     maxHandshakes: parseInteger("max-handshakes", get("max-handshakes"), 1),
     handshakeTimeoutSeconds: parseInteger("handshake-timeout-seconds", get("handshake-timeout-seconds"), 1, 3600),
-    adminToken: env.CONNMETER_ADMIN_TOKEN,
+    adminToken: env[ADMIN_TOKEN_ENV],
+    awaitBudgetSeconds: parseInteger("await-budget-seconds", get("await-budget-seconds"), 0, 3600),
   };
-}
-
-/** `host:port`, `[v6]:port` or `:port` (all interfaces). */
-export function parseHostPort(flag: string, value: string): HostPort {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value.trim());
-  const port = m === null ? NaN : Number(m[3]);
-  if (m === null || !(port >= 0 && port <= 65535)) {
-    throw new ConfigError(`--${flag} must be host:port (e.g. 0.0.0.0:4001 or 127.0.0.1:0), got "${value}"`);
-  }
-  return { host: m[1] ?? (m[2] === "" ? "0.0.0.0" : m[2]!), port };
 }
 
 function parseUpstream(value: string): string {

@@ -20,11 +20,13 @@ async function main(): Promise<void> {
     longpollTimeoutSeconds: config.longpollTimeoutSeconds,
     maxHandshakes: config.maxHandshakes,
     handshakeTimeoutSeconds: config.handshakeTimeoutSeconds,
+    awaitBudgetSeconds: config.awaitBudgetSeconds,
   });
   const admin = new AdminServer(sidecar, createMetrics(sidecar), config.adminToken);
   const publicAt = await sidecar.start();
   const adminAt = await admin.start(config.admin);
   log(`listening on ${publicAt.host}:${publicAt.port} → ${config.upstream}; admin on ${adminAt.host}:${adminAt.port}`);
+  if (config.awaitBudgetSeconds > 0) log(`await-budget: refusing new upgrades until the operator's first PUT /config or ${config.awaitBudgetSeconds}s`);
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {

@@ -4,7 +4,9 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ChannelLedger, KIND_LONGPOLL, KIND_WEBSOCKET } from "./ledger/channel-ledger.js";
 import { TopicGroups, type TopicGroupSpec } from "./ledger/topic-groups.js";
+import { MAX_TOPIC_NAME_LENGTH, OTHER_TOPICS, type Stats } from "./admin/contract.js";
 import { PushedConfig } from "./admin/pushed-config.js";
+import type { HostPort } from "./cli-flags.js";
 import { Admission, REFUSE_REASONS, REFUSE_UPSTREAM, type Limits, type Refusal } from "./limits/admission.js";
 import { LongPollTracker } from "./longpoll/longpoll-tracker.js";
 import { vsnFromUrl } from "./phoenix/message.js";
@@ -13,11 +15,7 @@ import { endWithText } from "./proxy/raw-http.js";
 import { TappedConnection, type ConnectionObserver } from "./proxy/tapped-connection.js";
 import { parseDeflateExtension } from "./ws/frame-reader.js";
 
-/** Where a server listens. */
-export interface HostPort {
-  host: string;
-  port: number;
-}
+export type { HostPort };
 
 export interface SidecarOptions {
   /** Public port: HTTP and WebSocket traffic for the app. */
@@ -37,6 +35,8 @@ export interface SidecarOptions {
   maxHandshakes?: number;
   /** Seconds a socket may take to send a whole request head (default {@link DEFAULT_HANDSHAKE_TIMEOUT_SECONDS}). */
   handshakeTimeoutSeconds?: number;
+  /** Until the operator's first PUT /config or this many seconds, refuse new upgrades and report not ready; 0 (default) = off. */
+  awaitBudgetSeconds?: number;
 }
 
 /**
@@ -51,23 +51,7 @@ export interface SidecarOptions {
 export const DEFAULT_MAX_HANDSHAKES = 1000;
 export const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS = 10;
 
-/** The /stats document (DESIGN.md's contract, extended). */
-export interface Stats {
-  connections: number;
-  channels: number;
-  longpoll: number;
-  topics: Record<string, number>;
-  ready: boolean;
-  draining: boolean;
-  maxConnections: number;
-  unparsedMessages: number;
-  /** Open connections whose compressed messages can no longer be read (their counts may be stale until they close). */
-  uninspectedConnections: number;
-}
-
-import { OTHER_TOPICS } from "./ledger/topic-groups.js";
-
-export { OTHER_TOPICS };
+export { OTHER_TOPICS, type Stats };
 
 /**
  * The sidecar's data path: the public server that proxies HTTP and WebSocket traffic to the
@@ -110,15 +94,26 @@ export class Sidecar implements ConnectionObserver {
   private readonly server: http.Server;
   private readonly proxy: ProxyServer;
   private maxTopicLabels: number;
+  private awaitBudgetTimer: NodeJS.Timeout | undefined;
   readonly now: () => number;
 
   constructor(private readonly options: SidecarOptions) {
     this.now = options.now ?? Date.now;
     this.ledger = new ChannelLedger(new TopicGroups(options.topics));
-    this.admission = new Admission(options.limits, this.now);
+    const awaitBudgetSeconds = options.awaitBudgetSeconds ?? 0;
+    this.admission = new Admission(options.limits, this.now, awaitBudgetSeconds);
     this.maxTopicLabels = options.maxTopicLabels;
     const flags = { limits: { ...options.limits }, topics: [...options.topics] };
-    this.config = new PushedConfig(this, flags, options.log ?? logToStdout, this.now);
+    const log = options.log ?? logToStdout;
+    this.config = new PushedConfig(this, flags, log, this.now);
+    if (awaitBudgetSeconds > 0) {
+      // Only a log line: the admission check ends the wait by the clock on its own.
+      this.awaitBudgetTimer = setTimeout(() => {
+        if (!this.admission.isAwaitingBudget) return;
+        log(`await-budget: no PUT /config within ${awaitBudgetSeconds}s; admitting on the flags' limits`);
+      }, awaitBudgetSeconds * 1000 + 50);
+      this.awaitBudgetTimer.unref();
+    }
     this.longpoll = new LongPollTracker(this.ledger, options.longpollTimeoutSeconds * 1000, this);
     this.proxy = new ProxyServer(options.upstream, {
       onWebSocketOpen: (url, client, upstream, extensions) => this.onWebSocketOpen(url, client, upstream, extensions),
@@ -174,7 +169,11 @@ export class Sidecar implements ConnectionObserver {
     if (maxTopicLabels !== undefined) this.maxTopicLabels = maxTopicLabels;
   }
 
-  /** Joined channels per topic group, then per topic up to the label cap, the rest as `_other`. */
+  /**
+   * Joined channels per topic group, then per topic up to the label cap, the rest as `_other`.
+   * A topic name longer than {@link MAX_TOPIC_NAME_LENGTH} is never listed: it counts under
+   * `_other`, so a client cannot inflate /stats or the metrics with huge names.
+   */
   topicCounts(maxNamed = this.maxTopicLabels): Record<string, number> {
     const out: Record<string, number> = {};
     const groups = this.ledger.topicGroups;
@@ -182,7 +181,7 @@ export class Sidecar implements ConnectionObserver {
     let named = 0;
     let other = 0;
     this.ledger.forEachUngroupedTopic((topic, n) => {
-      if (named < maxNamed) {
+      if (named < maxNamed && topic.length <= MAX_TOPIC_NAME_LENGTH) {
         named++;
         out[topic] = n;
       } else {
@@ -204,6 +203,7 @@ export class Sidecar implements ConnectionObserver {
       maxConnections: this.admission.current.maxConnections,
       unparsedMessages: this.counters.unparsedFromClient + this.counters.unparsedFromServer,
       uninspectedConnections: this.counters.uninspectedConnections,
+      awaitingBudget: this.admission.isAwaitingBudget,
     };
   }
 
@@ -224,6 +224,7 @@ export class Sidecar implements ConnectionObserver {
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.awaitBudgetTimer);
     this.config.close();
     for (const c of this.connections) c.destroy();
     this.longpoll.close();

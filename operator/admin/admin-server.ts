@@ -4,7 +4,7 @@
 //                   GET /readyz    200 once every informer has synced: "leader" or "standby"
 //                                  (a standby is ready to take over); 503 "syncing" before
 import http from "node:http";
-import type { HostPort } from "../../sidecar/sidecar.js";
+import type { HostPort } from "../../sidecar/cli-flags.js";
 import type { OperatorMetrics } from "./metrics.js";
 
 export interface HealthSource {

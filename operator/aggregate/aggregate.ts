@@ -2,7 +2,7 @@
 // Whatever the sidecars report, what comes out fits the CRD's status schema (names within its
 // length limit, whole non-negative counts), so a status write is never refused for its content.
 import { createHash } from "node:crypto";
-import { OTHER_TOPICS, TopicGroups } from "../../sidecar/ledger/topic-groups.js";
+import { OTHER_TOPICS, TopicGroups } from "../../sidecar/admin/contract.js";
 import type { NodeStatus, PodStatus, TopicGroupSpec, TopicStatus } from "../api/types.js";
 
 /** What a sidecar's `GET /stats` answered (the fields the operator uses). */

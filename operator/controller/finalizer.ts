@@ -8,7 +8,7 @@
 import {
   CLEANUP_FINALIZER, DELETION_COST_ANNOTATION, DELETION_COST_OWNER_ANNOTATION, type ConnectionPolicy,
 } from "../api/types.js";
-import type { SidecarClient } from "../scrape/sidecar-client.js";
+import type { SidecarClient, SidecarScope } from "../scrape/sidecar-client.js";
 import { writeErrorStatus, type ClusterWriter, type Lister, type PodLike } from "./cluster.js";
 
 /** Cleanup attempts of one deleted policy before its finalizer is removed anyway. */
@@ -49,12 +49,12 @@ export interface BudgetHolder {
  * once, each bounded by CLEANUP_REQUEST_TIMEOUT_MS. Returns the pods that did not answer.
  */
 export async function liftBudgets(
-  sidecars: Pick<SidecarClient, "resetConfig">, pods: readonly BudgetHolder[], adminPort: number, onError: (pod: string, err: Error) => void,
+  sidecars: Pick<SidecarClient, "resetConfig">, pods: readonly BudgetHolder[], adminPort: number, scope: SidecarScope, onError: (pod: string, err: Error) => void,
 ): Promise<string[]> {
   const failed: string[] = [];
   await Promise.all(pods.map(async (p) => {
     try {
-      await sidecars.resetConfig(p.ip, adminPort, CLEANUP_REQUEST_TIMEOUT_MS);
+      await sidecars.resetConfig(p.ip, adminPort, CLEANUP_REQUEST_TIMEOUT_MS, scope);
     } catch (err) {
       failed.push(p.name);
       onError(p.name, err as Error);

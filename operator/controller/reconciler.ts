@@ -11,7 +11,7 @@ import {
 } from "../api/types.js";
 import { decideScale, type Recommendation, type ScaleEvent } from "../scale/decide.js";
 import { deletionCosts } from "../scale/deletion-cost.js";
-import type { SidecarClient, SidecarConfig } from "../scrape/sidecar-client.js";
+import type { SidecarClient, SidecarConfig, SidecarScope } from "../scrape/sidecar-client.js";
 import { isConflict, type Caches, type ClusterWriter, type EventSink, type ObjectRef, type PodLike, type WorkloadLike } from "./cluster.js";
 import {
   CLEANUP_RETRY_MS, MAX_CLEANUP_ATTEMPTS, addCleanupFinalizer, hasCleanupFinalizer, liftBudgets, removeCleanupFinalizer,
@@ -103,7 +103,7 @@ export class Reconciler {
     if (scrapeDue || !mem.assessment) {
       mem.generation = policy.metadata.generation;
       const pods = target ? this.scrapeTargets(namespace, target) : [];
-      await mem.samples.scrape(pods, (t) => this.fetchStats(t, spec, intervalMs), now);
+      await mem.samples.scrape(pods, (t) => this.fetchStats(t, spec, intervalMs, { namespace, policy: key }), now);
       mem.lastScrapeMs = now;
       const agg = aggregate(mem.samples.observations(pods, now, intervalMs), spec.topics);
       // Two policies on one workload would push budgets and scale against each other: the older acts, the other meters.
@@ -129,7 +129,7 @@ export class Reconciler {
     if (!mem) return;
     const [namespace, name] = splitKey(key);
     const port = last ? withDefaults(last.spec).sidecar.adminPort : mem.adminPort;
-    await liftBudgets(this.deps.sidecars, mem.samples.pushedPods(), port, (pod, err) => this.cleanupError(key, `could not lift the budgets of pod ${pod}`, err, true));
+    await liftBudgets(this.deps.sidecars, mem.samples.pushedPods(), port, { namespace, policy: key }, (pod, err) => this.cleanupError(key, `could not lift the budgets of pod ${pod}`, err, true));
     await removeDeletionCosts(this.deps.writer, this.deps.caches.pods, namespace, name, (pod, err) => this.cleanupError(key, `could not remove the deletion cost of pod ${pod}`, err));
   }
 
@@ -183,7 +183,7 @@ export class Reconciler {
     const spec = withDefaults(policy.spec);
     const target = this.target(namespace, spec);
     const pods = unionByName(mem?.samples.pushedPods() ?? [], target ? this.scrapeTargets(namespace, target) : []);
-    const failed = await liftBudgets(this.deps.sidecars, pods, spec.sidecar.adminPort, (pod, err) => this.cleanupError(key, `could not lift the budgets of pod ${pod}`, err, true));
+    const failed = await liftBudgets(this.deps.sidecars, pods, spec.sidecar.adminPort, { namespace: policy.metadata.namespace, policy: key }, (pod, err) => this.cleanupError(key, `could not lift the budgets of pod ${pod}`, err, true));
     failed.push(...await removeDeletionCosts(this.deps.writer, this.deps.caches.pods, namespace, name, (pod, err) => this.cleanupError(key, `could not remove the deletion cost of pod ${pod}`, err)));
     return [...new Set(failed)].sort();
   }
@@ -277,10 +277,10 @@ export class Reconciler {
     return out.sort((a, b) => a.pod.localeCompare(b.pod));
   }
 
-  private async fetchStats(t: ScrapeTarget, spec: PolicySpec, intervalMs: number) {
+  private async fetchStats(t: ScrapeTarget, spec: PolicySpec, intervalMs: number, scope: SidecarScope) {
     const end = this.deps.metrics.scrapeDuration.startTimer();
     try {
-      return await this.deps.sidecars.stats(t.ip, spec.sidecar.adminPort, scrapeTimeoutMs(intervalMs));
+      return await this.deps.sidecars.stats(t.ip, spec.sidecar.adminPort, scrapeTimeoutMs(intervalMs), scope);
     } catch (err) {
       this.deps.metrics.scrapeFailures.inc({ code: (err as { code?: string }).code ?? "error" });
       throw err;
@@ -309,13 +309,14 @@ export class Reconciler {
     }));
     const plan = planBudgets(spec, budgetPods, budgetTtlSeconds(intervalMs));
     const ip = new Map(pods.map((p) => [p.name, p.ip]));
+    const scope: SidecarScope = { namespace: policy.metadata.namespace, policy: policyKey(policy.metadata.namespace, policy.metadata.name) };
     const push = async (name: string, config: SidecarConfig): Promise<boolean> => {
       if (mem.forgotten) return false;
       const before = mem.samples.pushed(name);
       const at = ip.get(name)!;
       try {
-        if (before && liftsAField(before, config)) await this.deps.sidecars.resetConfig(at, spec.sidecar.adminPort, scrapeTimeoutMs(intervalMs));
-        await this.deps.sidecars.pushConfig(at, spec.sidecar.adminPort, config, scrapeTimeoutMs(intervalMs));
+        if (before && liftsAField(before, config)) await this.deps.sidecars.resetConfig(at, spec.sidecar.adminPort, scrapeTimeoutMs(intervalMs), scope);
+        await this.deps.sidecars.pushConfig(at, spec.sidecar.adminPort, config, scrapeTimeoutMs(intervalMs), scope);
         mem.samples.setPushed(name, config, now);
         return true;
       } catch (err) {
@@ -333,7 +334,7 @@ export class Reconciler {
     const raiseAllowed = lowered.every((ok, i) => ok || first[i]!.probe);
     await Promise.all(plan.filter((p) => p.phase === 2).map((p) => {
       const config = raiseAllowed ? p.config : withoutRaises(p, mem.samples.inForce(p.name, now));
-      return config ? push(p.name, config) : undefined;
+      return config ? push(p.name, config) : Promise.resolve(false);
     }));
   }
 

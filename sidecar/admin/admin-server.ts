@@ -2,21 +2,26 @@
  * The sidecar's admin port, a server of its own so app traffic can never starve it:
  *
  *   GET /healthz   200 while the process is alive
- *   GET /readyz    200 when new connections are welcome; 503 when draining or at
- *                  --reject-at-percent of --max-connections (with hysteresis)
- *   GET /stats     JSON counts: connections, channels, longpoll, topics{}, ...
+ *   GET /readyz    200 when new connections are welcome; 503 when draining, awaiting the
+ *                  operator's first push (--await-budget-seconds) or at --reject-at-percent
+ *                  of --max-connections (with hysteresis)
+ *   GET /stats     JSON counts: connections, channels, longpoll, topics{}, ... (contract.ts
+ *                  `Stats`); with CONNMETER_ADMIN_TOKEN set it requires that bearer token:
+ *                  topic names are often user or room ids
  *   GET /metrics   Prometheus text, every name prefixed connmeter_; rendered at most once a
  *                  second, every scrape meanwhile gets that page
  *   GET /config    the limits and topic groups in force, where they come from ("flags" or
  *                  "pushed") and when pushed values expire:
  *                  {maxConnections, connectionBudget: n | null, rejectAtPercent, upgradeRatePerSecond,
  *                   upgradeBurst, topics: [{match, maxChannels?}], source, expiresAt: ISO | null,
- *                   ttlSeconds: n | null}
+ *                   ttlSeconds: n | null}; the same token as GET /stats
  *   PUT /config    replace them (partial JSON merged over the current values, optional
  *                  `ttlSeconds`: fall back to the flags unless refreshed in time); requires
  *                  `Authorization: Bearer $CONNMETER_ADMIN_TOKEN`; answers like GET /config.
  *                  `connectionBudget` is the pod's share of a cluster cap (0 admits nobody new)
  *   DELETE /config back to the flags' values at once (a deleted policy's budgets); same token
+ *
+ * /metrics, /healthz and /readyz stay open (Prometheus and the kubelet carry no token).
  */
 import { timingSafeEqual } from "node:crypto";
 import { once } from "node:events";
@@ -27,6 +32,7 @@ import type { TopicGroupSpec } from "../ledger/topic-groups.js";
 import type { Limits } from "../limits/admission.js";
 import type { ConfigProvenance } from "./pushed-config.js";
 import type { HostPort, Sidecar } from "../sidecar.js";
+import { ADMIN_TOKEN_ENV, ADMIN_TOKEN_SECRET, bearerToken } from "./contract.js";
 import { parseConfigUpdate } from "./config-update.js";
 import { CachedMetrics } from "./metrics.js";
 
@@ -80,14 +86,14 @@ export class AdminServer {
       case "GET /healthz":
         return sendText(res, 200, "ok\n");
       case "GET /readyz":
-        return this.sidecar.isReady()
-          ? sendText(res, 200, "ready\n")
-          : sendText(res, 503, this.sidecar.admission.isDraining ? "draining\n" : "at capacity\n");
+        return this.sidecar.isReady() ? sendText(res, 200, "ready\n") : sendText(res, 503, this.notReadyReason());
       case "GET /stats":
+        if (!this.mayRead(req, res)) return;
         return send(res, 200, this.sidecar.stats());
       case "GET /metrics":
         return sendText(res, 200, await this.metrics.render(), this.metrics.contentType);
       case "GET /config":
+        if (!this.mayRead(req, res)) return;
         return send(res, 200, this.currentConfig());
       case "PUT /config":
         return this.putConfig(req, res);
@@ -103,17 +109,30 @@ export class AdminServer {
     return { ...this.sidecar.admission.current, topics: this.sidecar.ledger.topicGroups.toJSON(), ...provenance };
   }
 
+  private notReadyReason(): string {
+    if (this.sidecar.admission.isDraining) return "draining\n";
+    if (this.sidecar.admission.isAwaitingBudget) return "awaiting budget\n";
+    return "at capacity\n";
+  }
+
   /** Whether a mutating call may proceed; answers 403/401 itself when not. */
   private authorized(req: http.IncomingMessage, res: http.ServerResponse): boolean {
     if (this.token === undefined || this.token === "") {
-      send(res, 403, { error: `${req.method} /config is disabled: start the sidecar with CONNMETER_ADMIN_TOKEN set and send it as \`Authorization: Bearer <token>\`` });
+      send(res, 403, { error: `${req.method} /config is disabled: start the sidecar with ${ADMIN_TOKEN_ENV} set and send it as \`Authorization: Bearer <token>\`` });
       return false;
     }
-    if (!bearerMatches(req.headers.authorization, this.token)) {
-      send(res, 401, { error: "missing or wrong bearer token: send `Authorization: Bearer $CONNMETER_ADMIN_TOKEN`" });
-      return false;
-    }
-    return true;
+    return this.tokenMatches(req, res);
+  }
+
+  /** Whether a read of /stats or /config may proceed: open without a token, else the token is required (401 otherwise). */
+  private mayRead(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    return this.token === undefined || this.token === "" || this.tokenMatches(req, res);
+  }
+
+  private tokenMatches(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    if (bearerMatches(req.headers.authorization, this.token ?? "")) return true;
+    send(res, 401, { error: `missing or wrong bearer token: send \`Authorization: Bearer $${ADMIN_TOKEN_ENV}\` (the operator sends the \`token\` of Secret ${ADMIN_TOKEN_SECRET} in the pod's namespace)` });
+    return false;
   }
 
   private deleteConfig(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -130,14 +149,15 @@ export class AdminServer {
     const update = parseConfigUpdate(body, this.sidecar.admission.current);
     if (!update.ok) return send(res, 400, { error: update.error });
     this.sidecar.config.push(update.limits, update.topics, update.ttlSeconds);
+    this.sidecar.admission.budgetReceived();
     return send(res, 200, this.currentConfig());
   }
 }
 
 function bearerMatches(header: string | undefined, token: string): boolean {
-  const given = Buffer.from(header?.startsWith("Bearer ") ? header.slice(7) : "");
+  const given = Buffer.from(bearerToken(header));
   const want = Buffer.from(token);
-  return given.length === want.length && timingSafeEqual(given, want);
+  return want.length > 0 && given.length === want.length && timingSafeEqual(given, want);
 }
 
 async function readBody(req: http.IncomingMessage): Promise<string | null> {

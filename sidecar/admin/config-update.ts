@@ -1,15 +1,12 @@
 import type { TopicGroupSpec } from "../ledger/topic-groups.js";
 import type { Limits } from "../limits/admission.js";
+import { MAX_TTL_SECONDS } from "./contract.js";
 
 export type ConfigUpdate =
   | { ok: true; limits: Limits; topics: TopicGroupSpec[] | undefined; ttlSeconds: number | undefined }
   | { ok: false; error: string };
 
-/**
- * Longest `ttlSeconds` a PUT may carry: the largest delay a Node timer can wait (2^31-1 ms).
- * An operator refreshes every few scrape intervals, so real TTLs are seconds to minutes.
- */
-export const MAX_TTL_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+export { MAX_TTL_SECONDS };
 
 const LIMIT_FIELDS = {
   maxConnections: { min: 0, max: 10_000_000 },

@@ -34,7 +34,12 @@ export const REFUSE_CAPACITY = "capacity";
 export const REFUSE_RATE = "rate";
 export const REFUSE_DRAINING = "draining";
 export const REFUSE_UPSTREAM = "upstream_unavailable";
-export const REFUSE_REASONS = [REFUSE_CAPACITY, REFUSE_RATE, REFUSE_DRAINING, REFUSE_UPSTREAM] as const;
+/** No budget from the operator yet (--await-budget-seconds). */
+export const REFUSE_AWAITING_BUDGET = "awaiting_budget";
+export const REFUSE_REASONS = [REFUSE_CAPACITY, REFUSE_RATE, REFUSE_DRAINING, REFUSE_UPSTREAM, REFUSE_AWAITING_BUDGET] as const;
+
+/** Longest Retry-After, in seconds, while awaiting a budget: a push normally comes within one scrape interval. */
+export const AWAITING_BUDGET_RETRY_SECONDS = 5;
 
 export interface Refusal {
   statusCode: number;
@@ -51,9 +56,17 @@ export class Admission {
   private ready = true;
   private draining = false;
   private readonly bucket: TokenBucket;
+  /** Clock time (ms) until which new upgrades wait for the operator's first push; null = not waiting. */
+  private awaitBudgetUntilMs: number | null;
 
-  constructor(limits: Limits, now: () => number = Date.now) {
+  /**
+   * @param awaitBudgetSeconds until the first push (or this many seconds), refuse new upgrades
+   *   and report not ready, so a new pod cannot admit past the cluster cap before the operator
+   *   gave it a share; 0 = admit on the flags at once.
+   */
+  constructor(limits: Limits, private readonly now: () => number = Date.now, awaitBudgetSeconds = 0) {
     this.limits = { ...limits };
+    this.awaitBudgetUntilMs = awaitBudgetSeconds > 0 ? now() + awaitBudgetSeconds * 1000 : null;
     this.bucket = new TokenBucket(now);
     this.bucket.configure(limits.upgradeRatePerSecond, limits.upgradeBurst);
   }
@@ -82,12 +95,27 @@ export class Admission {
     return this.draining;
   }
 
+  /** Whether new upgrades still wait for the operator's first push (false once it came or the wait ran out). */
+  get isAwaitingBudget(): boolean {
+    if (this.awaitBudgetUntilMs !== null && this.now() >= this.awaitBudgetUntilMs) this.awaitBudgetUntilMs = null;
+    return this.awaitBudgetUntilMs !== null;
+  }
+
+  /** The operator pushed a config: stop waiting for one. */
+  budgetReceived(): void {
+    this.awaitBudgetUntilMs = null;
+  }
+
   /**
    * Admits or refuses one upgrade. `open` counts connections already proxied plus upgrades
    * still in flight to the app, so a burst cannot overshoot the cap.
    */
   checkUpgrade(open: number): Refusal | null {
     if (this.draining) return { statusCode: 503, reason: REFUSE_DRAINING, retryAfterSeconds: 5 };
+    if (this.isAwaitingBudget) {
+      const leftSeconds = Math.ceil((this.awaitBudgetUntilMs! - this.now()) / 1000);
+      return { statusCode: 503, reason: REFUSE_AWAITING_BUDGET, retryAfterSeconds: Math.max(1, Math.min(AWAITING_BUDGET_RETRY_SECONDS, leftSeconds)) };
+    }
     if (open >= this.effectiveCap) return { statusCode: 503, reason: REFUSE_CAPACITY, retryAfterSeconds: 10 };
     if (!this.bucket.take()) {
       return { statusCode: 429, reason: REFUSE_RATE, retryAfterSeconds: this.bucket.secondsUntilToken() };
@@ -97,7 +125,7 @@ export class Admission {
 
   /** The readiness latch: off at rejectAtPercent, on again below it minus the hysteresis. */
   isReady(open: number): boolean {
-    if (this.draining) return false;
+    if (this.draining || this.isAwaitingBudget) return false;
     const max = this.effectiveCap;
     if (max === Infinity) return (this.ready = true);
     const percent = max === 0 ? Infinity : (open / max) * 100;

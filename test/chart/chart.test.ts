@@ -31,7 +31,7 @@ const OPERATOR_PERMISSIONS = [
   "apps/statefulsets list", "apps/statefulsets watch", "apps/statefulsets/scale get", "apps/statefulsets/scale patch",
   "autoscaling/horizontalpodautoscalers list", "autoscaling/horizontalpodautoscalers watch",
   "connmeter.io/connectionpolicies list", "connmeter.io/connectionpolicies patch", "connmeter.io/connectionpolicies watch", "connmeter.io/connectionpolicies/status patch",
-  "core/pods list", "core/pods patch", "core/pods watch",
+  "core/pods list", "core/pods patch", "core/pods watch", "core/secrets get:connmeter-admin-token",
   "events.k8s.io/events create", "events.k8s.io/events patch",
 ].sort();
 const LEASE_PERMISSIONS = ["coordination.k8s.io/leases create", "coordination.k8s.io/leases get:connmeter-operator", "coordination.k8s.io/leases update:connmeter-operator"];
@@ -54,6 +54,7 @@ describe.skipIf(skip)("the connmeter chart", () => {
       "ClusterRole/connmeter-operator", "ClusterRoleBinding/connmeter-operator", "Deployment/connmeter-operator", "Lease/connmeter-operator",
       "PodDisruptionBudget/connmeter-operator", "Role/connmeter-leader-election", "RoleBinding/connmeter-leader-election", "Secret/connmeter-admin-token",
       "Service/connmeter-operator-metrics", "ServiceAccount/connmeter",
+      "ValidatingAdmissionPolicy/connmeter-pod-patch", "ValidatingAdmissionPolicyBinding/connmeter-pod-patch",
     ]);
     const dep = one(objs, "Deployment") as unknown as { spec: { replicas: number; template: { spec: PodSpec } } };
     interface PodSpec { serviceAccountName: string; securityContext: Record<string, unknown>; containers: Container[] }
@@ -107,19 +108,83 @@ describe.skipIf(skip)("the connmeter chart", () => {
     }
   });
 
-  it("generates one admin token, copies it to adminToken.extraNamespaces, and uses an existingSecret instead when given", () => {
-    const objs = helmTemplate({ "adminToken.extraNamespaces": "{apps,web}" });
-    const secrets = find(objs, "Secret") as unknown as { metadata: { namespace: string; name: string }; data: { token: string } }[];
-    expect(secrets.map((s) => `${s.metadata.namespace}/${s.metadata.name}`)).toEqual(["connmeter/connmeter-admin-token", "apps/connmeter-admin-token", "web/connmeter-admin-token"]);
-    const token = Buffer.from(secrets[0]!.data.token, "base64").toString();
-    expect(token).toMatch(/^[A-Za-z0-9]{48}$/);
-    for (const s of secrets) expect(s.data.token).toBe(secrets[0]!.data.token);
-    expect(Buffer.from((find(helmTemplate(), "Secret")[0] as unknown as { data: { token: string } }).data.token, "base64").toString()).not.toBe(token);
+  it("gives each namespace of adminToken.namespaces and adminToken.extraNamespaces its own token Secret, kept on uninstall; an existingSecret replaces only the operator's own", () => {
+    type Secret = { metadata: { namespace: string; name: string; annotations?: Record<string, string> }; data: { token: string } };
+    const objs = helmTemplate({ "adminToken.namespaces": "{apps,web}", "adminToken.extraNamespaces": "{web,legacy,connmeter}" });
+    const secrets = find(objs, "Secret") as unknown as Secret[];
+    // The release namespace's own Secret already bears the name connmeter-admin-token: no second one there.
+    expect(secrets.map((s) => `${s.metadata.namespace}/${s.metadata.name}`)).toEqual([
+      "connmeter/connmeter-admin-token", "apps/connmeter-admin-token", "web/connmeter-admin-token", "legacy/connmeter-admin-token",
+    ]);
+    const tokens = secrets.map((s) => Buffer.from(s.data.token, "base64").toString());
+    for (const t of tokens) expect(t).toMatch(/^[A-Za-z0-9]{48}$/);
+    expect(new Set(tokens).size).toBe(4); // a token of one namespace opens no other's sidecars
+    expect(secrets[0]!.metadata.annotations?.["helm.sh/resource-policy"]).toBeUndefined();
+    for (const s of secrets.slice(1)) expect(s.metadata.annotations).toEqual({ "helm.sh/resource-policy": "keep" });
+    expect(Buffer.from((find(helmTemplate(), "Secret")[0] as unknown as Secret).data.token, "base64").toString()).not.toBe(tokens[0]);
 
-    const existing = helmTemplate({ "adminToken.existingSecret": "my-token", "adminToken.secretKey": "t" });
-    expect(find(existing, "Secret")).toEqual([]);
+    const existing = helmTemplate({ "adminToken.existingSecret": "my-token", "adminToken.secretKey": "t", "adminToken.namespaces": "{apps}" });
+    expect(find(existing, "Secret").map((s) => `${s.metadata?.namespace}/${s.metadata?.name}`)).toEqual(["apps/connmeter-admin-token"]);
     const env = (one(existing, "Deployment").spec as { template: { spec: { containers: { env: { name: string; valueFrom?: unknown }[] }[] } } }).template.spec.containers[0]!.env;
     expect(env.find((e) => e.name === "CONNMETER_ADMIN_TOKEN")?.valueFrom).toEqual({ secretKeyRef: { name: "my-token", key: "t" } });
+  });
+
+  it("ships a ValidatingAdmissionPolicy that lets only the operator's ServiceAccount change only the deletion-cost annotations of pods (on by default)", () => {
+    const objs = helmTemplate();
+    const policy = one(objs, "ValidatingAdmissionPolicy") as unknown as { apiVersion: string; spec: Record<string, unknown> & { validations: { expression: string }[]; variables: { name: string; expression: string }[] } };
+    expect(policy.apiVersion).toBe("admissionregistration.k8s.io/v1");
+    expect(policy.spec).toMatchObject({
+      failurePolicy: "Fail",
+      matchConstraints: { resourceRules: [{ apiGroups: [""], apiVersions: ["v1"], operations: ["UPDATE"], resources: ["pods"] }] },
+      matchConditions: [{ name: "connmeter-operator", expression: 'request.userInfo.username == "system:serviceaccount:connmeter:connmeter"' }],
+    });
+    expect(policy.spec.variables.find((v) => v.name === "allowed")?.expression).toBe("['controller.kubernetes.io/pod-deletion-cost', 'connmeter.io/pod-deletion-cost-by']");
+    const cel = policy.spec.validations.map((v) => v.expression).join("\n");
+    expect(cel).toContain("object.spec == oldObject.spec");
+    expect(cel).toMatch(/variables\.newAnnotations\.all\(k, k in variables\.allowed \|\| \(k in variables\.oldAnnotations && variables\.oldAnnotations\[k\] == variables\.newAnnotations\[k\]\)\)/);
+    expect(cel).toMatch(/variables\.oldAnnotations\.all\(k, k in variables\.allowed \|\| k in variables\.newAnnotations\)/);
+    expect(one(objs, "ValidatingAdmissionPolicyBinding").spec).toEqual({ policyName: "connmeter-pod-patch", validationActions: ["Deny"] });
+    const off = helmTemplate({ "podPatchPolicy.enabled": false });
+    expect(find(off, "ValidatingAdmissionPolicy")).toEqual([]);
+    expect(find(off, "ValidatingAdmissionPolicyBinding")).toEqual([]);
+  });
+
+  it("renders the admin-port NetworkPolicy only when asked: in each app namespace, port 9090 from the operator's pods and the monitoring namespace, every other port open", () => {
+    expect(find(helmTemplate({ "adminToken.namespaces": "{apps}" }), "NetworkPolicy")).toEqual([]);
+    const objs = helmTemplate({ "networkPolicy.enabled": true, "adminToken.namespaces": "{apps,web}", "networkPolicy.monitoringNamespace": "prom" });
+    const policies = find(objs, "NetworkPolicy");
+    expect(policies.map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`)).toEqual(["apps/connmeter-sidecar-admin", "web/connmeter-sidecar-admin"]);
+    // client-node's YAML loader types the objects: NetworkPolicyIngressRule's `from` is its `_from`.
+    const plain = (o: unknown): unknown => JSON.parse(JSON.stringify(o).replaceAll('"_from":', '"from":'));
+    expect(plain(policies[0]!.spec)).toEqual({
+      podSelector: {},
+      policyTypes: ["Ingress"],
+      ingress: [
+        { ports: [{ protocol: "TCP", port: 1, endPort: 9089 }, { protocol: "TCP", port: 9091, endPort: 65535 }, { protocol: "UDP", port: 1, endPort: 65535 }] },
+        {
+          from: [
+            {
+              namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "connmeter" } },
+              podSelector: { matchLabels: { "app.kubernetes.io/name": "connmeter", "app.kubernetes.io/instance": "connmeter", "app.kubernetes.io/component": "operator" } },
+            },
+            { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "prom" } } },
+          ],
+          ports: [{ protocol: "TCP", port: 9090 }],
+        },
+      ],
+    });
+    const own = find(helmTemplate({ "networkPolicy.enabled": true, "networkPolicy.namespaces": "{chat}", "networkPolicy.adminPort": 9100, "networkPolicy.monitoringNamespace": "" }), "NetworkPolicy");
+    expect(own.map((p) => p.metadata?.namespace)).toEqual(["chat"]);
+    const ingress = (plain(own[0]!.spec) as { ingress: { from?: unknown[]; ports: unknown[] }[] }).ingress;
+    expect(ingress[1]!.from).toHaveLength(1);
+    expect(ingress[1]!.ports).toEqual([{ protocol: "TCP", port: 9100 }]);
+    expect(ingress[0]!.ports).toEqual([{ protocol: "TCP", port: 1, endPort: 9099 }, { protocol: "TCP", port: 9101, endPort: 65535 }, { protocol: "UDP", port: 1, endPort: 65535 }]);
+  });
+
+  it("sets --await-budget-seconds in the sidecar snippet of the README and the example app", () => {
+    for (const f of [join(CHART_DIR, "README.md"), join(CHART_DIR, "examples/demo-app.yaml")]) {
+      expect(readFileSync(f, "utf8"), f).toMatch(/name: CONNMETER_AWAIT_BUDGET_SECONDS, value: "\d+"/);
+    }
   });
 
   it("renders the optional Prometheus Operator objects and the Grafana dashboard only when asked, from the files that are tested", () => {

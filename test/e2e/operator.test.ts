@@ -70,7 +70,8 @@ function getConnpol(ns: string): Record<string, string> {
 }
 
 async function sidecarJson(pod: V1Pod, path: string): Promise<Record<string, unknown>> {
-  const res = await fetch(`http://${pod.status!.podIP}:9090${path}`);
+  // The sidecars carry TOKEN, so they require it for GET /stats and GET /config too.
+  const res = await fetch(`http://${pod.status!.podIP}:9090${path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
   return (await res.json()) as Record<string, unknown>;
 }
 

@@ -26,6 +26,7 @@ export async function startSidecar(opts: {
   log?: (message: string) => void;
   maxHandshakes?: number;
   handshakeTimeoutSeconds?: number;
+  awaitBudgetSeconds?: number;
 }): Promise<SidecarHandle> {
   const sidecar = new Sidecar({
     listen: { host: "127.0.0.1", port: 0 },
@@ -37,6 +38,7 @@ export async function startSidecar(opts: {
     log: opts.log,
     maxHandshakes: opts.maxHandshakes,
     handshakeTimeoutSeconds: opts.handshakeTimeoutSeconds,
+    awaitBudgetSeconds: opts.awaitBudgetSeconds,
   });
   const admin = new AdminServer(sidecar, createMetrics(sidecar), opts.adminToken);
   const pub = await sidecar.start();
@@ -46,7 +48,8 @@ export async function startSidecar(opts: {
     sidecar,
     url: `http://127.0.0.1:${pub.port}`,
     adminUrl,
-    stats: async () => (await (await fetch(`${adminUrl}/stats`)).json()) as Stats,
+    // With a token set the sidecar requires it for GET /stats.
+    stats: async () => (await (await fetch(`${adminUrl}/stats`, { headers: opts.adminToken ? { authorization: `Bearer ${opts.adminToken}` } : {} })).json()) as Stats,
     close: async () => {
       await sidecar.close();
       await admin.close();
@@ -57,7 +60,7 @@ export async function startSidecar(opts: {
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
 export async function inBatches<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
+  const out = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {
     while (next < items.length) {

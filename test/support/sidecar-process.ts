@@ -21,12 +21,12 @@ export interface SidecarProcess {
  * Starts the built sidecar binary on ephemeral loopback ports (never a guessed port that
  * something else may hold) and waits for its listening line.
  */
-export async function startSidecarProcess(args: string[], stdio: "pipe" | "inherit" = "pipe"): Promise<SidecarProcess> {
+export async function startSidecarProcess(args: string[], stdio: "pipe" | "inherit" = "pipe", env: NodeJS.ProcessEnv = {}): Promise<SidecarProcess> {
   if (!existsSync(SIDECAR_MAIN)) throw new Error(`${SIDECAR_MAIN} is missing: run \`make build\` (make test and make demo do it for you)`);
-  const child = spawn(process.execPath, [SIDECAR_MAIN, "--listen=127.0.0.1:0", "--admin=127.0.0.1:0", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [SIDECAR_MAIN, "--listen=127.0.0.1:0", "--admin=127.0.0.1:0", ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   let out = "";
   const collect = (d: Buffer): void => {
-    out += d;
+    out += d.toString();
     if (stdio === "inherit") process.stdout.write(d);
   };
   child.stdout!.on("data", collect);

@@ -221,7 +221,7 @@ export async function runMetricsStorm(sidecarUrl: string, adminUrl: string, scra
   const stalls = await measureStalls(sidecarUrl, adminUrl, async () => {
     const child = spawn(process.execPath, ["-e", SCRAPER, `${adminUrl}/metrics`, String(scrapes)], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d));
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     await once(child, "exit");
     failedScrapes = out.trim() === "" ? scrapes : Number(out.trim());
   });

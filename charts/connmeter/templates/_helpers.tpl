@@ -58,3 +58,38 @@ app.kubernetes.io/component: operator
 {{- define "connmeter.listenHost" -}}
 {{- if .Values.operator.listenOnPodIP }}$(POD_IP){{ else }}0.0.0.0{{ end }}
 {{- end }}
+
+{{/*
+  Namespaces that get their own Secret connmeter-admin-token, as a JSON list: adminToken.namespaces
+  and adminToken.extraNamespaces, without duplicates, without the release namespace when the
+  operator's own Secret already has that name there, and without namespaces that do not exist
+  when the chart talks to a cluster (lookup finds kube-system; `helm template` finds nothing).
+*/}}
+{{- define "connmeter.tokenNamespaces" -}}
+{{- $all := uniq (concat .Values.adminToken.namespaces .Values.adminToken.extraNamespaces) }}
+{{- $ownIsShared := and (not .Values.adminToken.existingSecret) (eq (include "connmeter.adminTokenSecretName" .) "connmeter-admin-token") }}
+{{- $cluster := lookup "v1" "Namespace" "" "kube-system" }}
+{{- $out := list }}
+{{- range $ns := $all }}
+{{- if not (and $ownIsShared (eq $ns $.Release.Namespace)) }}
+{{- if or (not $cluster) (lookup "v1" "Namespace" "" $ns) }}
+{{- $out = append $out $ns }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/* Listed token namespaces that do not exist in the cluster (empty under `helm template`), as a JSON list. */}}
+{{- define "connmeter.missingTokenNamespaces" -}}
+{{- $cluster := lookup "v1" "Namespace" "" "kube-system" }}
+{{- $out := list }}
+{{- if $cluster }}
+{{- range $ns := uniq (concat .Values.adminToken.namespaces .Values.adminToken.extraNamespaces) }}
+{{- if not (lookup "v1" "Namespace" "" $ns) }}
+{{- $out = append $out $ns }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}

@@ -45,7 +45,7 @@ describe("the sidecar process", () => {
     if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`make build\``);
     const child = spawn(process.execPath, [MAIN, "--listen=nope"], { stdio: ["ignore", "pipe", "pipe"] });
     let err = "";
-    child.stderr!.on("data", (d: Buffer) => (err += d));
+    child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
     const [code] = (await once(child, "exit")) as [number];
     expect(code).toBe(2);
     expect(err).toMatch(/--listen must be host:port/);

@@ -126,7 +126,7 @@ describe("limits and the admin port", () => {
   it("falls back to the flags when a pushed config's ttlSeconds pass without a refresh, and says so in GET /config and the log", async () => {
     const log: string[] = [];
     sidecar = await startSidecar({ upstream: app.url, adminToken: TOKEN, limits: { maxConnections: 50 }, log: (m) => log.push(m) });
-    const getConfig = async () => (await (await fetch(`${sidecar.adminUrl}/config`)).json()) as Record<string, unknown>;
+    const getConfig = async () => (await (await fetch(`${sidecar.adminUrl}/config`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as Record<string, unknown>;
     const put = (body: unknown) =>
       fetch(`${sidecar.adminUrl}/config`, { method: "PUT", body: JSON.stringify(body), headers: { authorization: `Bearer ${TOKEN}` } });
     expect(await getConfig()).toEqual({

@@ -39,7 +39,7 @@ async function startUpstream() {
 function openWs(url: string, protocols?: string[]): Promise<{ ws: WebSocket; first: string }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url.replace(/^http/, "ws") + "/echo", protocols);
-    ws.once("message", (data) => resolve({ ws, first: String(data) }));
+    ws.once("message", (data) => resolve({ ws, first: (data as Buffer).toString() }));
     ws.once("error", reject);
   });
 }
@@ -107,7 +107,7 @@ describe("the sidecar as a proxy", () => {
         const ws = new WebSocket(front.url.replace(/^http/, "ws") + "/socket/websocket?vsn=9");
         ws.on("unexpected-response", (_req, res) => {
           let body = "";
-          res.on("data", (d: Buffer) => (body += d));
+          res.on("data", (d: Buffer) => (body += d.toString()));
           res.on("end", () => resolve({ status: res.statusCode ?? 0, reason: res.headers["x-reason"] as string | undefined, body }));
         });
         ws.on("open", () => reject(new Error("the upgrade succeeded")));

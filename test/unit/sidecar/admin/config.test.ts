@@ -15,7 +15,13 @@ describe("loadConfig", () => {
       limits: { maxConnections: 0, rejectAtPercent: 90 },
       maxHandshakes: 1000,
       handshakeTimeoutSeconds: 10,
+      awaitBudgetSeconds: 0,
     });
+  });
+
+  it("reads --await-budget-seconds and CONNMETER_AWAIT_BUDGET_SECONDS", () => {
+    expect(loadConfig(["--await-budget-seconds", "20"], {})).toMatchObject({ awaitBudgetSeconds: 20 });
+    expect(loadConfig([], { CONNMETER_AWAIT_BUDGET_SECONDS: "15" })).toMatchObject({ awaitBudgetSeconds: 15 });
   });
 
   it("prefers flags over env vars and env vars over defaults", () => {
@@ -40,6 +46,8 @@ describe("loadConfig", () => {
     [["--bogus"], /Unknown option '--bogus'[\s\S]*usage:/],
     [["--max-handshakes", "0"], /--max-handshakes must be an integer in 1\.\./],
     [["--handshake-timeout-seconds", "0"], /--handshake-timeout-seconds must be an integer in 1\.\.3600/],
+    [["--await-budget-seconds=-1"], /--await-budget-seconds must be an integer in 0\.\.3600/],
+    [["--max-topic-labels", "5001"], /--max-topic-labels must be an integer in 0\.\.5000/],
   ])("refuses %j with an error naming the flag", (argv, message) => {
     expect(() => loadConfig(argv, {})).toThrow(ConfigError);
     expect(() => loadConfig(argv, {})).toThrow(message);

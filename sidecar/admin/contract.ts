@@ -1,0 +1,87 @@
+/**
+ * The admin API between a sidecar and the operator (DESIGN.md "Contracts"), in one module both
+ * sides import: the `/stats` document, the `PUT /config` body, the bearer token and its
+ * per-namespace Secret, the bounds a `/stats` answer must stay within, and the topic-group
+ * rules both sides apply the same way. The operator imports nothing else from sidecar/ (the
+ * lint rule in eslint.config.js says so), so the sidecar's internals can change freely.
+ *
+ * It lives beside the admin server that serves it (not in a top-level folder) because the
+ * sidecar owns the API, and the operator image already carries dist/sidecar for it.
+ */
+import { OTHER_TOPICS, TopicGroups, type TopicGroupSpec } from "../ledger/topic-groups.js";
+
+export { OTHER_TOPICS, TopicGroups, type TopicGroupSpec };
+
+/** `GET /stats`: DESIGN.md's fields, extended. Every count is a non-negative integer. */
+export interface Stats {
+  /** Open WebSocket connections through this sidecar. */
+  connections: number;
+  /** Joined channels (confirmed joins) over every socket, long-poll ones included. */
+  channels: number;
+  /** Live long-poll sessions. */
+  longpoll: number;
+  /** Joined channels per topic group, then per named topic, the rest under {@link OTHER_TOPICS}. */
+  topics: Record<string, number>;
+  ready: boolean;
+  draining: boolean;
+  maxConnections: number;
+  unparsedMessages: number;
+  /** Open connections whose compressed messages can no longer be read (their counts may be stale until they close). */
+  uninspectedConnections: number;
+  /** New upgrades are refused until the operator's first push (--await-budget-seconds). */
+  awaitingBudget: boolean;
+}
+
+/** `PUT /config`: what the operator pushes to one sidecar; every field but `ttlSeconds` optional. */
+export interface ConfigPush {
+  /** The pod's own cap (limits.maxConnectionsPerPod), in connections; 0 = none. */
+  maxConnections?: number;
+  /** `/readyz` turns 503 at this percentage of the cap. */
+  rejectAtPercent?: number;
+  /** This pod's share of the cluster cap (limits.maxConnections), in connections; null lifts it. */
+  connectionBudget?: number | null;
+  /** Topic groups, each with this pod's share of the group's cap (in joined channels). */
+  topics?: TopicGroupSpec[];
+  /** Seconds the pushed values hold without a refresh; then the sidecar falls back to its flags. */
+  ttlSeconds: number;
+}
+
+/**
+ * Longest `ttlSeconds` a PUT may carry: the largest delay a Node timer can wait (2^31-1 ms).
+ * An operator refreshes every few scrape intervals, so real TTLs are seconds to minutes.
+ */
+export const MAX_TTL_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+/** The sidecar's env var holding its admin token. */
+export const ADMIN_TOKEN_ENV = "CONNMETER_ADMIN_TOKEN";
+/** The Secret, in each app namespace, whose {@link ADMIN_TOKEN_SECRET_KEY} is that namespace's token. */
+export const ADMIN_TOKEN_SECRET = "connmeter-admin-token";
+export const ADMIN_TOKEN_SECRET_KEY = "token";
+
+/** The `Authorization` header value carrying `token`. */
+export function bearer(token: string): string {
+  return `Bearer ${token}`;
+}
+
+/** The token of an `Authorization: Bearer <token>` header; "" when absent or of another scheme. */
+export function bearerToken(header: string | undefined): string {
+  return header?.startsWith("Bearer ") ? header.slice(7) : "";
+}
+
+/**
+ * Bounds of a `/stats` answer: the operator reads one per pod per interval, so one pod must
+ * not be able to exhaust it. A sidecar stays far inside them (it names at most
+ * {@link MAX_NAMED_TOPICS} topics and folds longer names into {@link OTHER_TOPICS}).
+ */
+export const MAX_STATS_BYTES = 1024 * 1024;
+/** Entries of `topics` the operator accepts in one answer. */
+export const MAX_STATS_TOPICS = 10_000;
+/** Named (ungrouped) topics a sidecar lists at most (`--max-topic-labels` is capped here). */
+export const MAX_NAMED_TOPICS = 5_000;
+/** Longest topic name, in UTF-16 code units, listed by name; a longer one counts under {@link OTHER_TOPICS}. */
+export const MAX_TOPIC_NAME_LENGTH = 1024;
+
+/** Whether `v` is a count: a non-negative safe integer. */
+export function isCount(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
