@@ -65,7 +65,7 @@ JSON
 }
 
 down() {
-  [ -f "$OWNED" ] || { log "engine: dockerd was not started by these scripts; leaving it"; return; }
+  [ -f "$OWNED" ] || { log "engine: no dockerd started by these scripts is running (already stopped, or the engine is someone else's): nothing to stop"; return; }
   local pid; pid=$(cat "$OWNED")
   if kill -0 "$pid" 2>/dev/null; then
     log "engine: stopping dockerd (pid $pid)"
