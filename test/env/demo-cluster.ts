@@ -4,9 +4,10 @@
 // a user looks at after each: `kubectl get connpol`, the per-topic/pod/node breakdown, replicas
 // growing past the target, refusals at the caps with AtCapacity, and a scale-down that keeps the
 // busy pods. Cleans up everything it started, also on Ctrl-C.
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import type { Socket } from "phoenix";
 import { connected, phoenixSocket } from "../support/phoenix-client.js";
 import { clusterUp, releaseCluster } from "./cluster.js";
@@ -202,19 +203,26 @@ spec:
   close(c, 3);
   await connpolShows(6);
   show(["get", "connpol", "-n", NS]);
-  // The costs are written just before the replicas drop: watch for them while waiting.
+  // The costs are written just before the replicas drop, and the emptiest pod may be gone a
+  // moment later (at once on the local cluster): a watch sees every version of every pod, a poll
+  // would miss them.
   const costs = new Map<string, string>();
-  await until("the operator to lower the Deployment's replicas", () => {
-    const list = JSON.parse(kubectl(["get", "pods", "-n", NS, "-l", "app=chat", "-o", "json"])) as { items: { metadata: { name: string; annotations?: Record<string, string> } }[] };
-    for (const p of list.items) {
-      const cost = p.metadata.annotations?.["controller.kubernetes.io/pod-deletion-cost"];
-      if (cost !== undefined) costs.set(p.metadata.name, cost);
-    }
-    return kubectl(["get", "deployment", "chat", "-n", NS, "-o", "jsonpath={.spec.replicas}"]) === "2";
-  }, 90_000);
+  const watch = spawn("kubectl", ["get", "pods", "-n", NS, "-l", "app=chat", "--watch", "--output-watch-events=false",
+    "-o", String.raw`jsonpath={.metadata.name}{" "}{.metadata.annotations.controller\.kubernetes\.io/pod-deletion-cost}{"\n"}`],
+  { env: { ...process.env, KUBECONFIG: kubeconfig }, stdio: ["ignore", "pipe", "ignore"] });
+  createInterface({ input: watch.stdout }).on("line", (line) => {
+    const [name, cost] = line.trim().split(" ");
+    if (name && cost) costs.set(name, cost);
+  });
+  try {
+    await until("the operator to lower the Deployment's replicas", () => kubectl(["get", "deployment", "chat", "-n", NS, "-o", "jsonpath={.spec.replicas}"]) === "2", 90_000);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  } finally {
+    watch.kill();
+  }
   console.log("\n  controller.kubernetes.io/pod-deletion-cost set by the operator before the scale-down (connections held):");
   const now = new Set(pods().map((p) => p.name));
-  for (const p of [a, b, c]) console.log(`    ${p.name.padEnd(26)} created ${p.created}  cost ${costs.get(p.name) ?? "(not seen by this poll)"}${now.has(p.name) ? "" : "  -> removed"}`);
+  for (const p of [a, b, c]) console.log(`    ${p.name.padEnd(26)} created ${p.created}  cost ${costs.get(p.name) ?? "(none: its connections were unknown)"}${now.has(p.name) ? "" : "  -> removed"}`);
   await until("2 pods left", () => pods().length === 2, 90_000);
   await until("the status to count 2 replicas", () => status().replicas === 2, 30_000);
   const left = pods().map((p) => p.name);
