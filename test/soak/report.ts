@@ -103,18 +103,21 @@ export function verdicts(f: SoakFindings, replicas: readonly ReplicaSummary[]): 
   const memoryTrendOf = (r: ReplicaSummary): Trend => (r.heapMiB.trend === "growing" || r.rssMiB.trend === "growing" ? "growing"
     : r.heapMiB.trend === "short" && r.rssMiB.trend === "short" ? "short" : "flat");
   const memoryBad = bad(memoryTrendOf);
+  const worstRss = Math.max(0, ...memoryBad.map((r) => r.rssMiB.max ?? 0));
+  const worstHeap = Math.max(0, ...memoryBad.map((r) => r.heapMiB.max ?? 0));
   out.push({
     invariant: "operator heap and RSS flat (per replica)",
     measured: memoryBad.length
-      ? memoryBad.map((r) => `${r.name}: heap ${r.heapMiB.trend} ${r.heapMiB.first}→${r.heapMiB.last} MiB (max ${r.heapMiB.max}), RSS ${r.rssMiB.trend} ${r.rssMiB.first}→${r.rssMiB.last} MiB (max ${r.rssMiB.max})`).join("; ")
+      ? `${memoryBad.length} of ${replicas.length} replicas growing (up to heap ${worstHeap} MiB, RSS ${worstRss} MiB): ${names(memoryBad)}`
       : `${judged(memoryTrendOf).length} of ${replicas.length} replica(s) lived long enough to judge; all flat`,
     target: "flat", ok: memoryBad.length === 0,
   });
   const cpuBad = bad((r) => r.cpuPercent.trend);
+  const busy = cpuBad.filter((r) => r.cpuPercent.trend === "busy");
   out.push({
     invariant: "operator CPU flat (per replica)",
     measured: cpuBad.length
-      ? cpuBad.map((r) => `${r.name} ${r.cpuPercent.trend} (CPU max ${r.cpuPercent.max} % of a core, runnable max ${r.maxRunnablePercent ?? "-"} %)`).join("; ")
+      ? `${busy.length} of ${replicas.length} replicas busy-looping (runnable ≥ 90 % for 15 s; CPU up to ${Math.max(0, ...cpuBad.map((r) => r.cpuPercent.max ?? 0))} % of a core), ${cpuBad.length - busy.length} growing: ${names(cpuBad)}`
       : `${replicas.length} replica(s), none busy, ${judged((r) => r.cpuPercent.trend).length} lived long enough to judge; all flat`,
     target: "flat; never runnable ≥ 90 % for 15 s", ok: cpuBad.length === 0,
   });
@@ -128,6 +131,8 @@ export function verdicts(f: SoakFindings, replicas: readonly ReplicaSummary[]): 
   });
   return out;
 }
+
+const names = (rs: readonly ReplicaSummary[]) => rs.map((r) => r.name).join(", ");
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));

@@ -99,7 +99,9 @@ export async function deployWorkloads(k: SoakKube, workloads: readonly Workload[
     await apply(k, w.namespace, tokenSecretYaml(w));
     await apply(k, w.namespace, meteredAppDeployment({
       name: w.name, replicas: w.replicas,
-      sidecarEnv: { CONNMETER_ADMIN_TOKEN: w.token, CONNMETER_DRAIN_SECONDS: "2" },
+      // As the chart's sidecar snippet will (issue 14, 5): a new pod admits nobody until its
+      // first budget or 10 s. Set by env, which a sidecar without the setting ignores.
+      sidecarEnv: { CONNMETER_ADMIN_TOKEN: w.token, CONNMETER_DRAIN_SECONDS: "2", CONNMETER_AWAIT_BUDGET_SECONDS: "10" },
     }));
   }
 }
