@@ -17,6 +17,8 @@ export interface SoakConfig {
   settleSeconds: number;
   /** Where the JSON report goes. */
   reportPath: string;
+  /** "shared": one admin token everywhere; "per-namespace": a token per namespace (Secret `connmeter-admin-token`). */
+  tokens: "shared" | "per-namespace";
   /** Leave the namespaces and the cluster running at the end (debugging). */
   keep: boolean;
 }
@@ -31,8 +33,15 @@ export function loadSoakConfig(env: NodeJS.ProcessEnv, repoRoot: string): SoakCo
     intervalSeconds: 2,
     settleSeconds: int(env, "CONNMETER_SOAK_SETTLE_SECONDS", 20, 5, 300),
     reportPath: join(repoRoot, ".local", "soak-report.json"),
+    tokens: tokenMode(env.CONNMETER_SOAK_TOKENS),
     keep: env.CONNMETER_SOAK_KEEP === "1",
   };
+}
+
+function tokenMode(raw: string | undefined): "shared" | "per-namespace" {
+  if (raw === undefined || raw === "" || raw === "shared") return "shared";
+  if (raw === "per-namespace") return raw;
+  throw new Error(`CONNMETER_SOAK_TOKENS must be "shared" or "per-namespace", got "${raw}"`);
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {

@@ -7,7 +7,8 @@
 // the cluster caps never exceeded, no scale write applied twice, status exact at quiescence,
 // operator heap and CPU flat, /healthz answered ≥ 99.9 %. Exit 1 when an invariant is broken,
 // 2 when the soak itself could not run. Env: CONNMETER_SOAK_SECONDS, CONNMETER_SOAK_SEED,
-// CONNMETER_SOAK_CHURN_CYCLES, CONNMETER_SOAK_SETTLE_SECONDS, CONNMETER_SOAK_KEEP=1.
+// CONNMETER_SOAK_CHURN_CYCLES, CONNMETER_SOAK_SETTLE_SECONDS, CONNMETER_SOAK_TOKENS=
+// shared|per-namespace, CONNMETER_SOAK_KEEP=1.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { clusterUp, releaseCluster } from "../env/cluster.js";
@@ -134,14 +135,16 @@ async function main(): Promise<number> {
   requireBuilt(root);
   const clusterConfig = loadClusterConfig();
   if (isLoopbackPodNet(clusterConfig)) throw new Error("the soak needs a network namespace per pod, as the e2e suite does: run it as root with CONNMETER_POD_NET unset");
-  log.line(`soak: seed ${cfg.seed}, faults for ${cfg.faultSeconds} s, ${cfg.churnCycles} policy cycles, settle ${cfg.settleSeconds} s; report to ${cfg.reportPath}`);
+  log.line(`soak: seed ${cfg.seed}, faults for ${cfg.faultSeconds} s, ${cfg.churnCycles} policy cycles, settle ${cfg.settleSeconds} s, ${cfg.tokens} admin token(s); report to ${cfg.reportPath}`);
   const up = await clusterUp((l) => log.line(l), clusterConfig, { owner: "e2e" });
   const k = soakKube(up.kubeconfig);
   const rng = new Rng(cfg.seed);
-  const workloads = soakWorkloads(`soak-${rng.word(24)}`);
+  const operatorToken = `soak-${rng.word(24)}`;
+  // Tokens from a stream of their own: the token mode does not shift the seed's other draws.
+  const workloads = soakWorkloads(operatorToken, cfg.tokens, new Rng(cfg.seed + 1));
   const pods = new PodDirectory(k, workloads);
   const elapsedS = () => log.elapsedS();
-  const fleet = new OperatorFleet(k, workloads[0]!.token, join(root, ".local", "soak-logs"), (l) => log.line(l), elapsedS);
+  const fleet = new OperatorFleet(k, operatorToken, join(root, ".local", "soak-logs"), (l) => log.line(l), elapsedS);
   const operators = new OperatorSampler(fleet, elapsedS);
   const audit = new ScaleAudit(k, workloads);
   const pools = new Map(workloads.map((w) => [w, new ClientPool(w, pods, rng.fork())]));

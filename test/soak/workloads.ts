@@ -5,6 +5,7 @@
 import { PatchStrategy, loadAllYaml, setHeaderOptions, type KubernetesObject } from "@kubernetes/client-node";
 import { applyObjects } from "../env/kube.js";
 import { meteredAppDeployment } from "../env/manifests.js";
+import type { Rng } from "./rng.js";
 import { CONNPOL, isNotFound, retrying, type SoakKube } from "./soak-kube.js";
 import { sleep } from "./soak-log.js";
 
@@ -29,16 +30,19 @@ export const LEASE_NAME = "connmeter-operator";
 const NAMESPACE_LABEL = "connmeter.io/soak";
 
 /**
- * The three workloads. One token for all: today's operator sends its own CONNMETER_ADMIN_TOKEN
- * to every sidecar; the Secrets carry the same value, so per-namespace tokens (issue 14, 8)
- * find them in place.
+ * The three workloads. `tokens` "shared" (the default): one token for all, the one the
+ * operator replicas hold as CONNMETER_ADMIN_TOKEN, as today's operator sends its own token to
+ * every sidecar; the Secrets carry it too. "per-namespace" (issue 14, 8): each namespace's
+ * sidecars and Secret get a token of their own, and the operator's own token matches none,
+ * so its pushes succeed only when it reads each pod's namespace Secret.
  */
-export function soakWorkloads(token: string): Workload[] {
+export function soakWorkloads(operatorToken: string, tokens: "shared" | "per-namespace", rng: Rng): Workload[] {
+  const token = () => (tokens === "shared" ? operatorToken : `soak-ns-${rng.word(24)}`);
   return [
-    { namespace: "soak-a", name: "chat", replicas: 2, maxConnections: 10, clients: 15, token,
+    { namespace: "soak-a", name: "chat", replicas: 2, maxConnections: 10, clients: 15, token: token(),
       scaling: { minReplicas: 2, maxReplicas: 4, targetConnectionsPerPod: 4 } },
-    { namespace: "soak-b", name: "chat", replicas: 2, maxConnections: 12, clients: 18, token },
-    { namespace: "soak-c", name: "chat", replicas: 1, maxConnections: 8, clients: 12, token,
+    { namespace: "soak-b", name: "chat", replicas: 2, maxConnections: 12, clients: 18, token: token() },
+    { namespace: "soak-c", name: "chat", replicas: 1, maxConnections: 8, clients: 12, token: token(),
       scaling: { minReplicas: 1, maxReplicas: 3, targetConnectionsPerPod: 3 } },
   ];
 }
