@@ -89,6 +89,13 @@ cluster-up: $(ENV_JS) ## start the local Kubernetes cluster (or reuse it); write
 cluster-down: $(ENV_JS) ## stop the local cluster started by cluster-up and remove its data
 	node $(ENV_JS) down
 
+# The fault soak of issue 14 (test/soak): three capped workloads, phoenix clients, two operator
+# replicas, and seeded faults for CONNMETER_SOAK_SECONDS (default 450; ~10 min in all) on the
+# local cluster (started like the e2e suite's, stopped after if the soak started it). Prints a
+# table, writes .local/soak-report.json, exits 1 when an invariant is broken.
+soak: build ## fault soak on the local cluster (~10 min; CONNMETER_SOAK_SECONDS=120 shortens it, CONNMETER_SOAK_SEED=n): caps, double scale writes, status, operator heap/CPU, /healthz
+	node dist/test/soak/soak-main.js
+
 # kind e2e (test/kind): the same e2e suite against a kind cluster (a control plane and 2 workers,
 # every network in 198.19.0.0/16). Starts Debian's dockerd when no engine runs (installing
 # docker.io with apt-get if needed); builds the node image and the Node base offline where no
@@ -108,7 +115,7 @@ e2e-kind-down: ## delete the kind cluster and stop the dockerd e2e-kind started
 clean: ## remove build output
 	rm -rf dist
 
-.PHONY: help node deps build typecheck lint test demo demo-sidecar bench clean cluster-up cluster-down
+.PHONY: help node deps build typecheck lint test demo demo-sidecar bench clean cluster-up cluster-down soak
 
 # The Helm chart (charts/connmeter). helm is pinned and built from source with `go install` (the
 # Go module proxy serves it), with the ldflags of helm's own release builds: its version, and the

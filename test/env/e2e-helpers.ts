@@ -5,14 +5,11 @@ import {
   AppsV1Api, CoreV1Api, CustomObjectsApi, loadAllYaml,
   type KubeConfig, type KubernetesObject, type V1Deployment, type V1Pod,
 } from "@kubernetes/client-node";
-import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { inject, onTestFinished } from "vitest";
 import { findRepoRoot } from "./config.js";
-import { onKind } from "./e2e-cluster.js";
 import { apiMessage, apiStatus, applyObjects, loadKubeConfig } from "./kube.js";
-import { processStartTicks } from "./procs.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -168,35 +165,5 @@ export async function waitForPodGone(namespace: string, name: string, timeoutMs:
   }, timeoutMs, { explain: () => describeNamespace(namespace) });
 }
 
-/** Local process ids of a pod's containers (the agent reports containerID `process://<pid>`). */
-export function containerPids(pod: V1Pod): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const c of [...(pod.status?.containerStatuses ?? []), ...(pod.status?.initContainerStatuses ?? [])]) {
-    const m = /^process:\/\/(\d+)$/.exec(c.containerID ?? "");
-    if (m) out.set(c.name, Number(m[1]));
-  }
-  return out;
-}
-
-/** Whether a process with this pid exists (a zombie does not count). */
-export function processExists(pid: number): boolean {
-  return processStartTicks(pid) !== undefined;
-}
-
-/**
- * Freezes one container of a pod (it keeps its sockets but runs nothing, like a wedged
- * process) or thaws it: SIGSTOP/SIGCONT of its process on the local cluster; on kind, the
- * container's cgroup freezer (`ctr task pause/resume` on its node, a kind node container).
- */
-export function freezeContainer(pod: V1Pod, container: string, frozen: boolean): void {
-  const podName = `${pod.metadata?.namespace}/${pod.metadata?.name}`;
-  if (onKind()) {
-    const id = /^containerd:\/\/([0-9a-f]+)$/.exec(pod.status?.containerStatuses?.find((c) => c.name === container)?.containerID ?? "")?.[1];
-    if (!id || !pod.spec?.nodeName) throw new Error(`no container ${container} of ${podName} on a kind node`);
-    execFileSync("docker", ["exec", pod.spec.nodeName, "ctr", "-n", "k8s.io", "task", frozen ? "pause" : "resume", id], { stdio: "pipe" });
-    return;
-  }
-  const pid = containerPids(pod).get(container);
-  if (!pid) throw new Error(`no process recorded for container ${container} of ${podName}`);
-  process.kill(pid, frozen ? "SIGSTOP" : "SIGCONT");
-}
+// The pod-process helpers live in pod-processes.ts (no vitest there, so test/soak can use them).
+export { containerPids, freezeContainer, killContainer, processExists } from "./pod-processes.js";

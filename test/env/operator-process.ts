@@ -12,6 +12,8 @@ export interface OperatorProcess {
   metrics(): Promise<string>;
   /** GET /readyz: status and body. */
   readyz(): Promise<{ status: number; body: string }>;
+  /** Its admin ports on 127.0.0.1 (metrics: GET /metrics; health: GET /healthz, /readyz). */
+  readonly ports: { metrics: number; health: number };
   /** SIGTERM (graceful: releases the Lease) or SIGKILL (a crash); resolves on exit. */
   stop(signal?: NodeJS.Signals): Promise<void>;
   readonly exited: Promise<number | null>;
@@ -19,7 +21,10 @@ export interface OperatorProcess {
 
 export interface OperatorOptions {
   kubeconfig: string;
+  /** Watch only this namespace (and hold the Lease there); "" = all namespaces. */
   namespace: string;
+  /** The Lease's namespace when it differs from `namespace` (required when watching all). */
+  leaderElectionNamespace?: string;
   leaderElect?: boolean;
   token?: string;
   /** Name shown in logs and used as the replica identity's prefix (POD_NAME). */
@@ -36,9 +41,11 @@ export async function stopOperators(): Promise<void> {
 /** Starts the operator and resolves once both admin servers listen. */
 export async function startOperator(o: OperatorOptions): Promise<OperatorProcess> {
   const root = findRepoRoot();
+  const leaseNamespace = o.leaderElectionNamespace ?? o.namespace;
+  if (!leaseNamespace) throw new Error("startOperator: watching all namespaces needs leaderElectionNamespace");
   const args = [
-    join(root, "dist/operator/main.js"), "--kubeconfig", o.kubeconfig, "--namespace", o.namespace,
-    `--leader-elect=${o.leaderElect ?? false}`, "--leader-election-namespace", o.namespace,
+    join(root, "dist/operator/main.js"), "--kubeconfig", o.kubeconfig, ...(o.namespace ? ["--namespace", o.namespace] : []),
+    `--leader-elect=${o.leaderElect ?? false}`, "--leader-election-namespace", leaseNamespace,
     "--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0",
   ];
   const child = spawn(process.execPath, args, {
@@ -70,6 +77,7 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorProcess
       const res = await fetch(`http://127.0.0.1:${ports.health}/readyz`);
       return { status: res.status, body: await res.text() };
     },
+    ports,
     stop,
     exited,
   };
