@@ -231,7 +231,8 @@ export class LeaderElector {
 
   /** One election step; true when we hold the lease afterwards. Never throws. */
   private async tryAcquireOrRenew(outer: AbortSignal, timeoutMs: number): Promise<boolean> {
-    const signal = AbortSignal.any([outer, AbortSignal.timeout(Math.max(1, timeoutMs))]);
+    // A monotonic clock gives fractions of a millisecond; AbortSignal.timeout takes whole ones only.
+    const signal = AbortSignal.any([outer, AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs)))]);
     const now = this.clock();
     const wall = microTime(this.wallClock());
     const durationSeconds = Math.ceil(this.leaseDurationMs / 1000);

@@ -48,8 +48,10 @@ function getConnpol(ns: string): Record<string, string> {
   return Object.fromEntries(names.map((n, i) => [n, values[i]!]));
 }
 
-async function tokens(namespaces: string[]): Promise<string[]> {
-  return Promise.all(namespaces.map(async (namespace) => (await kube().core.readNamespacedSecret({ name: `${RELEASE}-admin-token`, namespace })).data?.token ?? ""));
+/** The operator's own token (release namespace) and the app namespace's own token. */
+async function tokens(rel: string, app: string): Promise<string[]> {
+  const read = async (name: string, namespace: string) => (await kube().core.readNamespacedSecret({ name, namespace })).data?.token ?? "";
+  return [await read(`${RELEASE}-admin-token`, rel), await read("connmeter-admin-token", app)];
 }
 
 /** Both operator pods' logs (current containers), prefixed with the pod name. */
@@ -125,7 +127,7 @@ describe.skipIf(skipAll)("the connmeter Helm chart on the local cluster", () => 
     }, 30_000);
     expect(operators.map((p) => p.metadata!.name!).some((n) => lease.startsWith(`${n}_`))).toBe(true);
 
-    await applyYaml(app, readFileSync(join(CHART_DIR, "examples/demo-app.yaml"), "utf8").replaceAll(":0.1.0", ":dev").replace("name: connmeter-admin-token", `name: ${RELEASE}-admin-token`));
+    await applyYaml(app, readFileSync(join(CHART_DIR, "examples/demo-app.yaml"), "utf8").replaceAll(":0.1.0", ":dev"));
     const pods = await waitForPodsReady(app, "app=chat", 2, 90_000);
     busy = pods.map((p) => p.metadata!.name!);
     await applyYaml(app, policy());
@@ -218,16 +220,18 @@ describe.skipIf(skipAll)("the connmeter Helm chart on the local cluster", () => 
   });
 
   it("upgrades with helm to a watched namespace: the admin token and the policies stay, RBAC becomes a Role, the new operator pods keep metering and scale down keeping the busy pods", async () => {
-    const before = await tokens([rel, app]);
+    const before = await tokens(rel, app);
     expect(before[0]).toBeTruthy();
-    expect(before[1]).toBe(before[0]);
+    expect(before[1]).toBeTruthy();
+    // Per-namespace tokens: the app's opens only its own sidecars.
+    expect(before[1]).not.toBe(before[0]);
     const oldPods = (await listPods(rel, `app.kubernetes.io/instance=${RELEASE}`)).map((p) => p.metadata!.name!).sort();
     helmK(["upgrade", RELEASE, CHART_DIR, "--namespace", rel, "--reuse-values", "--wait", "--timeout", "180s",
       "--set", `operator.watchNamespace=${app},operator.extraArgs=null,operator.concurrentReconciles=2`]);
     expect(kubectl("get", "clusterroles,clusterrolebindings", "-l", `app.kubernetes.io/instance=${RELEASE}`, "-o", "name").trim()).toBe("");
     expect(kubectl("get", "role,rolebinding", "-n", app, "-l", `app.kubernetes.io/instance=${RELEASE}`, "-o", "name").trim().split("\n").sort())
       .toEqual([`role.rbac.authorization.k8s.io/${RELEASE}-operator`, `rolebinding.rbac.authorization.k8s.io/${RELEASE}-operator`]);
-    expect(await tokens([rel, app])).toEqual(before);
+    expect(await tokens(rel, app)).toEqual(before);
     const newPods = await waitFor("the operator pods to be replaced", async () => {
       const pods = await listPods(rel, `app.kubernetes.io/instance=${RELEASE}`);
       const names = pods.map((p) => p.metadata!.name!).sort();
@@ -249,15 +253,16 @@ describe.skipIf(skipAll)("the connmeter Helm chart on the local cluster", () => 
     expect(operatorLogs(rel).split("\n").filter((l) => /forbidden|403/i.test(l))).toEqual([]);
   });
 
-  it("uninstalls with helm: nothing of the release is left but the CRD (and the user's policies)", async () => {
+  it("uninstalls with helm: nothing of the release is left but the CRD, the user's policies and the app namespace's token Secret", async () => {
     helmK(["uninstall", RELEASE, "--namespace", rel, "--wait", "--timeout", "120s"]);
     const selector = `app.kubernetes.io/instance=${RELEASE}`;
     const left = (kinds: string, ns?: string) => kubectl("get", kinds, ...(ns ? ["-n", ns] : []), "-l", selector, "-o", "name").trim();
     const namespaced = "deployments,replicasets,services,secrets,serviceaccounts,roles,rolebindings,leases,poddisruptionbudgets,configmaps";
     await waitFor("the operator pods to be gone", async () => (await listPods(rel, selector)).length === 0 && left("pods", rel) === "", 60_000);
     expect(left(namespaced, rel)).toBe("");
-    expect(left(namespaced, app)).toBe("");
-    expect(left("clusterroles,clusterrolebindings")).toBe("");
+    // Kept on purpose (helm.sh/resource-policy: keep): the app's pods read it, and a reinstall reuses it.
+    expect(left(namespaced, app)).toBe("secret/connmeter-admin-token");
+    expect(left("clusterroles,clusterrolebindings,validatingadmissionpolicies,validatingadmissionpolicybindings")).toBe("");
     expect(kubectl("get", "leases", "-n", rel, "-o", "name").trim()).toBe("");
     expect(kubectl("get", "crd", "connectionpolicies.connmeter.io", "-o", "name").trim()).toBe("customresourcedefinition.apiextensions.k8s.io/connectionpolicies.connmeter.io");
     expect(kubectl("get", "connpol", "-n", app, "-o", "name").trim()).toBe("connectionpolicy.connmeter.io/chat");

@@ -115,7 +115,11 @@ describe("valid ConnectionPolicies", () => {
 
   it("keeps status behind the status subresource and shows it in the printer columns", async () => {
     const { name } = await create({ targetRef: target });
-    const status = { observedGeneration: 1, connections: 12, channels: 30, meteredPods: 3, replicas: 3, desiredReplicas: 4 };
+    const at = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace(".000Z", "Z");
+    const status = {
+      observedGeneration: 1, connections: 12, channels: 30, meteredPods: 3, replicas: 3, desiredReplicas: 4, lastUpdateTime: at,
+      conditions: [{ type: "Ready", status: "True", observedGeneration: 1, lastTransitionTime: at, reason: "Metered", message: "3 of 3 pods answered GET /stats" }],
+    };
     await kube().custom.patchNamespacedCustomObjectStatus(
       { group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name, body: { status } },
       setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
@@ -130,8 +134,8 @@ describe("valid ConnectionPolicies", () => {
     expect(back.metadata.generation).toBe(1);
 
     const table = await getTable(`/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}/${name}`);
-    expect(table.columnDefinitions.map((c) => c.name)).toEqual(["Name", "Target", "Connections", "Channels", "Pods", "Replicas", "Desired", "Age"]);
-    expect(table.rows[0]?.cells.slice(0, 7)).toEqual([name, "chat", 12, 30, 3, 3, 4]);
+    expect(table.columnDefinitions.map((c) => c.name)).toEqual(["Name", "Target", "Ready", "Reason", "Connections", "Channels", "Pods", "Replicas", "Desired", "Updated", "Age"]);
+    expect(table.rows[0]?.cells.slice(0, 9)).toEqual([name, "chat", "True", "Metered", 12, 30, 3, 3, 4]);
   });
 });
 

@@ -183,6 +183,31 @@ describe("LeaderElector", () => {
     a.abort.abort();
   });
 
+  it("renews on a monotonic clock that reads fractions of a millisecond, as performance.now does", async () => {
+    const server = new FakeLeaseServer();
+    const time = new FakeTime();
+    // Each read a little later than the last, within the same fake millisecond.
+    let at = -1;
+    let fraction = 0;
+    const clock = () => {
+      if (time.now !== at) [at, fraction] = [time.now, 0];
+      fraction += 0.0371;
+      return time.now + fraction;
+    };
+    const elector = new LeaderElector({
+      kc: undefined as never, namespace: "ns", name: "lock", identity: "a", api: server.api("a"),
+      clock, wallClock: time.clock, delay: time.delay, random: () => 0, log: () => undefined,
+      onStartedLeading: () => undefined, onStoppedLeading: () => undefined,
+    });
+    const abort = new AbortController();
+    const run = elector.run(abort.signal);
+    await time.advance(10_000);
+    expect(server.writes).toBe(6);
+    expect(elector.holdsLease()).toBe(true);
+    abort.abort();
+    await run;
+  });
+
   it("writes wall-clock timestamps to the Lease but measures every duration on the monotonic clock", async () => {
     const server = new FakeLeaseServer();
     const time = new FakeTime();
