@@ -16,6 +16,8 @@ export interface OperatorConfig {
   maxConcurrentScrapes: number;
   /** Policies reconciled at once (different policies only). */
   concurrentReconciles: number;
+  /** Remove connmeter's finalizer and deletion costs everywhere, then exit (the chart's pre-delete hook). */
+  cleanup: boolean;
   adminToken: string | undefined;
 }
 
@@ -29,6 +31,7 @@ const FLAGS = {
   "health-addr": { env: "CONNMETER_HEALTH_ADDR", default: "0.0.0.0:8081", help: "GET /healthz, GET /readyz" },
   "max-concurrent-scrapes": { env: "CONNMETER_MAX_CONCURRENT_SCRAPES", default: "64", help: "sidecar calls (GET /stats, PUT /config) in flight at once" },
   "concurrent-reconciles": { env: "CONNMETER_CONCURRENT_RECONCILES", default: "4", help: "policies reconciled at once" },
+  cleanup: { env: "CONNMETER_CLEANUP", default: "false", help: "remove connmeter's finalizer from every ConnectionPolicy and its deletion costs from pods, then exit (run before uninstalling)" },
 } as const;
 
 type FlagName = keyof typeof FLAGS;
@@ -43,7 +46,7 @@ export function usage(): string {
 /** Reads flags, then env vars, then defaults; throws ConfigError naming the bad input and the fix. */
 export function loadOperatorConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig | "help" {
   // `--leader-elect` alone means true, as Go's flag package takes it.
-  const args = argv.map((a) => (a === "--leader-elect" ? "--leader-elect=true" : a));
+  const args = argv.map((a) => (a === "--leader-elect" ? "--leader-elect=true" : a === "--cleanup" ? "--cleanup=true" : a));
   const flags = readFlags<FlagName>(FLAGS, args, env, usage());
   if (flags === "help") return "help";
   const { get } = flags;
@@ -59,6 +62,7 @@ export function loadOperatorConfig(argv: string[], env: NodeJS.ProcessEnv): Oper
     healthAddr: parseHostPort("health-addr", get("health-addr")),
     maxConcurrentScrapes: positive("max-concurrent-scrapes", get("max-concurrent-scrapes")),
     concurrentReconciles: positive("concurrent-reconciles", get("concurrent-reconciles")),
+    cleanup: bool("cleanup", get("cleanup")),
     adminToken: env[ADMIN_TOKEN_ENV] || undefined,
   };
 }
@@ -67,4 +71,10 @@ function positive(flag: string, value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new ConfigError(`--${flag} must be an integer in 1..100000, got "${value}"`);
   return n;
+}
+
+function bool(flag: string, value: string): boolean {
+  const v = value.trim().toLowerCase();
+  if (!["true", "false", "1", "0"].includes(v)) throw new ConfigError(`--${flag} must be true or false, got "${value}"`);
+  return v === "true" || v === "1";
 }

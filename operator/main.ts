@@ -16,6 +16,7 @@ import { Informer } from "./k8s/informer.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
 import { LeaderElector, NotLeadingError, guardMethods } from "./k8s/leader-election.js";
 import { trimHpa, trimPod, trimPolicy, trimWorkload } from "./k8s/transforms.js";
+import { releaseEverything } from "./k8s/uninstall-cleanup.js";
 import { NamespaceTokens, secretReader } from "./k8s/tokens.js";
 import { SidecarClient } from "./scrape/sidecar-client.js";
 
@@ -30,6 +31,10 @@ async function main(): Promise<void> {
     return;
   }
   const kc = loadKubeConfig(config.kubeconfig ? { kubeconfig: config.kubeconfig } : {});
+  if (config.cleanup) {
+    const result = await releaseEverything(kc, config.namespace, log);
+    process.exit(result.failures.length > 0 ? 1 : 0);
+  }
   const metrics = new OperatorMetrics();
   const identity = `${process.env.POD_NAME || hostname()}_${randomBytes(4).toString("hex")}`;
   const ns = config.namespace ? `/namespaces/${encodeURIComponent(config.namespace)}` : "";

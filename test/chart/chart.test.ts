@@ -48,10 +48,26 @@ describe.skipIf(skip)("the connmeter chart", () => {
     for (const f of src) expect(readFileSync(join(CHART_DIR, "crds", f), "utf8"), `charts/connmeter/crds/${f} differs from crds/${f}: run make chart-crds`).toBe(readFileSync(join(root, "crds", f), "utf8"));
   });
 
+  it("ships a pre-delete Job that releases the operator's finalizer and deletion costs, as the operator's ServiceAccount, hardened like it", () => {
+    const job = helmTemplate().find((o) => o.kind === "Job") as unknown as {
+      metadata: { annotations: Record<string, string> };
+      spec: { template: { spec: { serviceAccountName: string; restartPolicy: string; containers: { args: string[]; securityContext: Record<string, unknown> }[] } } };
+    };
+    expect(job.metadata.annotations["helm.sh/hook"]).toBe("pre-delete");
+    const pod = job.spec.template.spec;
+    expect(pod).toMatchObject({ serviceAccountName: "connmeter", restartPolicy: "Never" });
+    expect(pod.containers[0]!.args).toEqual(["--cleanup"]);
+    expect(pod.containers[0]!.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+    expect(helmTemplate({ "operator.watchNamespace": "chat" }).find((o) => o.kind === "Job")).toMatchObject({
+      spec: { template: { spec: { containers: [{ args: ["--cleanup", "--namespace=chat"] }] } } },
+    });
+    expect(helmTemplate({ cleanupOnUninstall: false }).some((o) => o.kind === "Job")).toBe(false);
+  });
+
   it("renders the operator hardened: 2 replicas, leader election, downward-API identity, the token from the Secret, probes, non-root, read-only, seccomp", () => {
     const objs = helmTemplate();
     expect(objs.map((o) => `${o.kind}/${o.metadata?.name}`).sort()).toEqual([
-      "ClusterRole/connmeter-operator", "ClusterRoleBinding/connmeter-operator", "Deployment/connmeter-operator", "Lease/connmeter-operator",
+      "ClusterRole/connmeter-operator", "ClusterRoleBinding/connmeter-operator", "Deployment/connmeter-operator", "Job/connmeter-cleanup", "Lease/connmeter-operator",
       "PodDisruptionBudget/connmeter-operator", "Role/connmeter-leader-election", "RoleBinding/connmeter-leader-election", "Secret/connmeter-admin-token",
       "Service/connmeter-operator-metrics", "ServiceAccount/connmeter",
       "ValidatingAdmissionPolicy/connmeter-pod-patch", "ValidatingAdmissionPolicyBinding/connmeter-pod-patch",

@@ -266,5 +266,9 @@ describe.skipIf(skipAll)("the connmeter Helm chart on the local cluster", () => 
     expect(kubectl("get", "leases", "-n", rel, "-o", "name").trim()).toBe("");
     expect(kubectl("get", "crd", "connectionpolicies.connmeter.io", "-o", "name").trim()).toBe("customresourcedefinition.apiextensions.k8s.io/connectionpolicies.connmeter.io");
     expect(kubectl("get", "connpol", "-n", app, "-o", "name").trim()).toBe("connectionpolicy.connmeter.io/chat");
+    // The pre-delete hook took back what the operator left on them: its finalizer, its deletion costs.
+    expect(kubectl("get", "connpol", "chat", "-n", app, "-o", "jsonpath={.metadata.finalizers}")).not.toContain("connmeter.io/cleanup");
+    expect(kubectl("get", "pods", "-n", app, "-o", "jsonpath={.items[*].metadata.annotations.connmeter\\.io/pod-deletion-cost-by}").trim()).toBe("");
+    expect(left("jobs", rel)).toBe("");
   });
 });

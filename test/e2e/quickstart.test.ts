@@ -77,6 +77,9 @@ function adminToken(): string {
 
 async function cleanUp(): Promise<void> {
   spawnSync(findHelm().path!, ["uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "120s"], { env: { ...process.env, KUBECONFIG: kubeconfig() }, encoding: "utf8" });
+  // A run killed half-way may have left the policy with the operator's finalizer and no operator
+  // (the chart's pre-delete hook did not run): its namespace could not be deleted.
+  spawnSync("kubectl", ["-n", APP_NS, "patch", "connpol", "chat", "--type=merge", "-p", '{"metadata":{"finalizers":null}}'], { env: { ...process.env, KUBECONFIG: kubeconfig() }, encoding: "utf8" });
   await Promise.all([deleteNamespace(APP_NS, 120_000), deleteNamespace(RELEASE_NS, 120_000)]);
 }
 
@@ -132,6 +135,8 @@ describe.skipIf(skipAll)("the README's Quick start, line by line", () => {
     expect(token).not.toBe("");
     run(`helm uninstall ${RELEASE} -n ${RELEASE_NS} --wait`);
     expect(adminToken()).toBe(token);
+    // The chart's pre-delete hook took the operator's finalizer back: the policy stays deletable.
+    expect(kubectl("-n", APP_NS, "get", "connpol", "chat", "-o", "jsonpath={.metadata.finalizers}")).not.toContain("connmeter.io/cleanup");
     kubectl("-n", APP_NS, "rollout", "restart", "deployment/chat");
     kubectl("-n", APP_NS, "rollout", "status", "deployment/chat", "--timeout=180s");
 
