@@ -14,7 +14,7 @@ import { getScale, patchPodAnnotations, patchPolicyFinalizers, patchPolicyStatus
 import { EventRecorder } from "./k8s/events.js";
 import { Informer } from "./k8s/informer.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
-import { LeaderElector, NotLeadingError, guardMethods } from "./k8s/leader-election.js";
+import { LeaderElector, NotLeadingError, RENEW_DEADLINE_MS, guardMethods } from "./k8s/leader-election.js";
 import { trimHpa, trimPod, trimPolicy, trimWorkload } from "./k8s/transforms.js";
 import { releaseEverything } from "./k8s/uninstall-cleanup.js";
 import { NamespaceTokens, secretReader } from "./k8s/tokens.js";
@@ -32,7 +32,8 @@ async function main(): Promise<void> {
   }
   const kc = loadKubeConfig(config.kubeconfig ? { kubeconfig: config.kubeconfig } : {});
   if (config.cleanup) {
-    const result = await releaseEverything(kc, config.namespace, log);
+    const lease = config.leaderElect ? { namespace: config.leaderElectionNamespace, name: config.leaderElectionId, renewDeadlineMs: RENEW_DEADLINE_MS } : undefined;
+    const result = await releaseEverything(kc, config.namespace, lease, log);
     process.exit(result.failures.length > 0 ? 1 : 0);
   }
   const metrics = new OperatorMetrics();

@@ -76,6 +76,9 @@ export interface LeaseApi {
   replace(lease: Lease, signal: AbortSignal): Promise<Lease>;
 }
 
+/** How long a leader may go without a successful renewal before it stops acting, ms (controller-runtime's default). */
+export const RENEW_DEADLINE_MS = 10_000;
+
 /** client-go's JitterFactor: a candidate retries every retryPeriod × [1, 2.2). */
 const JITTER_FACTOR = 1.2;
 
@@ -108,7 +111,7 @@ export class LeaderElector {
   constructor(o: LeaderElectionOptions) {
     this.o = o;
     this.leaseDurationMs = o.leaseDurationMs ?? 15_000;
-    this.renewDeadlineMs = o.renewDeadlineMs ?? 10_000;
+    this.renewDeadlineMs = o.renewDeadlineMs ?? RENEW_DEADLINE_MS;
     this.retryPeriodMs = o.retryPeriodMs ?? 2_000;
     if (!(this.retryPeriodMs > 0)) throw new Error("leader election: retryPeriod must be > 0");
     if (!(this.leaseDurationMs > this.renewDeadlineMs)) throw new Error("leader election: leaseDuration must be greater than renewDeadline");

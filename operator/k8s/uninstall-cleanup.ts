@@ -5,10 +5,17 @@
 // annotations are never touched: the finalizer list is written back with the resourceVersion it
 // was read at, and re-read on a conflict. Budgets pushed to sidecars need nothing: their TTL
 // (25 s by default) returns every sidecar to its own flags.
+//
+// The operator still runs while a pre-delete hook does, and would add its finalizer back at the
+// next reconcile. So the cleanup first takes the operator's leader Lease for itself (the leader
+// sees another holder at its next renewal and exits; a standby cannot take it), then waits out
+// renewDeadline: by then no replica holds a lease it renewed in time, and every write of the
+// operator is refused by its own lease guard. Only then does it remove anything.
 import type { KubeConfig } from "@kubernetes/client-node";
 import { CLEANUP_FINALIZER, DELETION_COST_ANNOTATION, DELETION_COST_OWNER_ANNOTATION, GROUP, PLURAL, VERSION } from "../api/types.js";
 import { patchPodAnnotations, patchPolicyFinalizers } from "./api-writes.js";
-import { apiStatusCode, kubeRequest, seg } from "./request.js";
+import { leaseApi, type Lease } from "./leader-election.js";
+import { apiStatusCode, kubeRequest, microTime, seg } from "./request.js";
 
 interface Meta {
   name: string;
@@ -22,6 +29,45 @@ interface Meta {
 const REQUEST_TIMEOUT_MS = 20_000;
 /** Tries per policy when other writers keep changing it (409). */
 const MAX_CONFLICTS = 5;
+/** How long the cleanup holds the Lease, in s: past the uninstall, which deletes the Lease anyway. */
+const HOLD_LEASE_SECONDS = 300;
+
+/** Where the operator's leader Lease is, and how long its leader may go without renewing. */
+export interface LeaseRef {
+  namespace: string;
+  name: string;
+  renewDeadlineMs: number;
+}
+
+/**
+ * Takes the operator's Lease (optimistically, retrying conflicts) and waits `renewDeadlineMs`
+ * plus a margin, so no replica acts any more. An absent Lease (no leader election) needs nothing.
+ */
+export async function stopTheLeader(kc: KubeConfig, lease: LeaseRef, identity: string, log: (line: string) => void, sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))): Promise<void> {
+  const api = leaseApi(kc, lease.namespace, lease.name);
+  for (let attempt = 1; ; attempt++) {
+    const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+    const current = await api.get(signal);
+    if (!current) {
+      log(`cleanup: no Lease ${lease.namespace}/${lease.name}: no leader to stop`);
+      return;
+    }
+    const now = microTime(Date.now());
+    const next: Lease = {
+      ...current,
+      spec: { holderIdentity: identity, leaseDurationSeconds: HOLD_LEASE_SECONDS, acquireTime: now, renewTime: now, leaseTransitions: (current.spec?.leaseTransitions ?? 0) + 1 },
+    };
+    try {
+      await api.replace(next, signal);
+      break;
+    } catch (err) {
+      if (apiStatusCode(err) !== 409 || attempt >= MAX_CONFLICTS) throw err;
+    }
+  }
+  const waitMs = lease.renewDeadlineMs + 2_000;
+  log(`cleanup: took Lease ${lease.namespace}/${lease.name} as ${identity}; waiting ${waitMs} ms for the operator's replicas to stop acting`);
+  await sleep(waitMs);
+}
 
 export interface CleanupResult {
   /** Policies whose finalizer was removed. */
@@ -42,7 +88,8 @@ async function list(kc: KubeConfig, path: string): Promise<Meta[]> {
  * deletion costs it wrote on the pods of their namespaces. Never throws for one object: each
  * failure is reported and the rest goes on.
  */
-export async function releaseEverything(kc: KubeConfig, namespace: string | undefined, log: (line: string) => void): Promise<CleanupResult> {
+export async function releaseEverything(kc: KubeConfig, namespace: string | undefined, lease: LeaseRef | undefined, log: (line: string) => void): Promise<CleanupResult> {
+  if (lease) await stopTheLeader(kc, lease, `connmeter-cleanup_${process.pid}`, log);
   const result: CleanupResult = { released: [], pods: 0, failures: [] };
   const scope = namespace ? `/namespaces/${seg(namespace)}` : "";
   const policies = await list(kc, `/apis/${GROUP}/${VERSION}${scope}/${PLURAL}`);

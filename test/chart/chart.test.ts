@@ -56,10 +56,10 @@ describe.skipIf(skip)("the connmeter chart", () => {
     expect(job.metadata.annotations["helm.sh/hook"]).toBe("pre-delete");
     const pod = job.spec.template.spec;
     expect(pod).toMatchObject({ serviceAccountName: "connmeter", restartPolicy: "Never" });
-    expect(pod.containers[0]!.args).toEqual(["--cleanup"]);
+    expect(pod.containers[0]!.args).toEqual(["--cleanup", "--leader-elect=true", "--leader-election-id=connmeter-operator"]);
     expect(pod.containers[0]!.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
     expect(helmTemplate({ "operator.watchNamespace": "chat" }).find((o) => o.kind === "Job")).toMatchObject({
-      spec: { template: { spec: { containers: [{ args: ["--cleanup", "--namespace=chat"] }] } } },
+      spec: { template: { spec: { containers: [{ args: ["--cleanup", "--leader-elect=true", "--leader-election-id=connmeter-operator", "--namespace=chat"] }] } } },
     });
     expect(helmTemplate({ cleanupOnUninstall: false }).some((o) => o.kind === "Job")).toBe(false);
   });

@@ -81,6 +81,11 @@ async function cleanUp(): Promise<void> {
   // (the chart's pre-delete hook did not run): its namespace could not be deleted.
   spawnSync("kubectl", ["-n", APP_NS, "patch", "connpol", "chat", "--type=merge", "-p", '{"metadata":{"finalizers":null}}'], { env: { ...process.env, KUBECONFIG: kubeconfig() }, encoding: "utf8" });
   await Promise.all([deleteNamespace(APP_NS, 120_000), deleteNamespace(RELEASE_NS, 120_000)]);
+  // The README's first line creates the namespace: it must be gone, not only terminating.
+  await waitFor("the namespaces of an earlier run to be gone", async () => {
+    const r = spawnSync("kubectl", ["get", "namespace", APP_NS, RELEASE_NS, "-o", "name"], { env: { ...process.env, KUBECONFIG: kubeconfig() }, encoding: "utf8" });
+    return r.stdout.trim() === "";
+  }, 180_000, { intervalMs: 1000 });
 }
 
 const explain = async () => `${await describeNamespace(APP_NS)}\n${await describeNamespace(RELEASE_NS)}\n${kubectl("get", "connpol", "-n", APP_NS, "-o", "yaml")}`;

@@ -12,7 +12,7 @@ describe("loadOperatorConfig", () => {
     expect(load([])).toEqual({
       kubeconfig: undefined, namespace: undefined, leaderElect: true, leaderElectionNamespace: "default",
       leaderElectionId: "connmeter-operator", metricsAddr: { host: "0.0.0.0", port: 8080 }, healthAddr: { host: "0.0.0.0", port: 8081 },
-      maxConcurrentScrapes: 64, concurrentReconciles: 4, adminToken: undefined,
+      maxConcurrentScrapes: 64, concurrentReconciles: 4, adminToken: undefined, cleanup: false,
     });
   });
 
@@ -21,6 +21,7 @@ describe("loadOperatorConfig", () => {
     { argv: ["--kubeconfig=/tmp/kc"], field: "kubeconfig", want: "/tmp/kc" },
     { argv: ["--namespace", "apps"], field: "namespace", want: "apps" },
     { argv: ["--leader-elect=false"], field: "leaderElect", want: false },
+    { argv: ["--cleanup"], field: "cleanup", want: true },
     { argv: ["--leader-elect=0"], field: "leaderElect", want: false },
     { argv: ["--leader-elect"], field: "leaderElect", want: true },
     { argv: ["--leader-elect=TRUE"], field: "leaderElect", want: true },
