@@ -12,16 +12,17 @@ import {
 import { decideScale, type Recommendation, type ScaleEvent } from "../scale/decide.js";
 import { deletionCosts } from "../scale/deletion-cost.js";
 import type { SidecarClient, SidecarConfig, SidecarScope } from "../scrape/sidecar-client.js";
-import { isConflict, type Caches, type ClusterWriter, type EventSink, type ObjectRef, type PodLike, type WorkloadLike } from "./cluster.js";
+import { isConflict, type Caches, type ClusterWriter, type EventSink, type ObjectRef, type WorkloadLike } from "./cluster.js";
 import {
   CLEANUP_RETRY_MS, MAX_CLEANUP_ATTEMPTS, addCleanupFinalizer, hasCleanupFinalizer, liftBudgets, removeCleanupFinalizer,
   removeDeletionCosts, unionByName,
 } from "./finalizer.js";
-import { assessCapacity, assessLimits, assessMetering, assessReady, assessScaling, emitTransitionEvents, type Assessment, type PodStartProblem, type ScalingOutcome } from "./assess.js";
+import { assessCapacity, assessLimits, assessMetering, assessReady, assessScaling, emitTransitionEvents, type Assessment, type ScalingOutcome } from "./assess.js";
 import { PodSamples, type ScrapeTarget } from "./pod-samples.js";
 import { budgetTtlSeconds, planBudgets, withoutRaises, type BudgetPod } from "./budget-plan.js";
 import { writeScale, type ScaleWriteResult } from "./scale-write.js";
 import { selectorMatches } from "./selector.js";
+import { scrapeTargets, startProblems } from "./target-pods.js";
 import { canonicalJson } from "./canonical-json.js";
 import { setCondition } from "./conditions.js";
 
@@ -102,7 +103,7 @@ export class Reconciler {
     const scrapeDue = now - mem.lastScrapeMs >= intervalMs - 100 || mem.generation !== policy.metadata.generation;
     if (scrapeDue || !mem.assessment) {
       mem.generation = policy.metadata.generation;
-      const pods = target ? this.scrapeTargets(namespace, target) : [];
+      const pods = target ? scrapeTargets(this.deps.caches.pods, namespace, target) : [];
       await mem.samples.scrape(pods, (t) => this.fetchStats(t, spec, intervalMs, { namespace, policy: key }), now);
       mem.lastScrapeMs = now;
       const agg = aggregate(mem.samples.observations(pods, now, intervalMs), spec.topics);
@@ -182,7 +183,7 @@ export class Reconciler {
     if (mem) mem.forgotten = true;
     const spec = withDefaults(policy.spec);
     const target = this.target(namespace, spec);
-    const pods = unionByName(mem?.samples.pushedPods() ?? [], target ? this.scrapeTargets(namespace, target) : []);
+    const pods = unionByName(mem?.samples.pushedPods() ?? [], target ? scrapeTargets(this.deps.caches.pods, namespace, target) : []);
     const failed = await liftBudgets(this.deps.sidecars, pods, spec.sidecar.adminPort, { namespace: policy.metadata.namespace, policy: key }, (pod, err) => this.cleanupError(key, `could not lift the budgets of pod ${pod}`, err, true));
     failed.push(...await removeDeletionCosts(this.deps.writer, this.deps.caches.pods, namespace, name, (pod, err) => this.cleanupError(key, `could not remove the deletion cost of pod ${pod}`, err)));
     return [...new Set(failed)].sort();
@@ -253,28 +254,6 @@ export class Reconciler {
     const { kind, name } = spec.targetRef;
     const lister = kind === "StatefulSet" ? this.deps.caches.statefulSets : this.deps.caches.deployments;
     return lister.get(namespace, name);
-  }
-
-  /** The target's Running pods with an IP: the ones whose sidecar can answer. */
-  private scrapeTargets(namespace: string, target: WorkloadLike): ScrapeTarget[] {
-    const out: ScrapeTarget[] = [];
-    for (const p of this.deps.caches.pods.list(namespace)) {
-      if (!selectorMatches(target.spec?.selector, p.metadata?.labels)) continue;
-      if (p.status?.phase !== "Running" || !p.status.podIP || !p.metadata?.name) continue;
-      out.push({ name: p.metadata.name, ip: p.status.podIP, node: p.spec?.nodeName, ready: isReady(p), terminating: Boolean(p.metadata.deletionTimestamp) });
-    }
-    return out.sort((a, b) => a.name.localeCompare(b.name));
-  }
-
-  /** The target's pods whose containers wait on something a user must fix (not pods being deleted). */
-  private startProblems(namespace: string, target: WorkloadLike): PodStartProblem[] {
-    const out: PodStartProblem[] = [];
-    for (const p of this.deps.caches.pods.list(namespace)) {
-      const waiting = p.status?.waiting;
-      if (!waiting?.length || p.metadata?.deletionTimestamp || !selectorMatches(target.spec?.selector, p.metadata?.labels)) continue;
-      out.push({ pod: p.metadata?.name ?? "?", namespace, waiting });
-    }
-    return out.sort((a, b) => a.pod.localeCompare(b.pod));
   }
 
   private async fetchStats(t: ScrapeTarget, spec: PolicySpec, intervalMs: number, scope: SidecarScope) {
@@ -407,7 +386,7 @@ export class Reconciler {
   }
 
   private assess(policy: ConnectionPolicy, spec: PolicySpec, target: WorkloadLike | undefined, pods: ScrapeTarget[], agg: Aggregate, scaling: ScalingOutcome | undefined, mem: PolicyMemory, older: string | undefined): Assessment {
-    const metering = assessMetering(spec, target !== undefined, pods.length, agg, mem.samples, target ? this.startProblems(policy.metadata.namespace, target) : []);
+    const metering = assessMetering(spec, target !== undefined, pods.length, agg, mem.samples, target ? startProblems(this.deps.caches.pods, policy.metadata.namespace, target) : []);
     const capacity = assessCapacity(spec, agg);
     const scaled = assessScaling(spec, scaling);
     const replicas = scaling?.current ?? target?.spec?.replicas ?? 0;
@@ -496,10 +475,6 @@ export class Reconciler {
 function splitKey(key: string): [string, string] {
   const slash = key.indexOf("/");
   return [key.slice(0, slash), key.slice(slash + 1)];
-}
-
-function isReady(p: PodLike): boolean {
-  return p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
 }
 
 /** Whether `next` drops a field `before` set (the sidecar merges a PUT over its current values). */
