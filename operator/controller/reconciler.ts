@@ -130,7 +130,8 @@ export class Reconciler {
     if (!mem) return;
     const [namespace, name] = splitKey(key);
     const port = last ? withDefaults(last.spec).sidecar.adminPort : mem.adminPort;
-    await liftBudgets(this.deps.sidecars, mem.samples.pushedPods(), port, { namespace, policy: key }, (pod, err) => this.cleanupError(key, `could not lift the budgets of pod ${pod}`, err, true));
+    const pushed = last && this.otherPolicyOnTarget(last) ? [] : mem.samples.pushedPods();
+    await liftBudgets(this.deps.sidecars, pushed, port, { namespace, policy: key }, (pod, err) => this.cleanupError(key, `could not lift the budgets of pod ${pod}`, err, true));
     await removeDeletionCosts(this.deps.writer, this.deps.caches.pods, namespace, name, (pod, err) => this.cleanupError(key, `could not remove the deletion cost of pod ${pod}`, err));
   }
 
@@ -183,7 +184,10 @@ export class Reconciler {
     if (mem) mem.forgotten = true;
     const spec = withDefaults(policy.spec);
     const target = this.target(namespace, spec);
-    const pods = unionByName(mem?.samples.pushedPods() ?? [], target ? scrapeTargets(this.deps.caches.pods, namespace, target) : []);
+    // Another policy on the same workload pushes its budgets (or takes over now): lifting them
+    // would leave the pods on their flags, uncapped, until its next push.
+    const pods = this.otherPolicyOnTarget(policy) ? []
+      : unionByName(mem?.samples.pushedPods() ?? [], target ? scrapeTargets(this.deps.caches.pods, namespace, target) : []);
     const failed = await liftBudgets(this.deps.sidecars, pods, spec.sidecar.adminPort, { namespace: policy.metadata.namespace, policy: key }, (pod, err) => this.cleanupError(key, `could not lift the budgets of pod ${pod}`, err, true));
     failed.push(...await removeDeletionCosts(this.deps.writer, this.deps.caches.pods, namespace, name, (pod, err) => this.cleanupError(key, `could not remove the deletion cost of pod ${pod}`, err)));
     return [...new Set(failed)].sort();
@@ -248,6 +252,13 @@ export class Reconciler {
         && p.spec.targetRef.kind === spec.targetRef.kind && p.spec.targetRef.name === spec.targetRef.name && rank(p) < mine)
       .map((p) => p.metadata.name)
       .sort()[0];
+  }
+
+  /** Whether a policy other than `policy`, not being deleted, targets the same workload. */
+  private otherPolicyOnTarget(policy: ConnectionPolicy): boolean {
+    const { kind, name } = policy.spec.targetRef;
+    return this.deps.caches.policies.list(policy.metadata.namespace).some((p) => p.metadata.name !== policy.metadata.name
+      && !p.metadata.deletionTimestamp && p.spec.targetRef.kind === kind && p.spec.targetRef.name === name);
   }
 
   private target(namespace: string, spec: PolicySpec): WorkloadLike | undefined {

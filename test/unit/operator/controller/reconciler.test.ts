@@ -764,6 +764,30 @@ describe("Reconciler: two policies on one workload", () => {
     expect(w.pushes.map((p) => p.config.connectionBudget).reduce((a, b) => a! + b!, 0)).toBeLessThanOrEqual(100);
     expect(w.pushes).toHaveLength(2);
   });
+
+  it("deleting either of them lifts no budget of the shared pods: the other policy's stay in force (else the pods run uncapped until its next push)", async () => {
+    const w = world({ spec: { limits: { maxConnections: 100 } } });
+    w.caches.policies.items[0]!.metadata.creationTimestamp = "2026-03-01T11:00:00Z";
+    w.caches.policies.items.push({
+      metadata: { name: "chat-policy-2", namespace: NS, uid: "uid-2", generation: 1, resourceVersion: "7", creationTimestamp: "2026-03-01T11:30:00Z" },
+      spec: { targetRef: { apiVersion: "apps/v1", kind: "Deployment", name: "chat" }, scrapeIntervalSeconds: 5, limits: { maxConnections: 1 } },
+    });
+    w.answers.set("198.18.0.1", sample(3));
+    w.answers.set("198.18.0.2", sample(3));
+    await w.reconcile();
+    await w.reconciler.reconcile(`${NS}/chat-policy-2`);
+    const newer = w.caches.policies.items.find((p) => p.metadata.name === "chat-policy-2")!;
+    newer.metadata.deletionTimestamp = new Date(T0).toISOString();
+    newer.metadata.finalizers = ["connmeter.io/cleanup"];
+    await w.reconciler.reconcile(`${NS}/chat-policy-2`);
+    expect(w.resets).toEqual([]);
+    // The older one goes while the newer still exists: the newer takes over and pushes its own.
+    w.caches.policies.items.splice(w.caches.policies.items.indexOf(newer), 1, { ...newer, metadata: { ...newer.metadata, deletionTimestamp: undefined, finalizers: [] } });
+    const older = w.policy;
+    w.caches.policies.items.splice(0, 1);
+    await w.reconciler.forget(KEY, older);
+    expect(w.resets).toEqual([]);
+  });
 });
 
 describe("Reconciler: topic groups", () => {
