@@ -11,15 +11,21 @@ import type { SidecarConfig } from "../scrape/sidecar-client.js";
 /** Seconds a Lease is held without renewal (leader-election.ts's default leaseDuration). */
 export const LEASE_DURATION_SECONDS = 15;
 
+/** An API server outage the budgets outlast, in seconds, on top of a failover. */
+export const API_OUTAGE_TOLERANCE_SECONDS = 30;
+
 /**
- * How long pushed values hold in a sidecar without a refresh. Long enough that an unclean
- * failover (the leader dies; its successor waits out the lease, then scrapes and pushes within
- * one interval) never lets budgets lapse: lease duration + 2 intervals, and never under 3
- * intervals. Short enough that budgets of a dead operator do not outlive it by much.
+ * How long pushed values hold in a sidecar without a refresh, in seconds. The worst gap between
+ * two pushes is an unclean failover while the API server is away: the leader cannot renew and
+ * stops acting, and a standby, once the API server answers again, must see the Lease unchanged
+ * for a whole lease duration before it takes it. So: two lease durations, the outage tolerated
+ * (30 s), and two intervals (the successor's first scrape and push); never under 3 intervals.
+ * 64 s at a 2 s interval, 70 s at the default 5 s. A dead operator's budgets end after that;
+ * until then they keep the cluster cap, the safe side of stale.
  */
 export function budgetTtlSeconds(intervalMs: number): number {
   const intervalS = intervalMs / 1000;
-  return Math.ceil(Math.max(3 * intervalS, LEASE_DURATION_SECONDS + 2 * intervalS));
+  return Math.ceil(Math.max(3 * intervalS, 2 * LEASE_DURATION_SECONDS + API_OUTAGE_TOLERANCE_SECONDS + 2 * intervalS));
 }
 
 /** One pod of the target as the budget split sees it. */

@@ -11,10 +11,10 @@ const config = (connectionBudget: number): SidecarConfig => ({ connectionBudget,
 
 describe("budgetTtlSeconds", () => {
   it.each([
-    { intervalS: 5, ttl: 25 },
-    { intervalS: 1, ttl: 17 },
-    { intervalS: 30, ttl: 90 },
-  ])("outlasts a 15 s Lease plus 2 intervals, and 3 intervals ($intervalS s → $ttl s)", ({ intervalS, ttl }) => {
+    { intervalS: 5, ttl: 70 },
+    { intervalS: 2, ttl: 64 },
+    { intervalS: 60, ttl: 180 },
+  ])("outlasts a failover while the API server is away 30 s (2 leases + 30 s + 2 intervals), and 3 intervals ($intervalS s → $ttl s)", ({ intervalS, ttl }) => {
     expect(budgetTtlSeconds(intervalS * 1000)).toBe(ttl);
   });
 });

@@ -513,8 +513,8 @@ describe("Reconciler: budgets", () => {
     await w.reconcile();
     expect(w.pushes.map((p) => p.ip).sort()).toEqual(["198.18.0.1", "198.18.0.2", "198.18.0.3"]);
     for (const { config } of w.pushes) {
-      // 15 s of Lease + 2 intervals of 5 s: a successor pushes before anything lapses.
-      expect(config).toMatchObject({ maxConnections: 60, rejectAtPercent: 90, ttlSeconds: 25 });
+      // 2 leases of 15 s + 30 s of API server outage + 2 intervals of 5 s: a successor pushes before anything lapses.
+      expect(config).toMatchObject({ maxConnections: 60, rejectAtPercent: 90, ttlSeconds: 70 });
       expect(config.topics?.map((t) => t.match)).toEqual(["room:*", "user:*"]);
       expect(config.topics?.[1]).not.toHaveProperty("maxChannels");
     }
@@ -550,7 +550,7 @@ describe("Reconciler: budgets", () => {
     w.advance(INTERVAL_MS);
     await w.reconcile();
     expect(w.pushes).toHaveLength(4);
-    expect(w.pushes.every((p) => p.config.ttlSeconds === 25)).toBe(true);
+    expect(w.pushes.every((p) => p.config.ttlSeconds === 70)).toBe(true);
   });
 
   it("at the cluster cap: AtCapacity True and one AtCapacity event", async () => {
