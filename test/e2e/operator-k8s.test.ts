@@ -306,8 +306,15 @@ describe("controller writes", () => {
       metadata: { name: "app" },
       spec: { replicas: 0, selector: { matchLabels: { app: "app" } }, template: { metadata: { labels: { app: "app" } }, spec: nowhere } },
     } });
-    const read = (await getScale(kc, "Deployment", ns, "app"))!;
-    await patchScale(kc, "Deployment", ns, "app", 2, read.resourceVersion);
+    // The deployment controller writes the new Deployment's status meanwhile (a new
+    // resourceVersion): read and write again on 409, as the reconciler does.
+    let read = (await getScale(kc, "Deployment", ns, "app"))!;
+    for (let attempt = 1; ; attempt++) {
+      const err = await patchScale(kc, "Deployment", ns, "app", 2, read.resourceVersion).then(() => undefined, (e: unknown) => e);
+      if (err === undefined) break;
+      if (apiStatusCode(err) !== 409 || attempt >= 5) throw err;
+      read = (await getScale(kc, "Deployment", ns, "app"))!;
+    }
     // A write decided from a stale read is refused, as the HPA's read-decide-write relies on.
     const stale = await patchScale(kc, "Deployment", ns, "app", 3, read.resourceVersion).catch((e: unknown) => e);
     expect(apiStatusCode(stale)).toBe(409);
