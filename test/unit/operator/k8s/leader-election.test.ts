@@ -38,11 +38,11 @@ class FakeLeaseServer {
   }
 }
 
-function candidate(server: FakeLeaseServer, time: FakeTime, identity: string, wallClock: () => number = time.clock) {
+function candidate(server: FakeLeaseServer, time: FakeTime, identity: string, wallClock: () => number = time.clock, clock: () => number = time.clock) {
   const events: string[] = [];
   const elector = new LeaderElector({
     kc: undefined as never, namespace: "ns", name: "lock", identity, api: server.api(identity),
-    clock: time.clock, wallClock, delay: time.delay, random: () => 0, log: () => undefined,
+    clock, wallClock, delay: time.delay, random: () => 0, log: () => undefined,
     onStartedLeading: () => events.push(`started@${time.now}`),
     onStoppedLeading: () => events.push(`stopped@${time.now}`),
     onNewLeader: (id) => events.push(`leader=${id}`),
@@ -194,17 +194,12 @@ describe("LeaderElector", () => {
       fraction += 0.0371;
       return time.now + fraction;
     };
-    const elector = new LeaderElector({
-      kc: undefined as never, namespace: "ns", name: "lock", identity: "a", api: server.api("a"),
-      clock, wallClock: time.clock, delay: time.delay, random: () => 0, log: () => undefined,
-      onStartedLeading: () => undefined, onStoppedLeading: () => undefined,
-    });
-    const abort = new AbortController();
-    const run = elector.run(abort.signal);
+    const a = candidate(server, time, "a", time.clock, clock);
+    const run = a.run();
     await time.advance(10_000);
     expect(server.writes).toBe(6);
-    expect(elector.holdsLease()).toBe(true);
-    abort.abort();
+    expect(a.elector.holdsLease()).toBe(true);
+    a.abort.abort();
     await run;
   });
 
