@@ -108,7 +108,7 @@ export class Reconciler {
       mem.lastScrapeMs = now;
       const agg = aggregate(mem.samples.observations(pods, now, intervalMs), spec.topics);
       // Two policies on one workload would push budgets and scale against each other: the older acts, the other meters.
-      const older = target ? this.olderPolicyOnTarget(policy, spec) : undefined;
+      const older = target ? this.olderPolicyOnTarget(policy) : undefined;
       if (target && !older) await this.pushBudgets(policy, spec, pods, agg, mem, intervalMs, now);
       const scaling = !target ? undefined
         : older ? { mode: "policyConflict" as const, current: target.spec?.replicas ?? 1, policy: older }
@@ -130,7 +130,7 @@ export class Reconciler {
     if (!mem) return;
     const [namespace, name] = splitKey(key);
     const port = last ? withDefaults(last.spec).sidecar.adminPort : mem.adminPort;
-    const pushed = last && this.otherPolicyOnTarget(last) ? [] : mem.samples.pushedPods();
+    const pushed = last && this.othersOnTarget(last).length > 0 ? [] : mem.samples.pushedPods();
     await liftBudgets(this.deps.sidecars, pushed, port, { namespace, policy: key }, (pod, err) => this.cleanupError(key, `could not lift the budgets of pod ${pod}`, err, true));
     await removeDeletionCosts(this.deps.writer, this.deps.caches.pods, namespace, name, (pod, err) => this.cleanupError(key, `could not remove the deletion cost of pod ${pod}`, err));
   }
@@ -186,7 +186,7 @@ export class Reconciler {
     const target = this.target(namespace, spec);
     // Another policy on the same workload pushes its budgets (or takes over now): lifting them
     // would leave the pods on their flags, uncapped, until its next push.
-    const pods = this.otherPolicyOnTarget(policy) ? []
+    const pods = this.othersOnTarget(policy).length > 0 ? []
       : unionByName(mem?.samples.pushedPods() ?? [], target ? scrapeTargets(this.deps.caches.pods, namespace, target) : []);
     const failed = await liftBudgets(this.deps.sidecars, pods, spec.sidecar.adminPort, { namespace: policy.metadata.namespace, policy: key }, (pod, err) => this.cleanupError(key, `could not lift the budgets of pod ${pod}`, err, true));
     failed.push(...await removeDeletionCosts(this.deps.writer, this.deps.caches.pods, namespace, name, (pod, err) => this.cleanupError(key, `could not remove the deletion cost of pod ${pod}`, err)));
@@ -243,22 +243,18 @@ export class Reconciler {
     return mem;
   }
 
-  /** The name of an older policy (by creation, then name) with the same target, if any. */
-  private olderPolicyOnTarget(policy: ConnectionPolicy, spec: PolicySpec): string | undefined {
-    const rank = (p: ConnectionPolicy) => `${new Date(p.metadata.creationTimestamp ?? 0).toISOString()}/${p.metadata.name}`;
-    const mine = rank(policy);
-    return this.deps.caches.policies.list(policy.metadata.namespace)
-      .filter((p) => p.metadata.name !== policy.metadata.name && !p.metadata.deletionTimestamp
-        && p.spec.targetRef.kind === spec.targetRef.kind && p.spec.targetRef.name === spec.targetRef.name && rank(p) < mine)
-      .map((p) => p.metadata.name)
-      .sort()[0];
+  /** The other policies, not being deleted, that target the same workload as `policy`. */
+  private othersOnTarget(policy: ConnectionPolicy): ConnectionPolicy[] {
+    const { kind, name } = policy.spec.targetRef;
+    return this.deps.caches.policies.list(policy.metadata.namespace).filter((p) => p.metadata.name !== policy.metadata.name
+      && !p.metadata.deletionTimestamp && p.spec.targetRef.kind === kind && p.spec.targetRef.name === name);
   }
 
-  /** Whether a policy other than `policy`, not being deleted, targets the same workload. */
-  private otherPolicyOnTarget(policy: ConnectionPolicy): boolean {
-    const { kind, name } = policy.spec.targetRef;
-    return this.deps.caches.policies.list(policy.metadata.namespace).some((p) => p.metadata.name !== policy.metadata.name
-      && !p.metadata.deletionTimestamp && p.spec.targetRef.kind === kind && p.spec.targetRef.name === name);
+  /** The name of an older policy (by creation, then name) with the same target, if any. */
+  private olderPolicyOnTarget(policy: ConnectionPolicy): string | undefined {
+    const rank = (p: ConnectionPolicy) => `${new Date(p.metadata.creationTimestamp ?? 0).toISOString()}/${p.metadata.name}`;
+    const mine = rank(policy);
+    return this.othersOnTarget(policy).filter((p) => rank(p) < mine).map((p) => p.metadata.name).sort()[0];
   }
 
   private target(namespace: string, spec: PolicySpec): WorkloadLike | undefined {
