@@ -17,7 +17,7 @@ import {
   applyYaml, createNamespace, deleteNamespace, describeNamespace, kube, listPods, requireBuilt, waitFor, waitForPodsReady, waitForReplicas,
 } from "../env/e2e-helpers.js";
 import {
-  CHART_DIR, dashboardExprs, findHelm, findPrometheus, helm, kubectlWith, parseYamlDocs, skipWithoutTool,
+  CHART_DIR, connpolRow, dashboardExprs, findHelm, findPrometheus, helm, kubectlWith, parseYamlDocs, skipWithoutTool,
 } from "../env/helm.js";
 import { connected, phoenixSocket } from "../support/phoenix-client.js";
 
@@ -41,12 +41,6 @@ function policy(): string {
 }
 
 /** `kubectl get connpol` as a user reads it: the columns by header. */
-function getConnpol(ns: string): Record<string, string> {
-  const [header, row] = kubectl("get", "connpol", "-n", ns).trim().split("\n");
-  const names = header!.trim().split(/\s+/);
-  const values = (row ?? "").trim().split(/\s+/);
-  return Object.fromEntries(names.map((n, i) => [n, values[i]!]));
-}
 
 /** The operator's own token (release namespace) and the app namespace's own token. */
 async function tokens(rel: string, app: string): Promise<string[]> {
@@ -144,7 +138,7 @@ describe.skipIf(skipAll)("the connmeter Helm chart on the local cluster", () => 
     }
     const explain = async () => `${await describeNamespace(app)}\n${await describeNamespace(rel)}\n${operatorLogs(rel).slice(-4000)}`;
     const row = await waitFor("kubectl get connpol to show 6 connections and 6 channels", async () => {
-      const r = getConnpol(app);
+      const r = connpolRow(inject("kubeconfig"), app);
       return r.CONNECTIONS === "6" && r.CHANNELS === "6" ? r : undefined;
     }, 30_000, { explain });
     expect(row).toMatchObject({ NAME: "chat", TARGET: "chat" });
@@ -238,18 +232,18 @@ describe.skipIf(skipAll)("the connmeter Helm chart on the local cluster", () => 
       return names.length === 2 && names.every((n) => !oldPods.includes(n)) ? pods : undefined;
     }, 120_000, { explain: () => describeNamespace(rel) });
     expect(newPods).toHaveLength(2);
-    expect(getConnpol(app)).toMatchObject({ NAME: "chat" });
+    expect(connpolRow(inject("kubeconfig"), app)).toMatchObject({ NAME: "chat" });
     // The new leader acts: two sockets close, the status follows.
     for (const s of sockets.splice(0, 2)) s.disconnect();
-    await waitFor("kubectl get connpol to show 4 connections after the upgrade", async () => getConnpol(app).CONNECTIONS === "4", 60_000, {
-      explain: async () => `${JSON.stringify(getConnpol(app))}\n${operatorLogs(rel).slice(-3000)}`,
+    await waitFor("kubectl get connpol to show 4 connections after the upgrade", async () => connpolRow(inject("kubeconfig"), app).CONNECTIONS === "4", 60_000, {
+      explain: async () => `${JSON.stringify(connpolRow(inject("kubeconfig"), app))}\n${operatorLogs(rel).slice(-3000)}`,
     });
     // 4 connections / 2 per pod = 2 replicas: deletion costs on the pods, then the scale patch;
     // the pod without connections (the one added by the scale-up) goes.
     await waitForReplicas(app, "chat", 2, 90_000);
     const left = (await listPods(app, "app=chat")).map((p) => p.metadata!.name!).sort();
     expect(left.every((n) => busy.includes(n))).toBe(true);
-    await waitFor("kubectl get connpol to show 2 replicas", async () => getConnpol(app).REPLICAS === "2", 3 * INTERVAL_S * 1000);
+    await waitFor("kubectl get connpol to show 2 replicas", async () => connpolRow(inject("kubeconfig"), app).REPLICAS === "2", 3 * INTERVAL_S * 1000);
     expect(operatorLogs(rel).split("\n").filter((l) => /forbidden|403/i.test(l))).toEqual([]);
   });
 

@@ -3,7 +3,6 @@
 // process (`node dist/operator/main.js`), and what users look at: `kubectl get connpol`, the
 // policy's status, the Deployment's replicas, Events and the sidecars' own /stats and /config.
 import type { V1Pod } from "@kubernetes/client-node";
-import { execFileSync } from "node:child_process";
 import type { Channel, Socket } from "phoenix";
 import WebSocket from "ws";
 import { afterEach, beforeAll, describe, expect, inject, it } from "vitest";
@@ -13,6 +12,7 @@ import {
 } from "../env/e2e-helpers.js";
 import { onLocalCluster } from "../env/e2e-cluster.js";
 import { meteredAppDeployment } from "../env/manifests.js";
+import { connpolRow } from "../env/helm.js";
 import { startOperator, stopOperators } from "../env/operator-process.js";
 import { connected, phoenixSocket } from "../support/phoenix-client.js";
 
@@ -57,17 +57,6 @@ async function status(ns: string): Promise<Status> {
 
 const condition = (s: Status, type: string) => s.conditions?.find((c) => c.type === type);
 
-function kubectl(...args: string[]): string {
-  return execFileSync("kubectl", args, { env: { ...process.env, KUBECONFIG: inject("kubeconfig") }, encoding: "utf8" });
-}
-
-/** `kubectl get connpol` as a user reads it: the columns by header. */
-function getConnpol(ns: string): Record<string, string> {
-  const [header, row] = kubectl("get", "connpol", "-n", ns).trim().split("\n");
-  const names = header!.trim().split(/\s+/);
-  const values = row!.trim().split(/\s+/);
-  return Object.fromEntries(names.map((n, i) => [n, values[i]!]));
-}
 
 async function sidecarJson(pod: V1Pod, path: string): Promise<Record<string, unknown>> {
   // The sidecars carry TOKEN, so they require it for GET /stats and GET /config too.
@@ -153,7 +142,7 @@ describe("the connmeter operator", () => {
     const joinedAt = Date.now();
     // 6 sockets; channels: a 3×2, b 2×2 = 10; room:lobby 3 (the first group wins), room:* 5, patterns:news 2 (ungrouped).
     const row = await waitFor("kubectl get connpol to show 6 connections and 10 channels", async () => {
-      const r = getConnpol(ns);
+      const r = connpolRow(inject("kubeconfig"), ns);
       return r.CONNECTIONS === "6" && r.CHANNELS === "10" ? r : undefined;
     }, 2 * INTERVAL_S * 1000 + 1500, { explain: explain(ns) });
     console.log(`e2e: kubectl get connpol showed the counts ${Date.now() - joinedAt} ms after the last join (interval ${INTERVAL_S} s)`);

@@ -13,7 +13,7 @@ import type { Socket } from "phoenix";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { findRepoRoot } from "../env/config.js";
 import { deleteNamespace, describeNamespace, kube, requireBuilt, waitFor, waitForPodsReady } from "../env/e2e-helpers.js";
-import { findHelm, kubectlWith, skipWithoutTool } from "../env/helm.js";
+import { connpolRow, findHelm, kubectlWith, skipWithoutTool } from "../env/helm.js";
 import { connected, join as joinChannel, phoenixSocket } from "../support/phoenix-client.js";
 
 const ROOT = findRepoRoot();
@@ -63,13 +63,6 @@ function run(line: string): string {
   return r.stdout;
 }
 
-/** `kubectl get connpol` as the user reads it: the columns by header. */
-function connpol(): Record<string, string> {
-  const [header, row] = kubectl("get", "connpol", "-n", APP_NS).trim().split("\n");
-  const names = header!.trim().split(/\s+/);
-  const values = (row ?? "").trim().split(/\s+/);
-  return Object.fromEntries(names.map((n, i) => [n, values[i] ?? ""]));
-}
 
 function adminToken(): string {
   return kubectl("get", "secret", "connmeter-admin-token", "-n", APP_NS, "-o", "jsonpath={.data.token}");
@@ -119,7 +112,7 @@ describe.skipIf(skipAll)("the README's Quick start, line by line", () => {
       console.log(`e2e quickstart: \`${line}\` (${Date.now() - t0} ms)\n${out.trimEnd()}`);
     }
     const row = await waitFor("kubectl get connpol to show READY True", async () => {
-      const r = connpol();
+      const r = connpolRow(kubeconfig(), APP_NS);
       return r.READY === "True" ? r : undefined;
     }, 60_000, { explain });
     expect(row).toMatchObject({ NAME: "chat", TARGET: "chat", READY: "True", REASON: "Metered", PODS: "2", REPLICAS: "2" });
@@ -130,7 +123,7 @@ describe.skipIf(skipAll)("the README's Quick start, line by line", () => {
     await connected(socket);
     expect(await joinChannel(socket.channel("room:lobby", {}))).toBe("ok");
     await waitFor("kubectl get connpol to count the client", async () => {
-      const r = connpol();
+      const r = connpolRow(kubeconfig(), APP_NS);
       return r.CONNECTIONS === "1" && r.CHANNELS === "1" ? r : undefined;
     }, 15_000, { explain });
   });

@@ -96,6 +96,14 @@ export function kubectlWith(kubeconfig: string, args: string[], input?: string):
   return execFileSync("kubectl", args, { env: { ...process.env, KUBECONFIG: kubeconfig }, encoding: "utf8", input, stdio: ["pipe", "pipe", "pipe"] });
 }
 
+/** `kubectl get connpol -n <namespace>` as a user reads it: the first row's columns by header ("" when there is no row). */
+export function connpolRow(kubeconfig: string, namespace: string): Record<string, string> {
+  const [header, row] = kubectlWith(kubeconfig, ["get", "connpol", "-n", namespace]).trim().split("\n");
+  const names = header!.trim().split(/\s+/);
+  const values = (row ?? "").trim().split(/\s+/);
+  return Object.fromEntries(names.map((n, i) => [n, values[i] ?? ""]));
+}
+
 /** Every PromQL expression of the dashboard: panels' targets and the variables' queries. */
 export function dashboardExprs(): { title: string; expr: string }[] {
   const d = JSON.parse(readFileSync(join(CHART_DIR, "dashboards/connmeter.json"), "utf8")) as { panels: { title: string; type: string; targets?: { expr: string }[] }[]; templating: { list: { name: string; definition?: string }[] } };
