@@ -6,11 +6,14 @@
 //
 // Baseline, measured in the same run: the bare fan-out (1,000 GET /stats + 1,000 PUT /config
 // through the same client, nothing computed). The ratio says what the operator's logic costs
-// on top of the I/O it cannot avoid.
+// on top of the I/O it cannot avoid. A second baseline makes the same calls with node:http (a
+// keep-alive Agent, as the client used before it moved to undici), to show what that move saves.
 //
-// Knobs (env): BENCH_OP_PODS (1000), BENCH_OP_CYCLES (10), BENCH_OP_CONCURRENCY (64).
+// Knobs (env): BENCH_OP_PODS (1000), BENCH_OP_CYCLES (10), BENCH_OP_CONCURRENCY (64),
+// BENCH_OP_PROFILE=1 (the cycles only, no baselines: for `node --cpu-prof`).
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import http from "node:http";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { OperatorMetrics } from "../operator/admin/metrics.js";
@@ -24,6 +27,7 @@ import { fakePodIp } from "./fake-sidecars.js";
 const PODS = Number(process.env.BENCH_OP_PODS ?? 1000);
 const CYCLES = Number(process.env.BENCH_OP_CYCLES ?? 10);
 const CONCURRENCY = Number(process.env.BENCH_OP_CONCURRENCY ?? 64);
+const PROFILE = process.env.BENCH_OP_PROFILE === "1";
 const PORT = 19090;
 const INTERVAL_S = 5;
 const NS = "bench";
@@ -104,31 +108,74 @@ async function main(): Promise<void> {
     }, requireLease),
   });
   const key = `${NS}/chat`;
-  const cycles: Sample[] = [];
-  for (let i = 0; i < CYCLES + 2; i++) {
+  const scope = { namespace: NS, policy: key };
+  const cycle = () => measure(async () => {
     clock += INTERVAL_S * 1000;
-    const s = await measure(async () => { await reconciler.reconcile(key); });
-    if (i >= 2) cycles.push(s); // 2 warm-up cycles: connections opened, JIT warm
-  }
-  const baseline: Sample[] = [];
-  for (let i = 0; i < CYCLES; i++) {
-    baseline.push(await measure(async () => {
-      await Promise.all(Array.from({ length: PODS }, async (_, p) => {
-        const scope = { namespace: NS, policy: key };
-        await sidecars.stats(fakePodIp(p), PORT, 2000, scope);
-        await sidecars.pushConfig(fakePodIp(p), PORT, { ttlSeconds: 15 }, 2000, scope);
-      }));
+    await reconciler.reconcile(key);
+  });
+  // The floor: the same 2 calls per pod through the same client, nothing computed.
+  const fanOut = () => measure(async () => {
+    await Promise.all(Array.from({ length: PODS }, async (_, p) => {
+      await sidecars.stats(fakePodIp(p), PORT, 2000, scope);
+      await sidecars.pushConfig(fakePodIp(p), PORT, { ttlSeconds: 15 }, 2000, scope);
     }));
+  });
+  // The same fan-out with node:http, 64 in flight.
+  const nodeAgent = new http.Agent({ keepAlive: true, maxFreeSockets: 1024, scheduling: "lifo" });
+  const nodeCall = (ip: string, method: string, path: string, body?: string) => new Promise<string>((resolve, reject) => {
+    const headers = { accept: "application/json", authorization: "Bearer bench", ...(body === undefined ? {} : { "content-type": "application/json" }) };
+    const req = http.request({ host: ip, port: PORT, path, method, agent: nodeAgent, headers, timeout: 2000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+  const nodeFanOut = () => measure(async () => {
+    let next = 0;
+    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+      while (next < PODS) {
+        const ip = fakePodIp(next++);
+        JSON.parse(await nodeCall(ip, "GET", "/stats"));
+        await nodeCall(ip, "PUT", "/config", JSON.stringify({ ttlSeconds: 15 }));
+      }
+    }));
+  });
+
+  // 2 warm-up rounds (connections opened, JIT warm), then the three measured in turn, round
+  // after round, so a change in the machine's load hits all three alike.
+  const cycles: Sample[] = [];
+  const baseline: Sample[] = [];
+  const nodeHttp: Sample[] = [];
+  for (let i = 0; i < CYCLES + 2; i++) {
+    const c = await cycle();
+    if (PROFILE) {
+      if (i >= 2) cycles.push(c);
+      continue;
+    }
+    const b = await fanOut();
+    const n = await nodeFanOut();
+    if (i < 2) continue;
+    cycles.push(c);
+    baseline.push(b);
+    nodeHttp.push(n);
   }
+  nodeAgent.destroy();
   sidecars.close();
   child.stdin!.end();
   child.kill();
+  if (PROFILE) {
+    console.log(`[bench] operator: CPU per cycle ${median(cycles.map((c) => c.cpuMs)).toFixed(1)} ms (BENCH_OP_PROFILE=1: no baselines)`);
+    return;
+  }
 
   const statusBytes = Buffer.byteLength(JSON.stringify(lastStatus));
   const cpu = median(cycles.map((c) => c.cpuMs));
   const wall = median(cycles.map((c) => c.wallMs));
   const baseCpu = median(baseline.map((c) => c.cpuMs));
   const baseWall = median(baseline.map((c) => c.wallMs));
+  const nodeCpu = median(nodeHttp.map((c) => c.cpuMs));
   const row = (name: string, value: string, note = "") => console.log(`| ${name.padEnd(44)} | ${value.padStart(16)} | ${note}`);
   console.log(`\n| operator: one reconcile cycle, ${PODS} pods ${"".padEnd(13)} | median of ${CYCLES} |`);
   console.log(`|${"-".repeat(46)}|${"-".repeat(18)}|`);
@@ -136,6 +183,7 @@ async function main(): Promise<void> {
   row("wall time per cycle", `${wall.toFixed(1)} ms`);
   row("baseline: bare fan-out, CPU", `${baseCpu.toFixed(1)} ms`, `(cycle = ${(cpu / baseCpu).toFixed(2)}× the bare fan-out)`);
   row("baseline: bare fan-out, wall", `${baseWall.toFixed(1)} ms`, `(cycle = ${(wall / baseWall).toFixed(2)}×)`);
+  row("baseline: the same fan-out with node:http, CPU", `${nodeCpu.toFixed(1)} ms`, `(undici's = ${(baseCpu / nodeCpu).toFixed(2)}× it)`);
   row("sidecar calls per cycle", `${2 * PODS}`, `GET /stats + PUT /config, ≤ ${CONCURRENCY} in flight`);
   row("status size", `${(statusBytes / 1024).toFixed(1)} KiB`, `target well under 256 KiB: ${statusBytes < 128 * 1024 ? "met" : "NOT met"}`);
   row("status writes", `${statusWrites}`, `over ${CYCLES + 2} cycles (only when something changed)`);

@@ -65,8 +65,8 @@ export interface Aggregate {
  * Pods: stale and not-ready pods first (what an operator must look at), then the busiest.
  */
 export function aggregate(observations: readonly PodObservation[], groupSpecs: readonly TopicGroupSpec[]): Aggregate {
-  const groups = new TopicGroups(groupSpecs);
-  const groupChannels = new Float64Array(groups.size);
+  const groupOf = memoGroupOf(new TopicGroups(groupSpecs));
+  const groupChannels = new Float64Array(groupSpecs.length);
   const ungrouped = new Map<string, number>();
   const nodes = new Map<string, NodeStatus>();
   const out: Aggregate = {
@@ -89,10 +89,10 @@ export function aggregate(observations: readonly PodObservation[], groupSpecs: r
     out.channels += channels;
     out.longpoll += longpoll;
     out.podConnections.set(pod.name, connections);
-    const perGroup = new Float64Array(groups.size);
+    const perGroup = new Float64Array(groupSpecs.length);
     for (const [key, raw] of Object.entries(s.topics)) {
       const n = count(raw);
-      const g = key === OTHER_TOPICS ? -1 : groups.groupOf(key);
+      const g = key === OTHER_TOPICS ? -1 : groupOf(key);
       if (g >= 0) {
         groupChannels[g]! += n;
         perGroup[g]! += n;
@@ -117,6 +117,24 @@ export function aggregate(observations: readonly PodObservation[], groupSpecs: r
   out.pods = out.pods.sort(byAttentionThenLoad).slice(0, MAX_STATUS_PODS);
   out.nodes = [...nodes.values()].sort((a, b) => b.connections - a.connections || a.name.localeCompare(b.name)).slice(0, MAX_STATUS_NODES);
   return out;
+}
+
+/**
+ * Distinct topic names one aggregation remembers the group of. Every pod reports the same group
+ * names and, mostly, the same busy topics: each glob runs once per name, not once per pod.
+ */
+const GROUP_MEMO_SIZE = 50_000;
+
+function memoGroupOf(groups: TopicGroups): (topic: string) => number {
+  const memo = new Map<string, number>();
+  return (topic) => {
+    let g = memo.get(topic);
+    if (g === undefined) {
+      g = groups.groupOf(topic);
+      if (memo.size < GROUP_MEMO_SIZE) memo.set(topic, g);
+    }
+    return g;
+  };
 }
 
 function topicList(groupSpecs: readonly TopicGroupSpec[], groupChannels: Float64Array, ungrouped: Map<string, number>): TopicStatus[] {

@@ -46,7 +46,12 @@ const MAX_CONFIG_BYTES = 1024 * 1024;
 export const MAX_ADMIN_CONNECTIONS = 1024;
 const ADMIN_HEADERS_TIMEOUT_MS = 5000;
 const ADMIN_REQUEST_TIMEOUT_MS = 10_000;
-const ADMIN_KEEP_ALIVE_MS = 5000;
+/**
+ * Idle keep-alive of the operator's connection: longer than scrape intervals up to a minute (the
+ * default is 5 s), so each interval's GET /stats and PUT /config reuse one connection instead
+ * of opening a new one per pod per interval. The client may close earlier.
+ */
+const ADMIN_KEEP_ALIVE_MS = 65_000;
 
 export class AdminServer {
   private readonly server: http.Server;

@@ -4,8 +4,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { DeadEndpoints } from "../../../../operator/scrape/dead-endpoints.js";
 import { SidecarClient, staticTokens } from "../../../../operator/scrape/sidecar-client.js";
 
-async function listen(server: Server): Promise<number> {
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+async function listen(server: Server, port = 0, host = "127.0.0.1"): Promise<number> {
+  await new Promise<void>((r) => server.listen(port, host, r));
   return (server.address() as AddressInfo).port;
 }
 
@@ -20,17 +20,21 @@ describe("one slow policy does not starve the others", () => {
 
   it("a policy with 40 silent sidecars (10 waves of timeouts at 4 slots) lets another policy's 3 scrapes through after at most one wave", async () => {
     let silentCalls = 0;
-    const silent = createServer(() => { silentCalls++; }); // never answers: each call holds its slot the whole timeout
+    // 40 pods that never answer, each its own endpoint (127.0.0.2 … 127.0.0.41, one port): each
+    // call holds its slot the whole timeout.
+    const silent = Array.from({ length: 40 }, () => createServer(() => { silentCalls++; }));
     const live = createServer((_q, res) => {
       res.writeHead(200, { "content-type": "application/json" });
       res.end('{"connections":1,"channels":0}');
     });
-    servers.push(silent, live);
-    const [silentPort, livePort] = [await listen(silent), await listen(live)];
+    servers.push(...silent, live);
+    const silentPort = await listen(silent[0]!, 0, "127.0.0.2");
+    for (let i = 1; i < silent.length; i++) await listen(silent[i]!, silentPort, `127.0.0.${i + 2}`);
+    const livePort = await listen(live);
     const client = new SidecarClient({ maxConcurrent: 4, tokens: staticTokens("t") });
     try {
-      const dead = Array.from({ length: 40 }, () =>
-        client.stats("127.0.0.1", silentPort, 150, { namespace: "a", policy: "a/dead" }).catch(() => "failed"));
+      const dead = silent.map((_, i) =>
+        client.stats(`127.0.0.${i + 2}`, silentPort, 150, { namespace: "a", policy: "a/dead" }).catch(() => "failed"));
       let silentCallsWhenLiveDone = -1;
       const alive = Promise.all([0, 1, 2].map(() => client.stats("127.0.0.1", livePort, 5000, { namespace: "b", policy: "b/live" })))
         .then((samples) => { silentCallsWhenLiveDone = silentCalls; return samples; });
