@@ -33,6 +33,14 @@ export function createMetrics(sidecar: Sidecar): Registry {
     },
   });
   new Gauge({
+    name: "connmeter_occupancy_subscribers",
+    help: "Sockets subscribed to the virtual topic connmeter:occupancy (served by the sidecar; never in connmeter_channels).",
+    registers: [registry],
+    collect() {
+      this.set(sidecar.occupancy.subscriberCount);
+    },
+  });
+  new Gauge({
     name: "connmeter_max_connections",
     help: "Connection cap of this pod (0 = none).",
     registers: [registry],
