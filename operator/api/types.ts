@@ -82,9 +82,6 @@ export interface OccupancyPolicy {
   intervalSeconds: number;
 }
 
-/** Bounds of spec.occupancy (the CRD's maxItems), shared with the sidecar's validation. */
-export const MAX_OCCUPANCY_EXPOSE = 32;
-
 /** spec.occupancy with its defaults (the interval defaults to the scrape interval); undefined when absent. */
 export function occupancyWithDefaults(o: OccupancySpec | undefined, scrapeIntervalSeconds: number): OccupancyPolicy | undefined {
   if (o === undefined) return undefined;
