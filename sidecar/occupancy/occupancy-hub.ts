@@ -71,7 +71,8 @@ interface SocketState {
 export class OccupancyHub {
   private policy: OccupancyPush | null = null;
   private matchers: ((topic: string) => boolean)[] = [];
-  private expiresAtMs = Infinity;
+  /** Ends the pushed policy when its lease runs out without a refresh. */
+  private expiry: NodeJS.Timeout | null = null;
   private readonly groups = new Map<string, SubscriberGroup>();
   private readonly sockets = new Map<VirtualClient, SocketState>();
   private subscribers = 0;
@@ -82,9 +83,11 @@ export class OccupancyHub {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  /** Whether a policy is in force (its lease not run out): client messages on the topic are then cut and served. */
+  /**
+   * Whether a policy is in force (its lease not run out): client messages on the topic are then
+   * cut and served. Read per relayed message, so a field, not a clock read.
+   */
   get enabled(): boolean {
-    if (this.policy !== null && this.now() >= this.expiresAtMs) this.configure(null);
     return this.policy !== null;
   }
 
@@ -100,7 +103,12 @@ export class OccupancyHub {
   configure(push: OccupancyPush | null, ttlSeconds?: number): void {
     const policyChanged = push === null || this.policy === null || JSON.stringify(push.expose) !== JSON.stringify(this.policy.expose) || push.totals !== this.policy.totals;
     this.policy = push;
-    this.expiresAtMs = push !== null && ttlSeconds !== undefined ? this.now() + ttlSeconds * 1000 : Infinity;
+    if (this.expiry !== null) clearTimeout(this.expiry);
+    this.expiry = null;
+    if (push !== null && ttlSeconds !== undefined) {
+      this.expiry = setTimeout(this.expire, ttlSeconds * 1000);
+      this.expiry.unref();
+    }
     if (push === null) {
       this.matchers = [];
       this.closeAll();
@@ -180,8 +188,14 @@ export class OccupancyHub {
 
   close(): void {
     if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
+    if (this.expiry !== null) clearTimeout(this.expiry);
+    this.timer = this.expiry = null;
   }
+
+  private readonly expire = (): void => {
+    this.expiry = null;
+    this.configure(null);
+  };
 
   private join(client: VirtualClient, m: VirtualMessage, truncated: boolean): Buffer[] {
     const state = this.socketState(client);

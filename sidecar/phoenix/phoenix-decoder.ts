@@ -72,7 +72,11 @@ export class PhoenixDecoder implements MessageSink {
 
   onMessageData(data: Buffer): boolean {
     if (this.binary) return this.bin !== null && this.bin.write(data);
-    if (this.scanning) this.scanning = this.json!.write(data);
+    if (this.scanning) {
+      this.scanning = this.json!.write(data);
+      // vsn 2: the scan stops at the payload with the topic known; the rest of any other topic's message is skipped.
+      if (!this.scanning && this.capture !== null && !this.json!.topicIs(OCCUPANCY_TOPIC_BYTES)) this.dropCapture();
+    }
     if (this.capture === null) return this.scanning;
     // One byte past the cap marks the message as too long to read.
     this.captured += data.copy(this.capture, this.captured, 0, Math.min(data.length, this.capture.length - this.captured));
@@ -110,6 +114,11 @@ export class PhoenixDecoder implements MessageSink {
     return RELEVANT;
   }
 
+  private dropCapture(): void {
+    if (this.capture !== null && CAPTURE_POOL.length < MAX_POOLED) CAPTURE_POOL.push(this.capture);
+    this.capture = null;
+  }
+
   /** A binary client message decoded onto the virtual topic while it is served (not readable: it is refused). */
   private isVirtual(): boolean {
     return this.fromClient && MESSAGE.topic === OCCUPANCY_TOPIC && this.handler.servesVirtualTopic?.() === true;
@@ -120,8 +129,7 @@ export class PhoenixDecoder implements MessageSink {
     if (this.json !== null && JSON_POOL.length < MAX_POOLED) JSON_POOL.push(this.json);
     if (this.bin !== null && BIN_POOL.length < MAX_POOLED) BIN_POOL.push(this.bin);
     this.json = this.bin = null;
-    if (this.capture !== null && CAPTURE_POOL.length < MAX_POOLED) CAPTURE_POOL.push(this.capture);
-    this.capture = null;
+    this.dropCapture();
   }
 
   onClose(code: number | undefined): void {
