@@ -9,7 +9,7 @@ import { applyYaml, createNamespace, describeNamespace, kube, requireBuilt, wait
 import { meteredAppDeployment } from "../env/manifests.js";
 import { apiMessage } from "../env/kube.js";
 import { startOperator, stopOperators } from "../env/operator-process.js";
-import { connected, join, phoenixSocket } from "../support/phoenix-client.js";
+import { connected, join, joinReply, phoenixSocket } from "../support/phoenix-client.js";
 
 const TOKEN = "e2e-occupancy-token";
 const INTERVAL_S = 2;
@@ -27,15 +27,6 @@ async function client(pod: V1Pod): Promise<Socket> {
   sockets.push(s);
   await connected(s);
   return s;
-}
-
-function joinReply(ch: Channel): Promise<{ status: string; response: unknown }> {
-  return new Promise((resolve, reject) => {
-    ch.join(5_000)
-      .receive("ok", (r: unknown) => resolve({ status: "ok", response: r }))
-      .receive("error", (r: unknown) => resolve({ status: "error", response: r }))
-      .receive("timeout", () => reject(new Error(`join ${ch.topic} timed out`)));
-  });
 }
 
 beforeAll(() => requireBuilt("dist/operator/main.js", "dist/sidecar/main.js", "dist/test/support/phoenix-server-main.js"));
@@ -68,7 +59,7 @@ spec:
     let first: Occupancy | undefined;
     await waitFor("the virtual topic to be served on pod A", async () => {
       const ch = watcher.channel("connmeter:occupancy", { topics: ["room:*"], nodes: true });
-      const r = await joinReply(ch);
+      const r = await joinReply(ch, 5_000);
       if (r.status !== "ok") {
         ch.leave();
         return false;

@@ -10,7 +10,7 @@ import { occupancyPush, occupancySnapshot } from "../../../operator/aggregate/oc
 import type { OccupancyPolicy } from "../../../operator/api/types.js";
 import { parseStats } from "../../../operator/scrape/sidecar-client.js";
 import { startPhoenixServer, type PhoenixServer } from "../../support/phoenix-server/index.js";
-import { connected, join, negotiatedExtensions, phoenixSocket } from "../../support/phoenix-client.js";
+import { connected, join, joinReply, negotiatedExtensions, phoenixSocket } from "../../support/phoenix-client.js";
 import { startSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
 
 const TOKEN = "occupancy-test-token";
@@ -27,16 +27,9 @@ async function operatorInterval(sidecar: SidecarHandle, policy: OccupancyPolicy 
   expect(res.status, await res.clone().text()).toBe(200);
 }
 
-interface Reply { status: string; response: Record<string, unknown> }
+type Reply = { status: string; response: Record<string, unknown> };
 
-function joinOccupancy(channel: Channel): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    channel.join(5_000)
-      .receive("ok", (response: Record<string, unknown>) => resolve({ status: "ok", response }))
-      .receive("error", (response: Record<string, unknown>) => resolve({ status: "error", response }))
-      .receive("timeout", () => reject(new Error("join of connmeter:occupancy timed out")));
-  });
-}
+const joinOccupancy = (channel: Channel): Promise<Reply> => joinReply<Record<string, unknown>>(channel, 5_000);
 
 /** The next `occupancy` push on `channel` that satisfies `check`. */
 function nextPush(channel: Channel, check: (m: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
