@@ -257,6 +257,7 @@ export class TappedConnection implements PhoenixMessageHandler {
     const gate = this.gate;
     if (gate === null || (gate.empty && !this.holdsClientMessages)) {
       // Nothing can be refused: forward first, parse second.
+      gate?.passed(chunk.length);
       if (!this.upstream.write(chunk)) this.client.pause();
       if (!this.c2s.push(chunk)) this.waitForReader(true);
       return;

@@ -170,6 +170,27 @@ describe("the virtual topic connmeter:occupancy", () => {
     expect((await fetch(`${sidecar.adminUrl}/occupancy?topics=patterns:x`)).status).toBe(403);
   });
 
+  it("cuts the virtual join out of a socket that was relaying before occupancy was enabled: the app never answers it", async () => {
+    sidecar = await startSidecar({ upstream: app.url, adminToken: TOKEN });
+    const ws = new WebSocket(`${sidecar.url.replace("http", "ws")}/socket/websocket?vsn=2.0.0`, { perMessageDeflate: false });
+    await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+    const frames: unknown[] = [];
+    ws.on("message", (d: Buffer) => frames.push(JSON.parse(d.toString("utf8"))));
+    // Bytes relayed while nothing could be cut, then occupancy arrives mid-connection.
+    ws.send(JSON.stringify(["1", "1", "room:5", "phx_join", {}]));
+    await waitFor(() => frames.length, (n) => n === 1, "the app's join reply");
+    await operatorInterval(sidecar);
+    ws.send(JSON.stringify(["2", "2", "connmeter:occupancy", "phx_join", { topics: ["room:*"] }]));
+    ws.send(JSON.stringify(["1", "3", "room:5", "echo", { n: 1 }]));
+    await waitFor(() => frames.length, (n) => n >= 3, "the virtual reply and the echo");
+    await new Promise((r) => setTimeout(r, 300)); // an "unmatched topic" from the app would come now
+    expect(frames.slice(1)).toEqual([
+      ["2", "2", "connmeter:occupancy", "phx_reply", { response: { topics: { "room:*": 0 }, total: { connections: 1, channels: 1 }, at: expect.any(String) }, status: "ok" }],
+      ["1", "3", "room:5", "phx_reply", { response: { n: 1 }, status: "ok" }],
+    ]);
+    ws.close();
+  });
+
   it("serves a compressed socket with uncompressed pushes; the client's inflate context stays intact", async () => {
     sidecar = await startSidecar({ upstream: app.url, adminToken: TOKEN });
     await operatorInterval(sidecar);
