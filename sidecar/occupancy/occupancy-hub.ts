@@ -71,6 +71,8 @@ interface SocketState {
 export class OccupancyHub {
   private policy: OccupancyPush | null = null;
   private matchers: ((topic: string) => boolean)[] = [];
+  /** Per live topic, the indices of the exposed globs it matches (rebuilt at each /stats; reset with the globs). */
+  private globsOf = new Map<string, number[]>();
   /** Ends the pushed policy when its lease runs out without a refresh. */
   private expiry: NodeJS.Timeout | null = null;
   private readonly groups = new Map<string, SubscriberGroup>();
@@ -111,9 +113,11 @@ export class OccupancyHub {
     }
     if (push === null) {
       this.matchers = [];
+      this.globsOf = new Map();
       this.closeAll();
       return;
     }
+    if (policyChanged) this.globsOf = new Map();
     this.matchers = push.expose.map((g) => picomatch(g, { dot: true, nonegate: true, bash: true }));
     // Subscribers asked under the old policy: whoever asks for what is no longer exposed is closed.
     if (policyChanged) for (const g of [...this.groups.values()]) if (this.check(g.request) !== null) this.closeGroup(g);
@@ -168,13 +172,14 @@ export class OccupancyHub {
     const expose = this.policy!.expose;
     const globs = new Float64Array(expose.length);
     const matched: [string, number][] = [];
+    // Globs run once per topic while it lives (the ledger's own rule), not once per scrape.
+    const previous = this.globsOf;
+    this.globsOf = new Map();
     for (const [topic, n] of topics) {
-      let hit = false;
-      for (let i = 0; i < expose.length; i++) if (this.matchers[i]!(topic)) {
-          globs[i] = globs[i]! + n;
-          hit = true;
-        }
-      if (hit && topic.length <= MAX_TOPIC_NAME_LENGTH) matched.push([topic, n]);
+      const hits = previous.get(topic) ?? this.matchers.flatMap((m, i) => (m(topic) ? [i] : []));
+      this.globsOf.set(topic, hits);
+      for (const i of hits) globs[i] = globs[i]! + n;
+      if (hits.length > 0 && topic.length <= MAX_TOPIC_NAME_LENGTH) matched.push([topic, n]);
     }
     const out = Object.create(null) as Record<string, number>;
     expose.forEach((g, i) => (out[g] = globs[i]!));

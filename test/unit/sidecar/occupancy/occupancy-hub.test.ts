@@ -114,6 +114,9 @@ describe("OccupancyHub", () => {
     expect(h.localCounts([["room:1", 2]])).toBeUndefined();
     h.configure(push({}), 60);
     expect({ ...h.localCounts([["room:1", 2], ["room:2", 1], ["lobby", 4], ["user:9", 3]]) }).toEqual({ "room:*": 3, lobby: 4, "room:1": 2, "room:2": 1 });
+    // New globs: every topic is matched again, not from what the old ones matched.
+    h.configure({ ...push({}), expose: ["user:*"] }, 60);
+    expect({ ...h.localCounts([["room:1", 2], ["user:9", 3]]) }).toEqual({ "user:*": 3, "user:9": 3 });
   });
 });
 
