@@ -146,6 +146,7 @@ describe("the virtual topic connmeter:occupancy", () => {
     expect(app.count()).toBe(0);
     const r = await fetch(`${sidecar.adminUrl}/occupancy?topics=secret:1`);
     expect(r.status).toBe(403);
+    expect(await (await fetch(`${sidecar.adminUrl}/metrics`)).text()).toContain("connmeter_occupancy_joins_refused_total 3");
   });
 
   it("answers a raw vsn 1 client with its refs as sent, and GET /occupancy with the same counts", async () => {
