@@ -131,6 +131,7 @@ export class OccupancyHub {
   onClientMessage(client: VirtualClient, msg: PhoenixMessage, text: string | null): Buffer[] {
     const m = readVirtualMessage(msg, text, client.vsn);
     if (m.event === EVENT_JOIN) return this.join(client, m, text === null);
+    // A leave needs no params: a binary or over-long one is answered from the scanner's refs.
     if (m.event === EVENT_LEAVE) return this.leave(client, m);
     if (m.ref === null || m.ref === undefined) return [];
     return [frame(replyText(client.vsn, m, "error", refusalResponse({ reason: "unsupported_event", detail: `connmeter:occupancy takes only phx_join and phx_leave, not ${m.event}` })))];
@@ -202,9 +203,9 @@ export class OccupancyHub {
     this.configure(null);
   };
 
-  private join(client: VirtualClient, m: VirtualMessage, truncated: boolean): Buffer[] {
+  private join(client: VirtualClient, m: VirtualMessage, binary: boolean): Buffer[] {
     const state = this.socketState(client);
-    const refusal = this.admitJoin(state, m.payload, truncated);
+    const refusal = this.admitJoin(state, m.payload, binary);
     if ("reason" in refusal) {
       this.counters.refused++;
       return [frame(replyText(client.vsn, m, "error", refusalResponse(refusal)))];
@@ -221,10 +222,12 @@ export class OccupancyHub {
     return out;
   }
 
-  private admitJoin(state: SocketState, params: unknown, truncated: boolean): Refusal | { request: OccupancyRequest; payload: OccupancyPayload } {
+  private admitJoin(state: SocketState, params: unknown, binary: boolean): Refusal | { request: OccupancyRequest; payload: OccupancyPayload } {
     if (!this.enabled) return { reason: "not_enabled", detail: "the ConnectionPolicy of this workload has no spec.occupancy (or the operator has not pushed it yet)" };
     if (!this.takeToken(state)) return { reason: "rate_limited", detail: `at most ${JOIN_BURST} joins of connmeter:occupancy at once per socket, then one every ${JOIN_REFILL_MS / 1000}s` };
-    const request = OccupancyHub.parseParams(truncated ? undefined : params);
+    if (binary) return { reason: "bad_params", detail: "join connmeter:occupancy with a JSON (text) message; binary ones are not read" };
+    // Params that could not be read come from a message cut at its first 4 KiB.
+    const request = OccupancyHub.parseParams(params);
     if ("reason" in request) return request;
     const answer = this.answer(request);
     return "reason" in answer ? answer : { request, payload: answer };

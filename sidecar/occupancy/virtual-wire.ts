@@ -3,8 +3,9 @@ import { VSN_2, type PhoenixMessage, type PhoenixVsn } from "../phoenix/message.
 
 /**
  * A client message on the virtual topic, read from its text: refs exactly as the client sent
- * them (a JSON value Phoenix echoes back unchanged) and the payload. `text` is null when the
- * message was longer than the decoder captures; then the scanner's canonical refs are used.
+ * them (a JSON value Phoenix echoes back unchanged) and the payload. When `text` is null (a
+ * binary message) or does not parse (cut at the decoder's cap), the scanner's canonical refs
+ * are used and the payload is undefined.
  */
 export interface VirtualMessage {
   joinRef: unknown;

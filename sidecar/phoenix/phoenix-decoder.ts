@@ -28,7 +28,7 @@ export interface PhoenixMessageHandler {
    * them, whatever its event, goes to {@link onVirtualMessage} instead of the other callbacks.
    */
   servesVirtualTopic?(): boolean;
-  /** A client message on the virtual topic, with its text (null when longer than {@link MAX_VIRTUAL_MESSAGE_BYTES}, or binary). */
+  /** A client message on the virtual topic, with its text (its first {@link MAX_VIRTUAL_MESSAGE_BYTES} bytes; null when binary). */
   onVirtualMessage?(msg: PhoenixMessage, text: string | null): void;
 }
 
@@ -89,7 +89,8 @@ export class PhoenixDecoder implements MessageSink {
     else outcome = this.endJson(this.json!);
     const undecided = !this.binary && this.json!.undecided;
     if (outcome === VIRTUAL || (outcome === RELEVANT && this.binary && this.isVirtual())) {
-      const text = this.capture !== null && this.captured <= MAX_VIRTUAL_MESSAGE_BYTES ? this.capture.toString("utf8", 0, this.captured) : null;
+      // A message past the cap comes cut at it (its JSON then does not parse); a binary one comes as null.
+      const text = this.capture === null ? null : this.capture.toString("utf8", 0, Math.min(this.captured, MAX_VIRTUAL_MESSAGE_BYTES));
       this.release();
       this.handler.onVirtualMessage!(MESSAGE, text);
       return;

@@ -149,6 +149,17 @@ describe("the virtual topic connmeter:occupancy", () => {
     expect(await (await fetch(`${sidecar.adminUrl}/metrics`)).text()).toContain("connmeter_occupancy_joins_refused_total 3");
   });
 
+  it("refuses a join whose message is over 4 KiB without reading it whole, and the app never sees it", async () => {
+    sidecar = await startSidecar({ upstream: app.url, adminToken: TOKEN });
+    const s = await client();
+    await operatorInterval(sidecar);
+    const topics = Array.from({ length: 300 }, (_, i) => `room:${"x".repeat(20)}${i}`);
+    expect(await joinOccupancy(s.channel("connmeter:occupancy", { topics })))
+      .toMatchObject({ status: "error", response: { reason: "too_many_topics" } });
+    expect(await joinOccupancy(s.channel("connmeter:occupancy", { topics: ["room:1"] }))).toMatchObject({ status: "ok" });
+    expect(app.count()).toBe(0);
+  });
+
   it("answers a raw vsn 1 client with its refs as sent, and GET /occupancy with the same counts", async () => {
     sidecar = await startSidecar({ upstream: app.url, adminToken: TOKEN });
     const a = await client();

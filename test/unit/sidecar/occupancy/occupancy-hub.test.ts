@@ -130,3 +130,15 @@ describe("parseOccupancyPush", () => {
     expect(parseOccupancyPush({ ...push({ "room:*": -1 }) })).toMatch(/counts\["room:\*"\] must be a count/);
   });
 });
+
+describe("OccupancyHub: messages it cannot read", () => {
+  it("refuses a join cut at the capture cap as too long, and a binary one as bad_params, with the scanner's refs", () => {
+    const h = new OccupancyHub(() => 0);
+    h.configure(push({}), 60);
+    const c = new Client();
+    const cut = joinText({ topics: Array.from({ length: 400 }, (_, i) => `room:${i}`) }).slice(0, 4096);
+    expect(text(h.onClientMessage(c, msg("phx_join", "4", "4"), cut)[0]!)).toMatchObject(["4", "4", "connmeter:occupancy", "phx_reply", { status: "error", response: { reason: "too_many_topics" } }]);
+    expect(text(h.onClientMessage(c, msg("phx_join", "5", "5"), null)[0]!)).toMatchObject(["5", "5", "connmeter:occupancy", "phx_reply", { status: "error", response: { reason: "bad_params" } }]);
+    h.close();
+  });
+});
