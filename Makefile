@@ -69,9 +69,10 @@ demo: demo-cluster ## the local demo: the whole story on the local Kubernetes cl
 demo-sidecar: build ## the quick demo (~5 s): Phoenix test app + sidecar + 120 official phoenix clients, no cluster
 	node dist/test/support/demo.js
 
-bench: build ## benchmarks: direct vs sidecar vs nginx (installs nginx with apt-get if missing), the frame reader vs ws, one operator cycle over 1,000 sidecars, informer heap per pod
+bench: build ## benchmarks: direct vs sidecar vs nginx (installs nginx with apt-get if missing), the frame reader vs ws, occupancy fan-out to 10,000 subscribers, one operator cycle over 1,000 sidecars, informer heap per pod
 	bash bench/run.sh
 	node dist/bench/frame-reader.bench.js
+	node dist/bench/occupancy-bench.js
 	node dist/bench/operator-bench.js
 	node --expose-gc dist/bench/informer-heap-bench.js
 

@@ -9,6 +9,7 @@ import { PushedConfig } from "./admin/pushed-config.js";
 import type { HostPort } from "./cli-flags.js";
 import { Admission, REFUSE_REASONS, REFUSE_UPSTREAM, type Limits, type Refusal } from "./limits/admission.js";
 import { LongPollTracker } from "./longpoll/longpoll-tracker.js";
+import { OccupancyHub } from "./occupancy/occupancy-hub.js";
 import { vsnFromUrl } from "./phoenix/message.js";
 import { ProxyServer } from "./proxy/http-proxy.js";
 import { endWithText } from "./proxy/raw-http.js";
@@ -64,6 +65,8 @@ export class Sidecar implements ConnectionObserver {
   readonly longpoll: LongPollTracker;
   /** Limits and topic groups pushed by PUT /config, and when they fall back to the flags. */
   readonly config: PushedConfig;
+  /** The virtual topic connmeter:occupancy and GET /occupancy (issue 17), from the operator's pushes. */
+  readonly occupancy: OccupancyHub;
   /** Accepted upgrades, refused upgrades by reason, unparsed messages by direction. */
   readonly counters = {
     accepted: 0,
@@ -99,6 +102,7 @@ export class Sidecar implements ConnectionObserver {
 
   constructor(private readonly options: SidecarOptions) {
     this.now = options.now ?? Date.now;
+    this.occupancy = new OccupancyHub(this.now);
     this.ledger = new ChannelLedger(new TopicGroups(options.topics));
     const awaitBudgetSeconds = options.awaitBudgetSeconds ?? 0;
     this.admission = new Admission(options.limits, this.now, awaitBudgetSeconds);
@@ -119,7 +123,8 @@ export class Sidecar implements ConnectionObserver {
       onWebSocketOpen: (url, client, upstream, extensions) => this.onWebSocketOpen(url, client, upstream, extensions),
       onUpstreamError: (upgrade) => (upgrade ? this.countRejected(REFUSE_UPSTREAM) : this.counters.httpUpstreamErrors++),
       onUpgradeSettled: () => this.upgradesInFlight--,
-      refusesJoins: () => this.ledger.hasBudgets,
+      // Joins may be refused, or virtual-topic messages cut: the client must compress without context takeover.
+      refusesJoins: () => this.ledger.hasBudgets || this.occupancy.enabled,
       longpoll: this.longpoll,
     });
     this.maxHandshakes = options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES;
@@ -204,7 +209,14 @@ export class Sidecar implements ConnectionObserver {
       unparsedMessages: this.counters.unparsedFromClient + this.counters.unparsedFromServer,
       uninspectedConnections: this.counters.uninspectedConnections,
       awaitingBudget: this.admission.isAwaitingBudget,
+      ...this.occupancyStats(),
     };
+  }
+
+  /** The virtual topic's part of /stats: its subscribers apart, and this pod's exposed counts. */
+  private occupancyStats(): Pick<Stats, "occupancySubscribers" | "occupancy"> {
+    const counts = this.occupancy.localCounts(this.ledger.topics());
+    return { occupancySubscribers: this.occupancy.subscriberCount, ...(counts === undefined ? {} : { occupancy: counts }) };
   }
 
   /**
@@ -226,6 +238,7 @@ export class Sidecar implements ConnectionObserver {
   async close(): Promise<void> {
     clearTimeout(this.awaitBudgetTimer);
     this.config.close();
+    this.occupancy.close();
     for (const c of this.connections) c.destroy();
     this.longpoll.close();
     this.proxy.close();
@@ -293,7 +306,7 @@ export class Sidecar implements ConnectionObserver {
   private onWebSocketOpen(url: string | undefined, client: Duplex, upstream: Duplex, extensions: string | undefined): void {
     const channels = this.ledger.openSocket(KIND_WEBSOCKET);
     const nowMs = this.now();
-    const connection = new TappedConnection(client, upstream, channels, vsnFromUrl(url), parseDeflateExtension(extensions), this, nowMs);
+    const connection = new TappedConnection(client, upstream, channels, vsnFromUrl(url), parseDeflateExtension(extensions), this, nowMs, this.occupancy);
     this.connections.add(connection);
     this.openedAtSumMs += nowMs;
     this.counters.accepted++;

@@ -13,6 +13,8 @@ export interface SidecarSample {
   longpoll: number;
   /** Joined channels per topic group or topic, as the sidecar reports them. */
   topics: Record<string, number>;
+  /** Joined channels per exposed glob and matching topic (spec.occupancy), once the sidecar was told the globs. */
+  occupancy?: Record<string, number>;
 }
 
 /** One pod of the target as the reconciler sees it. */

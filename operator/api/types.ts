@@ -64,6 +64,31 @@ export interface LimitsSpec {
   rejectAtPercent?: number;
 }
 
+// --- spec.occupancy (issue 17) ---
+/** spec.occupancy as written: which counts the sidecar may reveal to the app and its clients. */
+export interface OccupancySpec {
+  /** Topic globs clients may read counts of (a listed glob, or a topic one matches). */
+  expose?: string[];
+  /** Whether total connections and channels may be read. */
+  totals?: boolean;
+  /** Least seconds between two pushes to a subscriber; default the scrape interval. */
+  intervalSeconds?: number;
+}
+
+/** spec.occupancy with defaults applied. */
+export interface OccupancyPolicy {
+  expose: string[];
+  totals: boolean;
+  intervalSeconds: number;
+}
+
+/** spec.occupancy with its defaults (the interval defaults to the scrape interval); undefined when absent. */
+export function occupancyWithDefaults(o: OccupancySpec | undefined, scrapeIntervalSeconds: number): OccupancyPolicy | undefined {
+  if (o === undefined) return undefined;
+  return { expose: [...(o.expose ?? [])], totals: o.totals ?? false, intervalSeconds: o.intervalSeconds ?? scrapeIntervalSeconds };
+}
+// --- end spec.occupancy ---
+
 /** spec with the CRD's defaults applied (the API server applies them; we apply them again for safety). */
 export interface PolicySpec {
   targetRef: { apiVersion: string; kind: TargetKind; name: string };
@@ -72,6 +97,8 @@ export interface PolicySpec {
   topics: TopicGroupSpec[];
   limits: LimitsSpec;
   scaling: ScalingSpec | undefined;
+  /** spec.occupancy (issue 17); absent = the virtual topic and GET /occupancy reveal nothing. */
+  occupancy?: OccupancyPolicy;
 }
 
 export type ConditionStatus = "True" | "False" | "Unknown";
@@ -150,7 +177,8 @@ export interface ConnectionPolicy {
     finalizers?: string[];
   };
   /** As written: the API server fills in the CRD's defaults, and withDefaults again. */
-  spec: Partial<Omit<PolicySpec, "scaling">> & {
+  spec: Partial<Omit<PolicySpec, "scaling" | "occupancy">> & {
+    occupancy?: OccupancySpec;
     targetRef: PolicySpec["targetRef"];
     scaling?: Partial<ScalingSpec> & Pick<ScalingSpec, "maxReplicas" | "targetConnectionsPerPod">;
   };
@@ -215,6 +243,7 @@ export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {
     scrapeIntervalSeconds: spec.scrapeIntervalSeconds ?? 5,
     topics: spec.topics ?? [],
     limits: spec.limits ?? {},
+    ...(spec.occupancy === undefined ? {} : { occupancy: occupancyWithDefaults(spec.occupancy, spec.scrapeIntervalSeconds ?? 5) }),
     scaling: s?.maxReplicas === undefined || s.targetConnectionsPerPod === undefined
       ? undefined
       : {

@@ -24,6 +24,8 @@ import { writeScale, type ScaleWriteResult } from "./scale-write.js";
 import { selectorMatches } from "./selector.js";
 import { scrapeTargets, startProblems } from "./target-pods.js";
 import { canonicalJson } from "./canonical-json.js";
+import { occupancyPush, occupancySnapshot } from "../aggregate/occupancy.js";
+import type { OccupancyPush } from "../../sidecar/admin/contract.js";
 import { setCondition } from "./conditions.js";
 
 export interface ReconcilerDeps {
@@ -106,10 +108,13 @@ export class Reconciler {
       const pods = target ? scrapeTargets(this.deps.caches.pods, namespace, target) : [];
       await mem.samples.scrape(pods, (t) => this.fetchStats(t, spec, intervalMs, { namespace, policy: key }), now);
       mem.lastScrapeMs = now;
-      const agg = aggregate(mem.samples.observations(pods, now, intervalMs), spec.topics);
+      const observations = mem.samples.observations(pods, now, intervalMs);
+      const agg = aggregate(observations, spec.topics);
+      // spec.occupancy (issue 17): the exposed part of this scrape's counts goes out with the push, so sidecars are at most one interval plus one push behind.
+      const occupancy = spec.occupancy && occupancyPush(spec.occupancy, occupancySnapshot(spec.occupancy, observations, agg, new Date(now)));
       // Two policies on one workload would push budgets and scale against each other: the older acts, the other meters.
       const older = target ? this.olderPolicyOnTarget(policy) : undefined;
-      if (target && !older) await this.pushBudgets(policy, spec, pods, agg, mem, intervalMs, now);
+      if (target && !older) await this.pushBudgets(policy, spec, pods, agg, mem, intervalMs, now, occupancy);
       const scaling = !target ? undefined
         : older ? { mode: "policyConflict" as const, current: target.spec?.replicas ?? 1, policy: older }
           : await this.ensureScale(policy, spec, target, pods, agg, mem, now);
@@ -282,7 +287,7 @@ export class Reconciler {
    * longer sets is lifted by resetting the sidecar to its flags first. A failed push is
    * remembered (the pod's budget stays reserved, and LimitsApplied says so).
    */
-  private async pushBudgets(policy: ConnectionPolicy, spec: PolicySpec, pods: ScrapeTarget[], agg: Aggregate, mem: PolicyMemory, intervalMs: number, now: number): Promise<void> {
+  private async pushBudgets(policy: ConnectionPolicy, spec: PolicySpec, pods: ScrapeTarget[], agg: Aggregate, mem: PolicyMemory, intervalMs: number, now: number, occupancy: OccupancyPush | undefined): Promise<void> {
     const budgetPods: BudgetPod[] = pods.map((p) => ({
       name: p.name,
       fresh: mem.samples.isFresh(p.name),
@@ -293,7 +298,8 @@ export class Reconciler {
       inForce: mem.samples.inForce(p.name, now),
       everPushed: mem.samples.pushed(p.name) !== undefined,
     }));
-    const plan = planBudgets(spec, budgetPods, budgetTtlSeconds(intervalMs));
+    const plan = planBudgets(spec, budgetPods, budgetTtlSeconds(intervalMs))
+      .map((p) => (occupancy ? { ...p, config: { ...p.config, occupancy } } : p));
     const ip = new Map(pods.map((p) => [p.name, p.ip]));
     const scope: SidecarScope = { namespace: policy.metadata.namespace, policy: policyKey(policy.metadata.namespace, policy.metadata.name) };
     const push = async (name: string, config: SidecarConfig): Promise<boolean> => {
@@ -488,7 +494,8 @@ function splitKey(key: string): [string, string] {
 function liftsAField(before: SidecarConfig, next: SidecarConfig): boolean {
   return (before.maxConnections !== undefined && next.maxConnections === undefined)
     || (before.rejectAtPercent !== undefined && next.rejectAtPercent === undefined)
-    || (before.topics !== undefined && next.topics === undefined);
+    || (before.topics !== undefined && next.topics === undefined)
+    || (before.occupancy !== undefined && before.occupancy !== null && next.occupancy === undefined);
 }
 
 export function policyRef(policy: ConnectionPolicy): ObjectRef {

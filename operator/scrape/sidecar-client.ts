@@ -5,7 +5,7 @@
 // what a sidecar may answer.
 import { Agent, type Dispatcher } from "undici";
 import {
-  MAX_STATS_BYTES, MAX_STATS_TOPICS, MAX_TOPIC_NAME_LENGTH, OTHER_TOPICS, bearer, isCount, type ConfigPush,
+  MAX_STATS_BYTES, MAX_STATS_TOPICS, MAX_TOPIC_NAME_LENGTH, OTHER_TOPICS, bearer, isCount, parseOccupancyCounts, type ConfigPush,
 } from "../../sidecar/admin/contract.js";
 import type { SidecarSample } from "../aggregate/aggregate.js";
 import { DeadEndpoints } from "./dead-endpoints.js";
@@ -263,5 +263,12 @@ export function parseStats(doc: unknown, where: string): SidecarSample {
       topics[key] = (topics[key] ?? 0) + v;
     }
   }
-  return { connections: count(d, "connections", where, true), channels: count(d, "channels", where, true), longpoll: count(d, "longpoll", where, false), topics };
+  const sample: SidecarSample = { connections: count(d, "connections", where, true), channels: count(d, "channels", where, true), longpoll: count(d, "longpoll", where, false), topics };
+  // --- occupancy (issue 17): optional; a sidecar from before it has none ---
+  if (d.occupancy !== undefined) {
+    const occupancy = parseOccupancyCounts(d.occupancy, `/stats of ${where}: occupancy`);
+    if (typeof occupancy === "string") throw new SidecarError("bad_stats", occupancy);
+    sample.occupancy = occupancy;
+  }
+  return sample;
 }

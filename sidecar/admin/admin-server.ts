@@ -20,8 +20,13 @@
  *                  `Authorization: Bearer $CONNMETER_ADMIN_TOKEN`; answers like GET /config.
  *                  `connectionBudget` is the pod's share of a cluster cap (0 admits nobody new)
  *   DELETE /config back to the flags' values at once (a deleted policy's budgets); same token
+ *   GET /occupancy?topics=room:42,room:*[&nodes=true]
+ *                  the cluster-wide counts spec.occupancy exposes, as the virtual topic
+ *                  connmeter:occupancy pushes them: {total?, topics: {}, nodes?: {}, at}; no token
+ *                  (it serves only what the policy exposes); 404 when occupancy is not enabled,
+ *                  403 naming a topic outside spec.occupancy.expose, 400 for a bad query
  *
- * /metrics, /healthz and /readyz stay open (Prometheus and the kubelet carry no token).
+ * /metrics, /healthz, /readyz and /occupancy stay open (Prometheus and the kubelet carry no token).
  */
 import { timingSafeEqual } from "node:crypto";
 import { once } from "node:events";
@@ -35,6 +40,7 @@ import type { HostPort, Sidecar } from "../sidecar.js";
 import { ADMIN_TOKEN_ENV, ADMIN_TOKEN_SECRET, bearerToken } from "./contract.js";
 import { parseConfigUpdate } from "./config-update.js";
 import { CachedMetrics } from "./metrics.js";
+import { OccupancyHub, type OccupancyRequest, type Refusal } from "../occupancy/occupancy-hub.js";
 
 const MAX_CONFIG_BYTES = 1024 * 1024;
 /**
@@ -104,8 +110,10 @@ export class AdminServer {
         return this.putConfig(req, res);
       case "DELETE /config":
         return this.deleteConfig(req, res);
+      case "GET /occupancy":
+        return this.occupancy(req, res);
       default:
-        return send(res, 404, { error: `no such endpoint ${key}; see GET /healthz /readyz /stats /metrics /config, PUT /config` });
+        return send(res, 404, { error: `no such endpoint ${key}; see GET /healthz /readyz /stats /metrics /config /occupancy, PUT /config` });
     }
   }
 
@@ -140,9 +148,17 @@ export class AdminServer {
     return false;
   }
 
+  private occupancy(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const request = occupancyQuery(req.url ?? "/");
+    const answer = "reason" in request ? request : this.sidecar.occupancy.answer(request);
+    if ("reason" in answer) return send(res, REFUSAL_STATUS[answer.reason], { error: answer.detail, reason: answer.reason, ...(answer.topic ? { topic: answer.topic } : {}) });
+    send(res, 200, answer);
+  }
+
   private deleteConfig(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (!this.authorized(req, res)) return;
     this.sidecar.config.reset();
+    this.sidecar.occupancy.configure(null);
     send(res, 200, this.currentConfig());
   }
 
@@ -154,10 +170,26 @@ export class AdminServer {
     const update = parseConfigUpdate(body, this.sidecar.admission.current);
     if (!update.ok) return send(res, 400, { error: update.error });
     this.sidecar.config.push(update.limits, update.topics, update.ttlSeconds);
+    if (update.occupancy !== undefined) this.sidecar.occupancy.configure(update.occupancy, update.ttlSeconds);
     this.sidecar.admission.budgetReceived();
     return send(res, 200, this.currentConfig());
   }
 }
+
+// --- GET /occupancy (issue 17) ---
+/** `?topics=a,b&topics=c&nodes=true`: the same request as the virtual topic's join params. */
+function occupancyQuery(url: string): OccupancyRequest | Refusal {
+  const q = new URL(url, "http://admin").searchParams;
+  const topics = q.getAll("topics").flatMap((t) => t.split(",")).filter((t) => t !== "");
+  const nodes = q.get("nodes");
+  if (nodes !== null && nodes !== "true" && nodes !== "false") return { reason: "bad_params", detail: "nodes must be true or false" };
+  return OccupancyHub.parseParams({ topics, nodes: nodes === "true" });
+}
+
+const REFUSAL_STATUS: Record<Refusal["reason"], number> = {
+  not_enabled: 404, not_exposed: 403, too_many_topics: 400, bad_params: 400, rate_limited: 429, unsupported_event: 400,
+};
+// --- end GET /occupancy ---
 
 function bearerMatches(header: string | undefined, token: string): boolean {
   const given = Buffer.from(bearerToken(header));

@@ -1,9 +1,10 @@
 import type { TopicGroupSpec } from "../ledger/topic-groups.js";
 import type { Limits } from "../limits/admission.js";
-import { MAX_TTL_SECONDS } from "./contract.js";
+import { parseOccupancyPush } from "../occupancy/occupancy-push.js";
+import { MAX_TTL_SECONDS, type OccupancyPush } from "./contract.js";
 
 export type ConfigUpdate =
-  | { ok: true; limits: Limits; topics: TopicGroupSpec[] | undefined; ttlSeconds: number | undefined }
+  | { ok: true; limits: Limits; topics: TopicGroupSpec[] | undefined; ttlSeconds: number | undefined; occupancy?: OccupancyPush | null }
   | { ok: false; error: string };
 
 export { MAX_TTL_SECONDS };
@@ -29,7 +30,7 @@ export function parseConfigUpdate(body: string, current: Limits): ConfigUpdate {
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return { ok: false, error: "body must be a JSON object" };
   const input = doc as Record<string, unknown>;
-  const known = new Set([...Object.keys(LIMIT_FIELDS), "connectionBudget", "topics", "ttlSeconds"]);
+  const known = new Set([...Object.keys(LIMIT_FIELDS), "connectionBudget", "topics", "ttlSeconds", "occupancy"]);
   const unknown = Object.keys(input).filter((k) => !known.has(k));
   if (unknown.length > 0) return { ok: false, error: `unknown field(s) ${unknown.join(", ")}; allowed: ${[...known].join(", ")}` };
   const limits: Limits = { ...current };
@@ -52,9 +53,13 @@ export function parseConfigUpdate(body: string, current: Limits): ConfigUpdate {
   if (ttlSeconds !== undefined && (typeof ttlSeconds !== "number" || !Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > MAX_TTL_SECONDS)) {
     return { ok: false, error: `ttlSeconds must be an integer in 1..${MAX_TTL_SECONDS} (omit it for values that hold until replaced), got ${JSON.stringify(ttlSeconds)}` };
   }
-  if (input.topics === undefined) return { ok: true, limits, topics: undefined, ttlSeconds };
+  // --- occupancy (issue 17): absent keeps what is in force, null lifts it ---
+  const occupancy = input.occupancy === undefined ? undefined : parseOccupancyPush(input.occupancy);
+  if (typeof occupancy === "string") return { ok: false, error: occupancy };
+  const withOccupancy = occupancy === undefined ? {} : { occupancy };
+  if (input.topics === undefined) return { ok: true, limits, topics: undefined, ttlSeconds, ...withOccupancy };
   const topics = parseTopics(input.topics);
-  return typeof topics === "string" ? { ok: false, error: topics } : { ok: true, limits, topics, ttlSeconds };
+  return typeof topics === "string" ? { ok: false, error: topics } : { ok: true, limits, topics, ttlSeconds, ...withOccupancy };
 }
 
 /** Topic groups from config or flags; a string is the error. */

@@ -9,6 +9,7 @@
  * sidecar owns the API, and the operator image already carries dist/sidecar for it.
  */
 import { OTHER_TOPICS, TopicGroups, type TopicGroupSpec } from "../ledger/topic-groups.js";
+import { OCCUPANCY_TOPIC } from "../phoenix/message.js";
 
 export { OTHER_TOPICS, TopicGroups, type TopicGroupSpec };
 
@@ -30,6 +31,14 @@ export interface Stats {
   uninspectedConnections: number;
   /** New upgrades are refused until the operator's first push (--await-budget-seconds). */
   awaitingBudget: boolean;
+  /** Sockets subscribed to the virtual topic (issue 17); never part of `channels` or `topics`. */
+  occupancySubscribers?: number;
+  /**
+   * Joined channels on this pod per exposed glob (the sum over its topics) and per topic an
+   * exposed glob matches (at most {@link MAX_OCCUPANCY_KEYS}); present once the operator pushed
+   * `occupancy`. The operator sums them into the cluster counts it pushes back.
+   */
+  occupancy?: Record<string, number>;
 }
 
 /** `PUT /config`: what the operator pushes to one sidecar; every field but `ttlSeconds` optional. */
@@ -44,7 +53,63 @@ export interface ConfigPush {
   topics?: TopicGroupSpec[];
   /** Seconds the pushed values hold without a refresh; then the sidecar falls back to its flags. */
   ttlSeconds: number;
+  /** spec.occupancy and the newest cluster counts (issue 17); null lifts it, absent keeps it. */
+  occupancy?: OccupancyPush | null;
 }
+
+// --- occupancy (issue 17): what the operator pushes for the virtual topic and GET /occupancy ---
+
+export { OCCUPANCY_TOPIC };
+/** The event of the sidecar's pushes on {@link OCCUPANCY_TOPIC}. */
+export const OCCUPANCY_EVENT = "occupancy";
+/** Globs of spec.occupancy.expose at most (the CRD's maxItems). */
+export const MAX_OCCUPANCY_EXPOSE = 32;
+/** Keys (globs and topics) of one pod's `/stats` occupancy and of a pushed snapshot's counts, at most. */
+export const MAX_OCCUPANCY_KEYS = 1000;
+/** Nodes in a pushed snapshot, at most (the status's own bound). */
+export const MAX_OCCUPANCY_NODES = 200;
+
+/** Counts of one node: its sidecars' sums. */
+export interface OccupancyNode {
+  name: string;
+  /** Present only with spec.occupancy.totals. */
+  connections?: number;
+  channels?: number;
+  /** Per exposed glob only (a per-node, per-topic list would be unbounded). */
+  counts: Record<string, number>;
+}
+
+/** The exposed part of the operator's aggregate, as measured at `at`. */
+export interface OccupancySnapshot {
+  /** ISO 8601 time of the scrape the counts come from. */
+  at: string;
+  /** Present only with spec.occupancy.totals. */
+  total?: { connections: number; channels: number };
+  /** Cluster-wide joined channels per exposed glob and per topic one matches (busiest first, bounded). */
+  counts: Record<string, number>;
+  nodes: OccupancyNode[];
+}
+
+/** `PUT /config` field `occupancy`: the policy (spec.occupancy with defaults) and, once measured, the counts. */
+export interface OccupancyPush {
+  expose: string[];
+  totals: boolean;
+  intervalSeconds: number;
+  snapshot?: OccupancySnapshot;
+}
+/** An object of at most {@link MAX_OCCUPANCY_KEYS} counts keyed by topic or glob, made without a prototype; a string is the error. */
+export function parseOccupancyCounts(value: unknown, where: string): Record<string, number> | string {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return `${where} must be an object of counts`;
+  const entries = Object.entries(value);
+  if (entries.length > MAX_OCCUPANCY_KEYS) return `${where} has ${entries.length} entries, over ${MAX_OCCUPANCY_KEYS}`;
+  const out = Object.create(null) as Record<string, number>;
+  for (const [k, v] of entries) {
+    if (k.length === 0 || k.length > MAX_TOPIC_NAME_LENGTH || !isCount(v)) return `${where}[${JSON.stringify(k.slice(0, 80))}] must be a count under a topic name`;
+    out[k] = v;
+  }
+  return out;
+}
+// --- end occupancy ---
 
 /**
  * Longest `ttlSeconds` a PUT may carry: the largest delay a Node timer can wait (2^31-1 ms).

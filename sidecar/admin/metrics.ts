@@ -33,6 +33,14 @@ export function createMetrics(sidecar: Sidecar): Registry {
     },
   });
   new Gauge({
+    name: "connmeter_occupancy_subscribers",
+    help: "Sockets subscribed to the virtual topic connmeter:occupancy (served by the sidecar; never in connmeter_channels).",
+    registers: [registry],
+    collect() {
+      this.set(sidecar.occupancy.subscriberCount);
+    },
+  });
+  new Gauge({
     name: "connmeter_max_connections",
     help: "Connection cap of this pod (0 = none).",
     registers: [registry],
@@ -67,6 +75,17 @@ export function createMetrics(sidecar: Sidecar): Registry {
   counterFrom(registry, "connmeter_handshakes_refused_total", "New connections closed at once because --max-handshakes sockets were still sending a request head.", [], () => [
     [{}, sidecar.counters.handshakesRefused],
   ]);
+  // --- occupancy (issue 17) ---
+  counterFrom(registry, "connmeter_occupancy_pushes_total", "Pushes of event occupancy written to subscribers of connmeter:occupancy.", [], () => [
+    [{}, sidecar.occupancy.counters.pushes],
+  ]);
+  counterFrom(registry, "connmeter_occupancy_encodes_total", "Pushes of event occupancy encoded (one per distinct request per update, whatever the subscribers).", [], () => [
+    [{}, sidecar.occupancy.counters.encodes],
+  ]);
+  counterFrom(registry, "connmeter_occupancy_joins_refused_total", "Joins of connmeter:occupancy refused by the sidecar (not exposed, rate-limited, bad params).", [], () => [
+    [{}, sidecar.occupancy.counters.refused],
+  ]);
+  // --- end occupancy ---
   counterFrom(registry, "connmeter_connections_accepted_total", "WebSocket upgrades proxied to the app.", [], () => [[{}, sidecar.counters.accepted]]);
   counterFrom(registry, "connmeter_connections_rejected_total", "WebSocket upgrades refused, by reason.", ["reason"], () =>
     [...sidecar.counters.rejected].map(([reason, n]) => [{ reason }, n]),

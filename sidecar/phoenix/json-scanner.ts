@@ -124,6 +124,11 @@ export class JsonMessageScanner {
     return this.fields.overflowed;
   }
 
+  /** Whether the topic is `topic` (compared as bytes, as {@link eventIsOneOf}). */
+  topicIs(topic: Buffer): boolean {
+    return this.fields.equals(TOPIC, topic);
+  }
+
   /** Whether the event is one of `events` (compared as bytes; decoded only if it had escapes). */
   eventIsOneOf(events: readonly Buffer[]): boolean {
     for (const e of events) if (this.fields.equals(EVENT, e)) return true;

@@ -24,6 +24,8 @@ export const EVENT_LEAVE = "phx_leave";
 export const EVENT_CLOSE = "phx_close";
 export const EVENT_ERROR = "phx_error";
 export const HEARTBEAT_TOPIC = "phoenix";
+/** The virtual topic the sidecar serves itself when spec.occupancy is set (issue 17); never relayed to the app. */
+export const OCCUPANCY_TOPIC = "connmeter:occupancy";
 
 /**
  * The canonical text of a ref or join_ref that is a JSON array or object (Phoenix keeps any

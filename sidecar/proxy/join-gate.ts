@@ -34,6 +34,16 @@ export class JoinGate {
     return this.held.length === 0;
   }
 
+  /**
+   * A chunk forwarded without being held (nothing could be cut then; call only while
+   * {@link empty}): the gate's offsets stay the stream's, so a cut decided later, once
+   * budgets or the virtual topic appear mid-connection, removes the right bytes.
+   */
+  passed(bytes: number): void {
+    this.heldStart += bytes;
+    this.received += bytes;
+  }
+
   /** Takes a client chunk; call {@link flush} after the reader has parsed it. */
   hold(chunk: Buffer): void {
     this.held.push(chunk);

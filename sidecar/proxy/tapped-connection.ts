@@ -6,6 +6,23 @@ import { FrameReader, type DeflateParams } from "../ws/frame-reader.js";
 import { encodeCloseFrame, encodeTextFrame } from "./frame-writer.js";
 import { JoinGate } from "./join-gate.js";
 
+/** The sidecar's server of the virtual topic (issue 17), as a connection sees it. */
+export interface VirtualTopicServer {
+  /** Client messages on the virtual topic are cut out of the relay and answered by the sidecar. */
+  readonly enabled: boolean;
+  /** Answers a client message on the virtual topic: the frames to write back. */
+  onClientMessage(client: TappedConnection, msg: PhoenixMessage, text: string | null): Buffer[];
+  /** The socket closed. */
+  dropSocket(client: TappedConnection): void;
+}
+
+/**
+ * Bytes waiting to be written to a client past which the sidecar's own pushes to it are
+ * skipped (the next one carries newer counts anyway): a client that does not read cannot make
+ * the sidecar hold its pushes.
+ */
+export const MAX_VIRTUAL_BACKLOG_BYTES = 256 * 1024;
+
 /** What a connection reports to the sidecar that owns it. */
 export interface ConnectionObserver {
   onUnparsed(fromClient: boolean): void;
@@ -59,7 +76,7 @@ export class TappedConnection implements PhoenixMessageHandler {
   private readonly s2c: FrameReader;
   private readonly c2sDecoder: PhoenixDecoder;
   private readonly s2cDecoder: PhoenixDecoder;
-  private readonly vsn: PhoenixVsn;
+  readonly vsn: PhoenixVsn;
   private readonly gate: JoinGate | null;
   /** Frames the sidecar writes to the client, waiting for the server stream to reach a message boundary. */
   private injections: Buffer[] | null = null;
@@ -89,6 +106,7 @@ export class TappedConnection implements PhoenixMessageHandler {
     deflate: DeflateParams | null,
     private readonly observer: ConnectionObserver,
     nowMs: number,
+    private readonly virtual: VirtualTopicServer | null = null,
   ) {
     this.openedAtMs = nowMs;
     this.c2sDecoder = new PhoenixDecoder(vsn, true, this);
@@ -169,6 +187,35 @@ export class TappedConnection implements PhoenixMessageHandler {
     }
   }
 
+  // --- virtual topic (issue 17) ---
+  servesVirtualTopic(): boolean {
+    return this.virtual !== null && this.virtual.enabled;
+  }
+
+  /**
+   * A client message on the virtual topic: cut out of the stream (the app never sees it, so it
+   * never counts against the app's channel limit) and answered by the sidecar. Only a message
+   * too long to hold, or on a socket whose client compresses with context takeover (opened
+   * before occupancy was enabled), cannot be cut: it reaches the app, which answers "unmatched
+   * topic" after the sidecar's reply, and the client drops that as a reply to an answered ref.
+   */
+  onVirtualMessage(msg: PhoenixMessage, text: string | null): void {
+    if (this.gate !== null && this.gate.canDropEndedMessage()) this.gate.dropEndedMessage();
+    for (const frame of this.virtual!.onClientMessage(this, msg, text)) this.injectToClient(frame);
+  }
+
+  /** A push of the virtual topic: uncompressed (RSV1 clear), so the client's inflate context is untouched. */
+  sendVirtual(frame: Buffer): void {
+    if (this.closed || this.goingAway || this.client.writableLength > MAX_VIRTUAL_BACKLOG_BYTES) return;
+    this.injectToClient(frame);
+  }
+
+  /** Client bytes are held until each message is decided: joins may be refused, or virtual-topic messages cut. */
+  private get holdsClientMessages(): boolean {
+    return this.channels.budgeted || this.servesVirtualTopic();
+  }
+  // --- end virtual topic ---
+
   onUndecided(): void {
     this.channels.noteUndecided(UNDECIDED_FIELD_TOO_LONG);
   }
@@ -208,8 +255,9 @@ export class TappedConnection implements PhoenixMessageHandler {
 
   private takeClientChunk(chunk: Buffer): void {
     const gate = this.gate;
-    if (gate === null || (gate.empty && !this.channels.budgeted)) {
+    if (gate === null || (gate.empty && !this.holdsClientMessages)) {
       // Nothing can be refused: forward first, parse second.
+      gate?.passed(chunk.length);
       if (!this.upstream.write(chunk)) this.client.pause();
       if (!this.c2s.push(chunk)) this.waitForReader(true);
       return;
@@ -224,7 +272,7 @@ export class TappedConnection implements PhoenixMessageHandler {
     const gate = this.gate;
     if (gate === null || gate.empty) return;
     // Without budgets nothing is refused, so nothing needs to wait.
-    const ok = this.channels.budgeted ? gate.flush() : gate.release();
+    const ok = this.holdsClientMessages ? gate.flush() : gate.release();
     if (!ok) this.client.pause();
   }
 
@@ -396,6 +444,7 @@ export class TappedConnection implements PhoenixMessageHandler {
     this.c2sDecoder.release();
     this.s2cDecoder.release();
     this.channels.close();
+    this.virtual?.dropSocket(this);
     this.observer.onConnectionClosed(this);
   };
 }

@@ -63,6 +63,17 @@ export function join(channel: Channel): Promise<string> {
   });
 }
 
+/** Joins and resolves with the reply's status and response (rejects on timeout). */
+export function joinReply<R = unknown>(channel: Channel, timeoutMs = 10_000): Promise<{ status: "ok" | "error"; response: R }> {
+  return new Promise((resolve, reject) => {
+    channel
+      .join(timeoutMs)
+      .receive("ok", (response: R) => resolve({ status: "ok", response }))
+      .receive("error", (response: R) => resolve({ status: "error", response }))
+      .receive("timeout", () => reject(new Error(`join ${channel.topic} timed out`)));
+  });
+}
+
 export function leave(channel: Channel): Promise<void> {
   return new Promise((resolve) => {
     channel.leave(10_000).receive("ok", () => resolve());

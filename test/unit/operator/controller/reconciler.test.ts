@@ -859,3 +859,35 @@ describe("Reconciler: a failed scale write", () => {
     expect(w.condition("ScalingActive")).toMatchObject({ status: "True", reason: "ValidMetricFound" });
   });
 });
+
+// --- spec.occupancy (issue 17) ---
+describe("Reconciler: occupancy", () => {
+  it("pushes spec.occupancy with this scrape's exposed counts to every answering sidecar, and lifts it once removed", async () => {
+    const w = world({ spec: { occupancy: { expose: ["room:*"], totals: true } } });
+    w.answers.set("198.18.0.1", { ...sample(2, 3, { "room:1": 3 }), occupancy: { "room:*": 3, "room:1": 3 } });
+    w.answers.set("198.18.0.2", { ...sample(1, 1, { "room:2": 1 }), occupancy: { "room:*": 1, "room:2": 1 } });
+    await w.reconcile();
+    expect(w.pushes).toHaveLength(2);
+    for (const { config } of w.pushes) {
+      expect(config.occupancy).toMatchObject({
+        expose: ["room:*"], totals: true, intervalSeconds: INTERVAL_MS / 1000,
+        snapshot: { at: new Date(T0).toISOString(), total: { connections: 3, channels: 4 }, counts: { "room:*": 4, "room:1": 3, "room:2": 1 } },
+      });
+    }
+    expect(w.resets).toEqual([]);
+    // Removed from the spec: the next push goes after a DELETE /config, so the sidecars stop serving it.
+    w.caches.policies.items[0] = { ...w.policy, metadata: { ...w.policy.metadata, generation: 2 }, spec: { ...w.policy.spec, occupancy: undefined } };
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.resets.sort()).toEqual(["198.18.0.1", "198.18.0.2"]);
+    expect(w.pushes.slice(2).every((p) => p.config.occupancy === undefined)).toBe(true);
+  });
+
+  it("pushes no occupancy field to a policy without spec.occupancy (sidecars from before it refuse unknown fields)", async () => {
+    const w = world();
+    w.answers.set("198.18.0.1", sample(1));
+    await w.reconcile();
+    expect(w.pushes[0]!.config).not.toHaveProperty("occupancy");
+  });
+});
+// --- end spec.occupancy ---
