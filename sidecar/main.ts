@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // connmeter sidecar: wires config, the proxy, the admin port and signals. Logic lives elsewhere.
+// First: exits with a clear message under a Node older than 24 (before any dependency loads).
+import "./require-node.js";
 import { AdminServer } from "./admin/admin-server.js";
 import { createMetrics } from "./admin/metrics.js";
 import { ConfigError, loadConfig, usage } from "./config.js";
