@@ -75,6 +75,8 @@ const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
 /** Client payload is unmasked into the shared scratch (below) in pieces of at most 16 KiB. */
 const MAX_SCRATCH_BYTES = 16 * 1024;
 const MIN_SCRATCH_BYTES = 512;
+/** The first piece of a masked message unmasked for the sink: a Phoenix vsn 2 prefix fits in it. */
+const FIRST_UNMASK_BYTES = 256;
 
 // Reader states; everything from CLOSED on is terminal.
 const FRAME_START = 0;
@@ -140,6 +142,8 @@ export class FrameReader {
   private maskPhase = 0;
 
   private inMessage = false;
+  /** Bytes of the current message unmasked for the sink at the next delivery (doubles per piece). */
+  private unmaskPiece = FIRST_UNMASK_BYTES;
   private compressed = false;
   private wanted = false;
   private delivered = 0;
@@ -413,6 +417,7 @@ export class FrameReader {
     this.compressed = this.rsv1;
     this.wanted = this.maxMessageBytes > 0;
     this.delivered = 0;
+    this.unmaskPiece = FIRST_UNMASK_BYTES;
     this.inflatedInMessage = 0;
     this.skipInflate = this.compressed && this.contextLost;
     if (this.skipInflate) this.wanted = false;
@@ -457,11 +462,14 @@ export class FrameReader {
     }
     let phase = this.maskPhase;
     while (left > 0 && this.wanted) {
-      const piece = Math.min(left, MAX_SCRATCH_BYTES);
+      // Pieces grow from FIRST_UNMASK_BYTES: a sink that has what it needs after the first bytes
+      // (a vsn 2 message's event) costs an unmask of those, not of the whole 16 KiB message.
+      const piece = Math.min(left, this.unmaskPiece);
       this.deliver(this.unmask(offset, piece, phase).subarray(0, piece));
       offset += piece;
       left -= piece;
       phase = (phase + piece) & 3;
+      if (this.unmaskPiece < MAX_SCRATCH_BYTES) this.unmaskPiece *= 2;
     }
   }
 
