@@ -111,6 +111,17 @@ export function createMetrics(sidecar: Sidecar): Registry {
     ],
   );
   new Gauge({
+    name: "connmeter_join_gate_held_bytes",
+    help: "Bytes of client messages all sockets' join gates hold back while deciding whether each is a join to refuse, plus ~100 bytes per held read (bounded by a process-wide budget).",
+    registers: [registry],
+    collect() {
+      this.set(sidecar.holdBudget.totalCost);
+    },
+  });
+  counterFrom(registry, "connmeter_join_gate_budget_pauses_total", "Times a client's relay paused because all join gates together held more than the process-wide budget (the heaviest holder is paused).", [], () => [
+    [{}, sidecar.holdBudget.pauses],
+  ]);
+  new Gauge({
     name: "connmeter_connections_uninspected",
     help: "Open WebSocket connections whose compressed messages the tap can no longer read in some direction (it gave up a deflate window past the inflate cap): their channel counts may miss joins or leaves until they close.",
     registers: [registry],

@@ -14,6 +14,7 @@
 
 import { createFrameError, type FrameError, type FrameErrorCode } from "./errors.js";
 import type { DeflateParams } from "./extension.js";
+import type { InflateBudget } from "./inflate-budget.js";
 import { Inflater } from "./inflater.js";
 
 export { createFrameError, FrameError, type FrameErrorCode } from "./errors.js";
@@ -69,6 +70,11 @@ export interface FrameReaderOptions {
    * before its onMessageEnd; `contextLost` is true once later compressed messages cannot be read either.
    */
   onUninspected?: (contextLost: boolean) => void;
+  /**
+   * Shared by every reader of the process: inflated bytes count against it too, and the reader
+   * yields (as when its own slice ran out) once it is spent for this turn of the event loop.
+   */
+  inflateBudget?: InflateBudget;
 }
 
 const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
@@ -117,6 +123,7 @@ export class FrameReader {
   private readonly inflateSliceBytes: number;
   private readonly maxInflatedMessageBytes: number;
   private readonly onUninspected: ((contextLost: boolean) => void) | null;
+  private readonly inflateBudget: InflateBudget | null;
 
   private state = FRAME_START;
   private chunk: Buffer = EMPTY;
@@ -173,6 +180,7 @@ export class FrameReader {
     this.inflateSliceBytes = options.inflateSliceBytes ?? Infinity;
     this.maxInflatedMessageBytes = options.maxInflatedMessageBytes ?? Infinity;
     this.onUninspected = options.onUninspected ?? null;
+    this.inflateBudget = options.inflateBudget ?? null;
   }
 
   /**
@@ -557,12 +565,13 @@ export class FrameReader {
       inflater.release();
       this.inflatedInMessage += produced;
       this.sliceLeft -= produced;
+      this.inflateBudget?.spend(produced);
       if (pos === end && !full) return pos;
       if (this.inflatedInMessage > this.maxInflatedMessageBytes) {
         this.stopInflating();
         return end;
       }
-      if (mayYield && pos < end && this.sliceLeft <= 0) return pos;
+      if (mayYield && pos < end && (this.sliceLeft <= 0 || (this.inflateBudget !== null && this.inflateBudget.available <= 0))) return pos;
     }
   }
 

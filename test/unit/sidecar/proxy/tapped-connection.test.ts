@@ -68,6 +68,23 @@ describe("TappedConnection", () => {
     expect(ledger.joinsByResult[2]).toBe(1);
   });
 
+  it("with the tap off relays both ways byte for byte and counts nothing (the benchmark's bare relay)", async () => {
+    const ledger = new ChannelLedger(new TopicGroups([{ match: "room:*", maxChannels: 0 }]));
+    const client = endpoint();
+    const app = endpoint();
+    const observer = { onUnparsed: () => {}, onUninspected: () => {}, onConnectionClosed: () => {} };
+    new TappedConnection(client.socket, app.socket, ledger.openSocket(KIND_WEBSOCKET), VSN_2, null, observer, 0, { tap: false }).start();
+    const join = text('["1","1","room:1","phx_join",{}]', true);
+    const reply = text('["1","1","room:1","phx_reply",{"response":{},"status":"ok"}]', false);
+    client.socket.push(join);
+    app.socket.push(reply);
+    await tick();
+    expect(Buffer.concat(app.written)).toEqual(join); // over budget, but nothing is refused
+    expect(Buffer.concat(client.written)).toEqual(reply);
+    expect(ledger.channels).toBe(0);
+    expect([...ledger.joinsByResult]).toEqual(Array(ledger.joinsByResult.length).fill(0));
+  });
+
   it("relays a deflate bomb unchanged while inflating it a slice per turn, then reports the socket's compressed messages uninspected", async () => {
     const deflate: DeflateParams = { serverNoContextTakeover: false, clientNoContextTakeover: false, serverMaxWindowBits: 15, clientMaxWindowBits: 15 };
     const compressed = (data: Buffer) => {
