@@ -200,23 +200,39 @@ function counterFrom(registry: Registry, name: string, help: string, labelNames:
 
 /**
  * prom-client's process_open_fds lists /proc/self/fd with readdirSync at every scrape: with
- * two fds per proxied socket that blocks the event loop (and every socket's relay) ~30 ms at
- * 10,000 sockets and several times that at 50,000. The same metric, listed off the event loop.
+ * two fds per proxied socket that blocked the event loop (and every socket's relay) for ~30 ms
+ * at 10,000 sockets on a loaded machine, longer at 50,000, and made /metrics slow. The same
+ * metric, listed off the event loop and in the background: a scrape reads the latest count
+ * (at most {@link OPEN_FDS_MAX_AGE_MS} old) and starts a new listing when it is older; only
+ * the first scrape waits for one.
  */
 function replaceOpenFdsGauge(registry: Registry): void {
   const name = "connmeter_process_open_fds";
   if (registry.getSingleMetric(name) === undefined) return; // not Linux: prom-client has none either
   registry.removeSingleMetric(name);
+  let count = NaN;
+  let listedAt = -Infinity;
+  let listing: Promise<void> | null = null;
+  const list = (): Promise<void> =>
+    (listing ??= readdir("/proc/self/fd")
+      .then((fds) => void (count = fds.length - 1)) // minus the one the listing used
+      .catch(() => undefined) // no /proc: the gauge stays unset
+      .finally(() => {
+        listedAt = performance.now();
+        listing = null;
+      }));
   new Gauge({
     name,
-    help: "Number of open file descriptors.",
+    help: `Number of open file descriptors (listed in the background, at most ${OPEN_FDS_MAX_AGE_MS / 1000} s old).`,
     registers: [registry],
     async collect() {
-      try {
-        this.set((await readdir("/proc/self/fd")).length - 1); // minus the one the listing used
-      } catch {
-        // no /proc: leave it unset
+      if (performance.now() - listedAt > OPEN_FDS_MAX_AGE_MS) {
+        const pending = list();
+        if (Number.isNaN(count)) await pending;
       }
+      if (!Number.isNaN(count)) this.set(count);
     },
   });
 }
+
+const OPEN_FDS_MAX_AGE_MS = 5000;

@@ -4,7 +4,7 @@ import { startSidecar } from "../../support/sidecar-harness.js";
 import { metricValue } from "../../support/stall-probe.js";
 
 describe("GET /metrics", () => {
-  it.runIf(process.platform === "linux")("reports connmeter_process_open_fds once with the process's fd count (now listed asynchronously)", async () => {
+  it.runIf(process.platform === "linux")("reports connmeter_process_open_fds once with the process's fd count (listed in the background, off the event loop)", async () => {
     const front = await startSidecar({ upstream: "http://127.0.0.1:1" });
     try {
       const page = await (await fetch(`${front.adminUrl}/metrics`)).text();
