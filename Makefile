@@ -76,6 +76,9 @@ bench: build ## benchmarks: direct vs sidecar vs nginx (installs nginx with apt-
 	node dist/bench/operator-bench.js
 	node --expose-gc dist/bench/informer-heap-bench.js
 
+bench-scale: build ## 50,000 joined sockets (2 channels each, 1 % active) through one sidecar for 5 min: RSS, heap, /stats and /metrics latency, exact counts (BENCH_SCALE_HOLD_S=60 shortens it; scaled down to the open-files limit)
+	bash bench/run.sh scale
+
 # The local Kubernetes control plane (test/env): etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler (built once by test/env/build-k8s.sh) and a node agent that runs pods as local
 # processes. Only test/env is compiled here, so the cluster does not wait on the rest of the tree.
@@ -116,7 +119,7 @@ e2e-kind-down: ## delete the kind cluster and stop the dockerd e2e-kind started
 clean: ## remove build output
 	rm -rf dist
 
-.PHONY: help node deps build typecheck lint test demo demo-sidecar bench clean cluster-up cluster-down soak
+.PHONY: help node deps build typecheck lint test demo demo-sidecar bench bench-scale clean cluster-up cluster-down soak
 
 # The Helm chart (charts/connmeter). helm is pinned and built from source with `go install` (the
 # Go module proxy serves it), with the ldflags of helm's own release builds: its version, and the

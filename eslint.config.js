@@ -6,11 +6,12 @@ const KUBERNETES_ONLY_IN_K8S = {
   group: ["@kubernetes/client-node"],
   message: "Only operator/k8s/ and the cluster tests (test/env/, test/e2e/, test/soak/) may import @kubernetes/client-node.",
 };
-// The operator and the sidecar share the admin API through one module (and the flag parser);
+// The operator and the sidecar share the admin API through one module (and the flag parser, and
+// the Node version check both main.ts run first);
 // anything else of sidecar/ stays the sidecar's own, free to change.
 const OPERATOR_SIDECAR_CONTRACT_ONLY = {
-  regex: "(^|/)sidecar/(?!admin/contract\\.js$|cli-flags\\.js$)",
-  message: "The operator may import only sidecar/admin/contract.js (the admin API) and sidecar/cli-flags.js from sidecar/: put what both sides need in the contract.",
+  regex: "(^|/)sidecar/(?!admin/contract\\.js$|cli-flags\\.js$|require-node\\.js$)",
+  message: "The operator may import only sidecar/admin/contract.js (the admin API) sidecar/cli-flags.js and sidecar/require-node.js from sidecar/: put what both sides need in the contract.",
 };
 
 export default tseslint.config(

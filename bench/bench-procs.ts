@@ -170,11 +170,11 @@ export async function collectGarbage(svc: Service): Promise<void> {
 }
 
 /** The sidecar (dist/sidecar/main.js) in front of `upstream`, both ports ephemeral. */
-export async function startSidecar(upstream: string, nodeArgs: string[] = []): Promise<Service & { url: string; adminUrl: string }> {
+export async function startSidecar(upstream: string, nodeArgs: string[] = [], sidecarArgs: string[] = [], name = "sidecar"): Promise<Service & { url: string; adminUrl: string }> {
   const svc = await startService(
-    "sidecar",
+    name,
     SIDECAR_NODE,
-    [...nodeArgs, ...SIDECAR_NODE_FLAGS, "dist/sidecar/main.js", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--upstream", upstream, "--drain-seconds", "1"],
+    [...nodeArgs, ...SIDECAR_NODE_FLAGS, "dist/sidecar/main.js", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--upstream", upstream, "--drain-seconds", "1", ...sidecarArgs],
     /listening on 127\.0\.0\.1:(\d+) .*admin on 127\.0\.0\.1:(\d+)/,
   );
   return Object.assign(svc, { url: `http://127.0.0.1:${svc.match?.[1]}`, adminUrl: `http://127.0.0.1:${svc.match?.[2]}` });

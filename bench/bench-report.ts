@@ -1,7 +1,8 @@
 // The benchmark's results: their shape (also the shape of bench/results/latest.json), the
 // targets they are judged against, and the table printed on stdout.
 
-export const PATHS = ["direct", "sidecar", "nginx"] as const;
+/** relay: the sidecar with --tap off (its relay code, nothing parsed): the floor of Node's cost. */
+export const PATHS = ["direct", "relay", "sidecar", "nginx"] as const;
 export type PathName = (typeof PATHS)[number];
 export type ProxyName = Exclude<PathName, "direct">;
 
@@ -35,6 +36,10 @@ export interface ThroughputResult {
   rounds: number;
   paths: Record<PathName, ThroughputPath>;
   sidecarVsNginx: number;
+  /** Proxy CPU per round trip, as ratios: the sidecar's to nginx's and to the bare relay's, the relay's to nginx's. */
+  sidecarCpuVsNginx: number;
+  sidecarCpuVsRelay: number;
+  relayCpuVsNginx: number;
   sidecarVsDirect: number;
   nginxVsDirect: number;
 }
@@ -137,6 +142,9 @@ export function percentile(sorted: readonly number[], p: number): number {
 export const THROUGHPUT_TARGET = 0.8;
 export const ADDED_P99_TARGET_US = 1000;
 export const IDLE_KIB_TARGET = 12;
+/** Issue 15: proxy CPU per message at 16 KiB ≤ 1.0× nginx's; at 100 B ≤ 1.2× the bare relay's. */
+export const CPU_VS_NGINX_TARGET_16K = 1.0;
+export const CPU_VS_RELAY_TARGET_100B = 1.2;
 
 export function evaluateTargets(throughput: ThroughputResult[], latency: LatencyResult, idle: IdleResult[]): Target[] {
   const targets: Target[] = throughput.map((t) => ({
@@ -145,6 +153,24 @@ export function evaluateTargets(throughput: ThroughputResult[], latency: Latency
     measured: `${t.sidecarVsNginx.toFixed(2)}× (${int(t.paths.sidecar.roundTripsPerSecond)} vs ${int(t.paths.nginx.roundTripsPerSecond)} rt/s)`,
     met: t.sidecarVsNginx >= THROUGHPUT_TARGET,
   }));
+  for (const t of throughput) {
+    const us = (p: PathName): string => (t.paths[p].proxyCpuUsPerRoundTrip ?? NaN).toFixed(1);
+    if (t.payloadBytes >= 16 * 1024) {
+      targets.push({
+        name: `proxy CPU ${sizeLabel(t.payloadBytes)}`,
+        goal: `sidecar ≤ ${CPU_VS_NGINX_TARGET_16K.toFixed(1)}× nginx`,
+        measured: `${t.sidecarCpuVsNginx.toFixed(2)}× (${us("sidecar")} vs ${us("nginx")} µs/rt; bare relay ${us("relay")})`,
+        met: t.sidecarCpuVsNginx <= CPU_VS_NGINX_TARGET_16K,
+      });
+    } else {
+      targets.push({
+        name: `proxy CPU ${sizeLabel(t.payloadBytes)}`,
+        goal: `sidecar ≤ ${CPU_VS_RELAY_TARGET_100B.toFixed(1)}× bare relay`,
+        measured: `${t.sidecarCpuVsRelay.toFixed(2)}× (${us("sidecar")} vs ${us("relay")} µs/rt; relay ${t.relayCpuVsNginx.toFixed(2)}× nginx's ${us("nginx")})`,
+        met: t.sidecarCpuVsRelay <= CPU_VS_RELAY_TARGET_100B,
+      });
+    }
+  }
   const added = latency.paths.sidecar.addedP99Us ?? NaN;
   targets.push({
     name: "added p99 latency",
@@ -193,7 +219,7 @@ function table(header: string[], rows: string[][]): string[] {
 export function formatReport(r: BenchResults): string {
   const out: string[] = [];
   const m = r.machine;
-  out.push("", "=== connmeter sidecar benchmark: client → app direct | → sidecar → app | → nginx → app ===");
+  out.push("", "=== connmeter sidecar benchmark: client → app direct | → bare relay (sidecar --tap off) → app | → sidecar → app | → nginx → app ===");
   out.push(`machine: ${m.cpus} cores (${m.cpuModel}), ${m.memoryGiB} GiB, ${m.kernel}, node ${m.node} (sidecar on ${m.sidecarNode}), ${m.nginx}, fd limit ${m.fdLimit}/process`);
   for (const n of r.notes) out.push(`note: ${n}`);
 
@@ -207,9 +233,11 @@ export function formatReport(r: BenchResults): string {
         `${sizeLabel(t.payloadBytes)} ${p}`,
         int(x.roundTripsPerSecond),
         p === "sidecar" ? `${t.sidecarVsNginx.toFixed(2)}×` : "",
-        p === "direct" ? "" : `${(p === "sidecar" ? t.sidecarVsDirect : t.nginxVsDirect).toFixed(2)}×`,
+        p === "direct" || p === "relay" ? "" : `${(p === "sidecar" ? t.sidecarVsDirect : t.nginxVsDirect).toFixed(2)}×`,
         pct(x.cpu.proxyPercent),
         x.proxyCpuUsPerRoundTrip === undefined ? "—" : x.proxyCpuUsPerRoundTrip.toFixed(1),
+        p === "sidecar" ? `${t.sidecarCpuVsNginx.toFixed(2)}×` : p === "relay" ? `${t.relayCpuVsNginx.toFixed(2)}×` : "",
+        p === "sidecar" ? `${t.sidecarCpuVsRelay.toFixed(2)}×` : "",
         pct(x.cpu.appPercent),
         pct(x.cpu.clientsPercent),
         pct(x.cpu.othersPercent),
@@ -217,7 +245,7 @@ export function formatReport(r: BenchResults): string {
       ]);
     }
   }
-  out.push(...table(["payload / path", "rt/s", "÷ nginx", "÷ direct", "proxy CPU", "proxy µs/rt", "app CPU", "client CPU", "other CPU", "errors"], trows));
+  out.push(...table(["payload / path", "rt/s", "÷ nginx", "÷ direct", "proxy CPU", "proxy µs/rt", "µs ÷ nginx", "µs ÷ relay", "app CPU", "client CPU", "other CPU", "errors"], trows));
 
   const l = r.latency;
   out.push("", `Latency: ${l.sockets} sockets × ${l.pushesPerSecondPerSocket} sequential echo pushes/s (${int(l.sockets * l.pushesPerSecondPerSocket)} rt/s), ${sizeLabel(l.payloadBytes)}, ${l.durationSeconds} s per path in ${l.rounds} interleaved slices`);

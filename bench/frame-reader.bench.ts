@@ -5,8 +5,8 @@
 // Workloads: masked client→server text messages of 100 B and 16 KiB, uncompressed and with
 // permessage-deflate (context takeover), as ws's Sender frames them, cut into 64 KiB reads.
 // "ours" delivers every payload byte to a counting sink; "ours, peek" is how the tap really runs
-// (the sink declines a message after its first piece, at most 16 KiB, so a 16 KiB plain message is
-// still unmasked whole, and with context takeover the rest must still be inflated); "ws" is ws's
+// (the sink declines a message after its first piece: the first 256 bytes of a masked message are
+// unmasked, not the whole message, but with context takeover the rest must still be inflated); "ws" is ws's
 // Receiver (the parser of a real endpoint: it buffers whole messages and inflates asynchronously with
 // node:zlib), UTF-8 validation off. MB/s counts message payload (inflated) megabytes of 10^6 bytes
 // processed; ratio = ours / ws throughput (above 1: ours is faster). Each figure is the best run.

@@ -82,7 +82,7 @@ export async function sidecarMemory(adminUrl: string): Promise<HeapSnapshot> {
   return { heapUsedKiB: kib("nodejs_heap_size_used_bytes"), heapTotalKiB: kib("nodejs_heap_size_total_bytes"), externalKiB: kib("nodejs_external_memory_bytes") };
 }
 
-async function appCounts(appUrl: string): Promise<{ sockets: number; channels: number }> {
+export async function appCounts(appUrl: string): Promise<{ sockets: number; channels: number }> {
   const body = (await (await fetch(`${appUrl}/count`, { signal: AbortSignal.timeout(5000) })).json()) as { count: number; websocket_connections: number };
   return { sockets: body.websocket_connections, channels: body.count };
 }

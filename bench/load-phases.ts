@@ -176,6 +176,9 @@ async function measureThroughput(paths: PathTarget[], groups: Map<PathName, Open
     rounds: cfg.rounds,
     paths: byPath,
     sidecarVsNginx: ratio(byPath.sidecar.roundTripsPerSecond, byPath.nginx.roundTripsPerSecond),
+    sidecarCpuVsNginx: ratio(byPath.sidecar.proxyCpuUsPerRoundTrip ?? NaN, byPath.nginx.proxyCpuUsPerRoundTrip ?? NaN),
+    sidecarCpuVsRelay: ratio(byPath.sidecar.proxyCpuUsPerRoundTrip ?? NaN, byPath.relay.proxyCpuUsPerRoundTrip ?? NaN),
+    relayCpuVsNginx: ratio(byPath.relay.proxyCpuUsPerRoundTrip ?? NaN, byPath.nginx.proxyCpuUsPerRoundTrip ?? NaN),
     sidecarVsDirect: ratio(byPath.sidecar.roundTripsPerSecond, byPath.direct.roundTripsPerSecond),
     nginxVsDirect: ratio(byPath.nginx.roundTripsPerSecond, byPath.direct.roundTripsPerSecond),
   };
@@ -273,11 +276,15 @@ export async function runLoadPhases(cfg: LoadConfig, tmp: string, maxFds: number
   try {
     const sidecar = await startSidecar(app.url, cfg.cpuProfileDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", cfg.cpuProfileDir]);
     services.push(sidecar);
+    // The floor: the sidecar's own relay code with the tap off (bytes forwarded, nothing parsed).
+    const relay = await startSidecar(app.url, [], ["--tap", "off"], "relay");
+    services.push(relay);
     const nginx = await startNginx(join(tmp, "nginx-load"), app.url, maxFds);
     services.push(nginx);
-    progress(`load phases: app pid ${app.pid} ${app.url}, sidecar pid ${sidecar.pid} ${sidecar.url}, nginx pid ${nginx.pid} ${nginx.url}`);
+    progress(`load phases: app pid ${app.pid} ${app.url}, sidecar pid ${sidecar.pid} ${sidecar.url}, bare relay (sidecar --tap off) pid ${relay.pid} ${relay.url}, nginx pid ${nginx.pid} ${nginx.url}`);
     const paths: PathTarget[] = [
       { name: "direct", url: app.url, appPid: app.pid, proxyPids: () => [] },
+      { name: "relay", url: relay.url, appPid: app.pid, proxyPids: () => [relay.pid] },
       { name: "sidecar", url: sidecar.url, appPid: app.pid, proxyPids: () => [sidecar.pid] },
       { name: "nginx", url: nginx.url, appPid: app.pid, proxyPids: () => nginx.pids() },
     ];

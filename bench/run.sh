@@ -6,6 +6,8 @@
 # Then the stall benchmark (bench/stall-bench.ts): the worst wait of other sockets and /healthz
 # while one client sends a 1 GiB deflate bomb, and during 500 concurrent scrapes.
 # Results: tables on stdout, bench/results/latest.json and stalls.json. Knobs: see the .ts files.
+# `bench/run.sh scale` (make bench-scale) runs only bench/scale-bench.ts instead: 50,000 joined
+# sockets through one sidecar (scaled down to the open-files limit), bench/results/scale.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,7 +57,8 @@ raise_fd_limit() {
   say "open-files limit: soft $(ulimit -Sn), hard $(ulimit -Hn) (10,000 proxied sockets need ~20,000 in the proxy)"
 }
 
-install_nginx
+mode=${1:-all}
+[ "$mode" = scale ] || install_nginx
 build_if_stale
 raise_fd_limit
 
@@ -88,6 +91,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+if [ "$mode" = scale ]; then
+  say "many sockets through one sidecar (BENCH_SCALE_HOLD_S=${BENCH_SCALE_HOLD_S:-300} s held; progress below)"
+  node dist/bench/scale-bench.js &
+  driver=$!
+  wait "$driver"
+  exit 0
+fi
 say "running the benchmark (about 3 minutes; progress below)"
 node dist/bench/sidecar-bench.js &
 driver=$!

@@ -1,5 +1,6 @@
-// `make bench`: the sidecar benchmark. Three paths on this machine in one run:
+// `make bench`: the sidecar benchmark. Four paths on this machine in one run:
 //   direct   client → app
+//   relay    client → connmeter sidecar with --tap off (its relay code, nothing parsed) → app
 //   sidecar  client → connmeter sidecar → app
 //   nginx    client → nginx (plain WebSocket reverse proxy, one worker) → app
 // and, per path: echo round trips/s at 100 B and 16 KiB with many pipelining sockets; p50/p99
@@ -95,6 +96,7 @@ function notes(load: LoadResults, maxFds: number, idle: IdleResult[]): string[] 
   const out = [
     "nginx runs worker_processes 1 (one worker, plus its idle master): fair against the sidecar, which is one Node event loop.",
     `load generator: ${CFG.loadWorkers} forked processes with a lean vsn 2.0.0 client on ws (their CPU is 'client CPU', not the proxy's); idle phase: the official phoenix JS client in ${CFG.idleWorkers} processes.`,
+    "relay is a second sidecar process run with --tap off: the same forwarding code, no frame parsing or counting; sidecar µs ÷ relay µs is the tap's price, relay µs ÷ nginx µs the price of relaying in Node.",
     `client, proxy and app share ${cpus().length} cores: a proxied path takes CPU from the app and the client, so throughput ratios include the proxy's CPU cost; 'proxy µs/rt' is the proxy's own CPU per echo round trip (CPU % = share of one core).`,
     "memory: VmRSS of the proxy process (nginx: master + worker) after a 100-socket warm-up, then with every socket open, joined and idle; per connection = (at N − before) / N. nginx allocates its connection table (worker_connections) at start, so that fixed cost sits in 'before'.",
     `after the load phases the sidecar's /stats read ${JSON.stringify(load.sidecarAfter)} (every load socket closed: expect 0 connections, 0 channels, 0 unparsed).`,

@@ -3,26 +3,40 @@
 // dist/sidecar/main.js), the app and the probes here:
 //   deflate bomb   one client sends one compressed message of ~1 MiB that inflates to 1 GiB
 //   metrics storm  500 concurrent GET /metrics (from a child process)
+//   bombs + dribblers  10 clients send such a bomb (BENCH_CROWD_BOMB_MIB, 256 MiB each) at the same
+//                  moment while 1,000 sockets each send a join one byte per write (every 100 ms)
 // and, for each, the worst echo round trip of a bystander socket through the sidecar and the
 // worst GET /healthz. Prints a table; writes bench/results/stalls.json.
-// Knobs (env): BENCH_BOMB_MIB (1024), BENCH_SCRAPES (500), BENCH_PID_FILE (children's pids).
+// The sidecar has a topic group with a budget, so the join gate holds what the dribblers send.
+// Knobs (env): BENCH_BOMB_MIB (1024), BENCH_SCRAPES (500), BENCH_BOMBS (10), BENCH_DRIBBLERS (1000),
+// BENCH_CROWD_BOMB_MIB (256), BENCH_PID_FILE (children's pids).
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { killAllChildren, recordPidsIn, SIDECAR_NODE_FLAGS, startService } from "./bench-procs.js";
-import { runDeflateBomb, runMetricsStorm, startStallApp, type StallReport } from "../test/support/stall-probe.js";
+import { runBombsAndDribblers, runDeflateBomb, runMetricsStorm, startStallApp, type StallReport } from "../test/support/stall-probe.js";
 
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const RESULTS_DIR = join(REPO_ROOT, "bench", "results");
 const BOMB_MIB = Number(process.env.BENCH_BOMB_MIB ?? 1024);
 const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 500);
+const BOMBS = Number(process.env.BENCH_BOMBS ?? 10);
+const DRIBBLERS = Number(process.env.BENCH_DRIBBLERS ?? 1000);
+const CROWD_BOMB_MIB = Number(process.env.BENCH_CROWD_BOMB_MIB ?? 256);
+/** Issue 15's goal for the crowd: other sockets' worst stall. */
+const CROWD_GOAL_MS = 50;
 /** What the stall tests assert (a behavioural bound for a loaded 2-core machine). */
 const BOUND_MS = 250;
 
 interface Row extends StallReport {
   scenario: string;
   detail: string;
+}
+
+function rssLine(metrics: string): string {
+  const m = /^connmeter_process_resident_memory_bytes (\S+)/m.exec(metrics);
+  return m === null ? "n/a" : `${(Number(m[1]) / 2 ** 20).toFixed(0)} MiB`;
 }
 
 function table(rows: Row[]): string {
@@ -45,7 +59,7 @@ async function main(): Promise<void> {
   const sidecar = await startService(
     "sidecar",
     process.execPath,
-    [...SIDECAR_NODE_FLAGS, join(REPO_ROOT, "dist/sidecar/main.js"), "--listen=127.0.0.1:0", "--admin=127.0.0.1:0", `--upstream=${app.url}`],
+    [...SIDECAR_NODE_FLAGS, join(REPO_ROOT, "dist/sidecar/main.js"), "--listen=127.0.0.1:0", "--admin=127.0.0.1:0", `--upstream=${app.url}`, "--topic-group=room:*=1000000"],
     ready,
   );
   const url = `http://127.0.0.1:${sidecar.match![1]}`;
@@ -62,6 +76,14 @@ async function main(): Promise<void> {
     console.log(`[stalls] ${SCRAPES} concurrent GET /metrics…`);
     const storm = await runMetricsStorm(url, adminUrl, SCRAPES);
     rows.push({ scenario: "metrics storm", ...storm, detail: `${SCRAPES} concurrent scrapes, ${storm.failedScrapes} failed` });
+    console.log(`[stalls] ${BOMBS} simultaneous bombs of ${CROWD_BOMB_MIB} MiB + ${DRIBBLERS} sockets dribbling a join a byte per write…`);
+    const crowd = await runBombsAndDribblers(url, adminUrl, app, { bombs: BOMBS, dribblers: DRIBBLERS, inflatedBytes: CROWD_BOMB_MIB * 2 ** 20, dribbleEveryMs: 100 });
+    const held = await fetch(`${adminUrl}/metrics`).then((r) => r.text());
+    rows.push({
+      scenario: "bombs+dribblers",
+      ...crowd,
+      detail: `${BOMBS}×${CROWD_BOMB_MIB} MiB bombs (relayed whole: ${crowd.relayedAll}, uninspected: ${crowd.uninspected}), ${DRIBBLERS} dribblers wrote ${crowd.dribbledBytes} one-byte reads; goal ≤ ${CROWD_GOAL_MS} ms: ${crowd.echoMaxMs <= CROWD_GOAL_MS ? "MET" : "NOT MET"}; sidecar RSS after: ${rssLine(held)}`,
+    });
   } finally {
     await sidecar.stop();
     await app.close();

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // connmeter operator: wires config, informers, leader election, the controller and the admin
 // plane. Logic lives in controller/, aggregate/, scale/; Kubernetes I/O in k8s/.
+// First: exits with a clear message under a Node older than 24 (before any dependency loads).
+import "../sidecar/require-node.js";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { OperatorAdmin } from "./admin/admin-server.js";

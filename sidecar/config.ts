@@ -19,6 +19,11 @@ export interface SidecarConfig {
   adminToken: string | undefined;
   /** Seconds new upgrades wait for the operator's first push; 0 = off. */
   awaitBudgetSeconds: number;
+  /** false: relay WebSocket bytes without parsing them (benchmarks only: nothing is counted). */
+  tap: boolean;
+  /** Process-wide inflate budget per turn of the event loop, and the per-message inflate cap. */
+  inflateBytesPerTurn: number;
+  maxInflatedMessageBytes: number;
 }
 
 /** Each flag, its env var and default. Flags win over env vars. */
@@ -36,6 +41,9 @@ const FLAGS = {
   "longpoll-timeout-seconds": { env: "CONNMETER_LONGPOLL_TIMEOUT_SECONDS", default: "20", help: "a long-poll session idle this long is over (Phoenix: 2 poll windows)" },
   "max-handshakes": { env: "CONNMETER_MAX_HANDSHAKES", default: "1000", help: "sockets still sending their request head, at most; past it new connections are closed" },
   "handshake-timeout-seconds": { env: "CONNMETER_HANDSHAKE_TIMEOUT_SECONDS", default: "10", help: "a socket must send its whole request head within this" },
+  "inflate-bytes-per-turn": { env: "CONNMETER_INFLATE_BYTES_PER_TURN", default: String(256 * 1024), help: "bytes all sockets together inflate per event-loop turn (permessage-deflate); more waits for the next turn, so bombs cannot stall other sockets" },
+  "max-inflated-message-bytes": { env: "CONNMETER_MAX_INFLATED_MESSAGE_BYTES", default: String(16 * 1024 * 1024), help: "a compressed message is read only up to this many inflated bytes (relayed whole, counted uninspected)" },
+  tap: { env: "CONNMETER_TAP", default: "on", help: "on, or off: relay WebSocket bytes unparsed, nothing counted (the bare relay benchmarks compare against)" },
   "await-budget-seconds": { env: "CONNMETER_AWAIT_BUDGET_SECONDS", default: "0", help: "until the operator's first PUT /config or this many seconds, refuse new upgrades (503) and report not ready (0 = off)" },
 } as const;
 
@@ -72,6 +80,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConfi
     handshakeTimeoutSeconds: parseInteger("handshake-timeout-seconds", get("handshake-timeout-seconds"), 1, 3600),
     adminToken: env[ADMIN_TOKEN_ENV],
     awaitBudgetSeconds: parseInteger("await-budget-seconds", get("await-budget-seconds"), 0, 3600),
+    tap: parseOnOff("tap", get("tap")),
+    inflateBytesPerTurn: parseInteger("inflate-bytes-per-turn", get("inflate-bytes-per-turn"), 1024, 1 << 30),
+    maxInflatedMessageBytes: parseInteger("max-inflated-message-bytes", get("max-inflated-message-bytes"), 1024, Number.MAX_SAFE_INTEGER),
   };
 }
 
@@ -94,6 +105,11 @@ function parseInteger(flag: string, value: string, min: number, max = Number.MAX
     throw new ConfigError(`--${flag} must be an integer in ${min}..${max === Number.MAX_SAFE_INTEGER ? "∞" : max}, got "${value}"`);
   }
   return n;
+}
+
+function parseOnOff(flag: string, value: string): boolean {
+  if (value === "on" || value === "off") return value === "on";
+  throw new ConfigError(`--${flag} must be on or off, got "${value}"`);
 }
 
 function parseTopicGroup(spec: string): TopicGroupSpec {

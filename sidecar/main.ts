@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // connmeter sidecar: wires config, the proxy, the admin port and signals. Logic lives elsewhere.
+// First: exits with a clear message under a Node older than 24 (before any dependency loads).
+import "./require-node.js";
 import { AdminServer } from "./admin/admin-server.js";
 import { createMetrics } from "./admin/metrics.js";
 import { ConfigError, loadConfig, usage } from "./config.js";
@@ -21,11 +23,15 @@ async function main(): Promise<void> {
     maxHandshakes: config.maxHandshakes,
     handshakeTimeoutSeconds: config.handshakeTimeoutSeconds,
     awaitBudgetSeconds: config.awaitBudgetSeconds,
+    tap: config.tap,
+    inflateBytesPerTurn: config.inflateBytesPerTurn,
+    maxInflatedMessageBytes: config.maxInflatedMessageBytes,
   });
   const admin = new AdminServer(sidecar, createMetrics(sidecar), config.adminToken);
   const publicAt = await sidecar.start();
   const adminAt = await admin.start(config.admin);
   log(`listening on ${publicAt.host}:${publicAt.port} → ${config.upstream}; admin on ${adminAt.host}:${adminAt.port}`);
+  if (!config.tap) log("--tap off: WebSocket bytes are relayed unparsed; nothing is counted or refused (a benchmark's bare relay)");
   if (config.awaitBudgetSeconds > 0) log(`await-budget: refusing new upgrades until the operator's first PUT /config or ${config.awaitBudgetSeconds}s`);
 
   let stopping = false;

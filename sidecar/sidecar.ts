@@ -13,8 +13,10 @@ import { OccupancyHub } from "./occupancy/occupancy-hub.js";
 import { vsnFromUrl } from "./phoenix/message.js";
 import { ProxyServer } from "./proxy/http-proxy.js";
 import { endWithText } from "./proxy/raw-http.js";
-import { TappedConnection, type ConnectionObserver } from "./proxy/tapped-connection.js";
+import { DEFAULT_HOLD_BUDGET_BYTES, HoldBudget } from "./proxy/hold-budget.js";
+import { INFLATE_SLICE_BYTES, MAX_INFLATED_MESSAGE_BYTES, TappedConnection, type ConnectionObserver, type TapOptions } from "./proxy/tapped-connection.js";
 import { parseDeflateExtension } from "./ws/frame-reader.js";
+import { InflateBudget } from "./ws/inflate-budget.js";
 
 export type { HostPort };
 
@@ -38,6 +40,17 @@ export interface SidecarOptions {
   handshakeTimeoutSeconds?: number;
   /** Until the operator's first PUT /config or this many seconds, refuse new upgrades and report not ready; 0 (default) = off. */
   awaitBudgetSeconds?: number;
+  /**
+   * false: relay WebSocket bytes without parsing them (no counts, no join refusal): the bare
+   * relay the benchmark measures the tap's cost against. Default true.
+   */
+  tap?: boolean;
+  /** Bytes all sockets' inflaters together may produce per turn of the event loop (default {@link INFLATE_SLICE_BYTES}). */
+  inflateBytesPerTurn?: number;
+  /** Inflated bytes of one message past which it is not read further (default {@link MAX_INFLATED_MESSAGE_BYTES}). */
+  maxInflatedMessageBytes?: number;
+  /** Bytes (and parts, at ~100 bytes each) all sockets' join gates together may hold back (default {@link DEFAULT_HOLD_BUDGET_BYTES}). */
+  holdBudgetBytes?: number;
 }
 
 /**
@@ -98,11 +111,24 @@ export class Sidecar implements ConnectionObserver {
   private readonly proxy: ProxyServer;
   private maxTopicLabels: number;
   private awaitBudgetTimer: NodeJS.Timeout | undefined;
+  /** Shared by every connection: the process-wide hold and inflate budgets. */
+  readonly holdBudget: HoldBudget;
+  readonly inflateBudget: InflateBudget;
+  private readonly tapOptions: TapOptions;
   readonly now: () => number;
 
   constructor(private readonly options: SidecarOptions) {
     this.now = options.now ?? Date.now;
     this.occupancy = new OccupancyHub(this.now);
+    this.holdBudget = new HoldBudget(options.holdBudgetBytes ?? DEFAULT_HOLD_BUDGET_BYTES);
+    this.inflateBudget = new InflateBudget(options.inflateBytesPerTurn ?? INFLATE_SLICE_BYTES);
+    this.tapOptions = {
+      tap: options.tap ?? true,
+      holdBudget: this.holdBudget,
+      inflateBudget: this.inflateBudget,
+      maxInflatedMessageBytes: options.maxInflatedMessageBytes ?? MAX_INFLATED_MESSAGE_BYTES,
+      virtual: this.occupancy,
+    };
     this.ledger = new ChannelLedger(new TopicGroups(options.topics));
     const awaitBudgetSeconds = options.awaitBudgetSeconds ?? 0;
     this.admission = new Admission(options.limits, this.now, awaitBudgetSeconds);
@@ -306,7 +332,7 @@ export class Sidecar implements ConnectionObserver {
   private onWebSocketOpen(url: string | undefined, client: Duplex, upstream: Duplex, extensions: string | undefined): void {
     const channels = this.ledger.openSocket(KIND_WEBSOCKET);
     const nowMs = this.now();
-    const connection = new TappedConnection(client, upstream, channels, vsnFromUrl(url), parseDeflateExtension(extensions), this, nowMs, this.occupancy);
+    const connection = new TappedConnection(client, upstream, channels, vsnFromUrl(url), parseDeflateExtension(extensions), this, nowMs, this.tapOptions);
     this.connections.add(connection);
     this.openedAtSumMs += nowMs;
     this.counters.accepted++;

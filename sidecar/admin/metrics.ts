@@ -1,3 +1,4 @@
+import { readdir } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { END_CAUSES, JOIN_RESULTS, KIND_LONGPOLL, UNDECIDED_REASONS } from "../ledger/channel-ledger.js";
@@ -11,6 +12,7 @@ import type { Sidecar } from "../sidecar.js";
 export function createMetrics(sidecar: Sidecar): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "connmeter_" });
+  replaceOpenFdsGauge(registry);
 
   new Gauge({
     name: "connmeter_connections",
@@ -130,6 +132,17 @@ export function createMetrics(sidecar: Sidecar): Registry {
     ],
   );
   new Gauge({
+    name: "connmeter_join_gate_held_bytes",
+    help: "Bytes of client messages all sockets' join gates hold back while deciding whether each is a join to refuse, plus ~100 bytes per held read (bounded by a process-wide budget).",
+    registers: [registry],
+    collect() {
+      this.set(sidecar.holdBudget.totalCost);
+    },
+  });
+  counterFrom(registry, "connmeter_join_gate_budget_pauses_total", "Times a client's relay paused because all join gates together held more than the process-wide budget (the heaviest holder is paused).", [], () => [
+    [{}, sidecar.holdBudget.pauses],
+  ]);
+  new Gauge({
     name: "connmeter_connections_uninspected",
     help: "Open WebSocket connections whose compressed messages the tap can no longer read in some direction (it gave up a deflate window past the inflate cap): their channel counts may miss joins or leaves until they close.",
     registers: [registry],
@@ -203,3 +216,42 @@ function counterFrom(registry: Registry, name: string, help: string, labelNames:
     },
   });
 }
+
+/**
+ * prom-client's process_open_fds lists /proc/self/fd with readdirSync at every scrape: with
+ * two fds per proxied socket that blocked the event loop (and every socket's relay) for ~30 ms
+ * at 10,000 sockets on a loaded machine, longer at 50,000, and made /metrics slow. The same
+ * metric, listed off the event loop and in the background: a scrape reads the latest count
+ * (at most {@link OPEN_FDS_MAX_AGE_MS} old) and starts a new listing when it is older; only
+ * the first scrape waits for one.
+ */
+function replaceOpenFdsGauge(registry: Registry): void {
+  const name = "connmeter_process_open_fds";
+  if (registry.getSingleMetric(name) === undefined) return; // not Linux: prom-client has none either
+  registry.removeSingleMetric(name);
+  let count = NaN;
+  let listedAt = -Infinity;
+  let listing: Promise<void> | null = null;
+  const list = (): Promise<void> =>
+    (listing ??= readdir("/proc/self/fd")
+      .then((fds) => void (count = fds.length - 1)) // minus the one the listing used
+      .catch(() => undefined) // no /proc: the gauge stays unset
+      .finally(() => {
+        listedAt = performance.now();
+        listing = null;
+      }));
+  new Gauge({
+    name,
+    help: `Number of open file descriptors (listed in the background, at most ${OPEN_FDS_MAX_AGE_MS / 1000} s old).`,
+    registers: [registry],
+    async collect() {
+      if (performance.now() - listedAt > OPEN_FDS_MAX_AGE_MS) {
+        const pending = list();
+        if (Number.isNaN(count)) await pending;
+      }
+      if (!Number.isNaN(count)) this.set(count);
+    },
+  });
+}
+
+const OPEN_FDS_MAX_AGE_MS = 5000;

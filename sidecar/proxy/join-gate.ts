@@ -1,20 +1,29 @@
 import type { FrameReader } from "../ws/frame-reader.js";
+import { HELD_PART_COST_BYTES, type BudgetedHolder, type HoldBudget } from "./hold-budget.js";
 
 /**
  * Bytes of one client message held back at most while deciding whether it is a join to
  * refuse. A join is a few hundred bytes; a message past this size is let through whole.
  */
 export const MAX_HOLD_BYTES = 64 * 1024;
+/**
+ * Reads of one message held back at most (like ws's maxFragments): a join arrives in one or a
+ * few reads; one dribbled a byte per read would cost ~100 bytes of heap per byte held. Past it
+ * the message is let through whole, as one past {@link MAX_HOLD_BYTES} is.
+ */
+export const MAX_HOLD_PARTS = 256;
 
 /**
  * The client→server relay when joins may be refused: bytes of a data message are held from
  * its first header byte until the message is known, so a refused join can be cut out of the
  * stream whole and the app never sees it. Everything else is forwarded unchanged, in order,
- * as soon as it is decided. Memory is bounded by {@link MAX_HOLD_BYTES} plus one chunk.
+ * as soon as it is decided. Memory is bounded by {@link MAX_HOLD_BYTES} (and
+ * {@link MAX_HOLD_PARTS} reads) plus one chunk per socket, and by a process-wide
+ * {@link HoldBudget} for all sockets together.
  *
  * Offsets are stream offsets from the {@link FrameReader} parsing the same bytes.
  */
-export class JoinGate {
+export class JoinGate implements BudgetedHolder {
   private readonly held: Buffer[] = [];
   /** Stream offset of the first held byte. */
   private heldStart = 0;
@@ -24,10 +33,34 @@ export class JoinGate {
   /** Start offset of a message that grew past the hold limit: it can no longer be cut. */
   private released = -1;
 
+  /** The process-wide budget paused this gate's source. */
+  pausedForBudget = false;
+
   constructor(
     private readonly reader: FrameReader,
     private readonly write: (chunk: Buffer) => boolean,
+    private readonly budget: HoldBudget | null = null,
+    private readonly source: { pause(): void; resume(): void } | null = null,
   ) {}
+
+  get heldCost(): number {
+    return this.received - this.heldStart + this.held.length * HELD_PART_COST_BYTES;
+  }
+
+  pauseForBudget(): void {
+    this.pausedForBudget = true;
+    this.source?.pause();
+  }
+
+  resumeFromBudget(): void {
+    this.pausedForBudget = false;
+    this.source?.resume();
+  }
+
+  /** The socket closed: what the gate held no longer counts against the process-wide budget. */
+  dispose(): void {
+    this.budget?.remove(this);
+  }
 
   /** Nothing is held back. */
   get empty(): boolean {
@@ -48,6 +81,7 @@ export class JoinGate {
   hold(chunk: Buffer): void {
     this.held.push(chunk);
     this.received += chunk.length;
+    this.budget?.update(this);
   }
 
   /**
@@ -74,7 +108,7 @@ export class JoinGate {
     if (r.atMessageBoundary) return this.forwardUpTo(this.received);
     if (!r.inDataMessage) return this.forwardUpTo(Math.max(this.heldStart, r.frameStartOffset));
     const start = r.messageStartOffset;
-    if (this.received - start > MAX_HOLD_BYTES) this.released = start;
+    if (this.received - start > MAX_HOLD_BYTES || this.held.length > MAX_HOLD_PARTS) this.released = start;
     return this.forwardUpTo(this.released === start ? this.received : Math.max(this.heldStart, start));
   }
 
@@ -95,6 +129,7 @@ export class JoinGate {
       this.heldStart = end;
     }
     while (this.drops.length > 0 && this.drops[1]! <= this.heldStart) this.drops.splice(0, 2);
+    this.budget?.update(this);
     return ok;
   }
 

@@ -3,7 +3,9 @@ import { UNDECIDED_CONTEXT_TAKEOVER, UNDECIDED_FIELD_TOO_LONG, UNDECIDED_TOO_LON
 import { PhoenixDecoder, type PhoenixMessageHandler } from "../phoenix/phoenix-decoder.js";
 import { EVENT_JOIN, VSN_2, type PhoenixMessage, type PhoenixVsn } from "../phoenix/message.js";
 import { FrameReader, type DeflateParams } from "../ws/frame-reader.js";
+import type { InflateBudget } from "../ws/inflate-budget.js";
 import { encodeCloseFrame, encodeTextFrame } from "./frame-writer.js";
+import type { HoldBudget } from "./hold-budget.js";
 import { JoinGate } from "./join-gate.js";
 
 /** The sidecar's server of the virtual topic (issue 17), as a connection sees it. */
@@ -22,6 +24,20 @@ export interface VirtualTopicServer {
  * the sidecar hold its pushes.
  */
 export const MAX_VIRTUAL_BACKLOG_BYTES = 256 * 1024;
+
+/** How a connection is tapped; the budgets are shared by every connection of the process. */
+export interface TapOptions {
+  /** false: bytes are relayed by the same code but never parsed (the benchmark's bare relay). Default true. */
+  tap?: boolean;
+  /** What all join gates together may hold back (none: each gate is bounded on its own only). */
+  holdBudget?: HoldBudget;
+  /** What all readers together may inflate per turn of the event loop (none: each its own slice). */
+  inflateBudget?: InflateBudget;
+  /** Inflated bytes of one message past which it is not read further (default {@link MAX_INFLATED_MESSAGE_BYTES}). */
+  maxInflatedMessageBytes?: number;
+  /** The sidecar's server of the virtual topic (none: every message goes to the app). */
+  virtual?: VirtualTopicServer | null;
+}
 
 /** What a connection reports to the sidecar that owns it. */
 export interface ConnectionObserver {
@@ -78,6 +94,9 @@ export class TappedConnection implements PhoenixMessageHandler {
   private readonly s2cDecoder: PhoenixDecoder;
   readonly vsn: PhoenixVsn;
   private readonly gate: JoinGate | null;
+  private readonly virtual: VirtualTopicServer | null;
+  private readonly tapped: boolean;
+  private readonly inflateBudget: InflateBudget | null;
   /** Frames the sidecar writes to the client, waiting for the server stream to reach a message boundary. */
   private injections: Buffer[] | null = null;
   /** While injections wait: the offset in the server stream just past the first whole message of the current chunk. */
@@ -106,16 +125,25 @@ export class TappedConnection implements PhoenixMessageHandler {
     deflate: DeflateParams | null,
     private readonly observer: ConnectionObserver,
     nowMs: number,
-    private readonly virtual: VirtualTopicServer | null = null,
+    options: TapOptions = {},
   ) {
     this.openedAtMs = nowMs;
+    this.virtual = options.virtual ?? null;
+    this.tapped = options.tap ?? true;
+    this.inflateBudget = options.inflateBudget ?? null;
     this.c2sDecoder = new PhoenixDecoder(vsn, true, this);
     this.s2cDecoder = new PhoenixDecoder(vsn, false, this);
-    const limits = { maxMessageBytes: Infinity, inflateSliceBytes: INFLATE_SLICE_BYTES, maxInflatedMessageBytes: MAX_INFLATED_MESSAGE_BYTES };
+    const limits = {
+      maxMessageBytes: Infinity,
+      inflateSliceBytes: INFLATE_SLICE_BYTES,
+      maxInflatedMessageBytes: options.maxInflatedMessageBytes ?? MAX_INFLATED_MESSAGE_BYTES,
+      ...(options.inflateBudget === undefined ? {} : { inflateBudget: options.inflateBudget }),
+    };
     this.c2s = new FrameReader(this.c2sDecoder, { fromClient: true, deflate, ...limits, onUninspected: this.onClientUninspected });
     this.s2c = new FrameReader(this.s2cDecoder, { fromClient: false, deflate, ...limits, onUninspected: this.onServerUninspected });
     const clientContextTakeover = deflate !== null && !deflate.clientNoContextTakeover;
-    this.gate = clientContextTakeover ? null : new JoinGate(this.c2s, this.writeUpstream);
+    const source = { pause: () => this.client.pause(), resume: () => this.resumeClient() };
+    this.gate = clientContextTakeover || !this.tapped ? null : new JoinGate(this.c2s, this.writeUpstream, options.holdBudget ?? null, source);
     this.vsn = vsn;
   }
 
@@ -259,7 +287,7 @@ export class TappedConnection implements PhoenixMessageHandler {
       // Nothing can be refused: forward first, parse second.
       gate?.passed(chunk.length);
       if (!this.upstream.write(chunk)) this.client.pause();
-      if (!this.c2s.push(chunk)) this.waitForReader(true);
+      if (this.tapped && !this.c2s.push(chunk)) this.waitForReader(true);
       return;
     }
     gate.hold(chunk);
@@ -289,7 +317,7 @@ export class TappedConnection implements PhoenixMessageHandler {
   private takeServerChunk(chunk: Buffer): void {
     if (this.injections === null) {
       if (!this.client.write(chunk)) this.upstream.pause();
-      if (!this.s2c.push(chunk)) this.waitForReader(false);
+      if (this.tapped && !this.s2c.push(chunk)) this.waitForReader(false);
       return;
     }
     // Frames wait to be injected: parse first to find where a server message ends.
@@ -324,13 +352,19 @@ export class TappedConnection implements PhoenixMessageHandler {
    */
   private waitForReader(fromClient: boolean): void {
     (fromClient ? this.client : this.upstream).pause();
-    setImmediate(fromClient ? this.continueClient : this.continueServer);
+    this.later(fromClient ? this.continueClient : this.continueServer);
+  }
+
+  /** Runs a reader's continuation at a later turn: after other sockets' I/O and, with a shared inflate budget, in turn with other readers. */
+  private later(continuation: () => void): void {
+    if (this.inflateBudget === null) setImmediate(continuation);
+    else this.inflateBudget.defer(continuation);
   }
 
   private readonly continueClient = (): void => {
     if (this.closed) return;
     if (!this.c2s.resume()) {
-      setImmediate(this.continueClient);
+      this.later(this.continueClient);
       return;
     }
     this.flushGate();
@@ -343,7 +377,7 @@ export class TappedConnection implements PhoenixMessageHandler {
   private readonly continueServer = (): void => {
     if (this.closed) return;
     if (!this.s2c.resume()) {
-      setImmediate(this.continueServer);
+      this.later(this.continueServer);
       return;
     }
     if (this.serverChunk !== null) this.writeParsedServerChunk();
@@ -399,7 +433,7 @@ export class TappedConnection implements PhoenixMessageHandler {
   };
 
   private readonly resumeClient = (): void => {
-    if (!this.pausedForJoins && !this.c2s.busy && this.c2sWaiting.length === 0 && !this.upstream.writableNeedDrain) this.client.resume();
+    if (!this.pausedForJoins && this.gate?.pausedForBudget !== true && !this.c2s.busy && this.c2sWaiting.length === 0 && !this.upstream.writableNeedDrain) this.client.resume();
   };
 
   private resumeAfterJoins(): void {
@@ -441,6 +475,7 @@ export class TappedConnection implements PhoenixMessageHandler {
     this.destroy();
     this.c2s.destroy();
     this.s2c.destroy();
+    this.gate?.dispose();
     this.c2sDecoder.release();
     this.s2cDecoder.release();
     this.channels.close();

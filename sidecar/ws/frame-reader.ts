@@ -14,6 +14,7 @@
 
 import { createFrameError, type FrameError, type FrameErrorCode } from "./errors.js";
 import type { DeflateParams } from "./extension.js";
+import type { InflateBudget } from "./inflate-budget.js";
 import { Inflater } from "./inflater.js";
 
 export { createFrameError, FrameError, type FrameErrorCode } from "./errors.js";
@@ -69,12 +70,19 @@ export interface FrameReaderOptions {
    * before its onMessageEnd; `contextLost` is true once later compressed messages cannot be read either.
    */
   onUninspected?: (contextLost: boolean) => void;
+  /**
+   * Shared by every reader of the process: inflated bytes count against it too, and the reader
+   * yields (as when its own slice ran out) once it is spent for this turn of the event loop.
+   */
+  inflateBudget?: InflateBudget;
 }
 
 const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
 /** Client payload is unmasked into the shared scratch (below) in pieces of at most 16 KiB. */
 const MAX_SCRATCH_BYTES = 16 * 1024;
 const MIN_SCRATCH_BYTES = 512;
+/** The first piece of a masked message unmasked for the sink: a Phoenix vsn 2 prefix fits in it. */
+const FIRST_UNMASK_BYTES = 256;
 
 // Reader states; everything from CLOSED on is terminal.
 const FRAME_START = 0;
@@ -115,6 +123,7 @@ export class FrameReader {
   private readonly inflateSliceBytes: number;
   private readonly maxInflatedMessageBytes: number;
   private readonly onUninspected: ((contextLost: boolean) => void) | null;
+  private readonly inflateBudget: InflateBudget | null;
 
   private state = FRAME_START;
   private chunk: Buffer = EMPTY;
@@ -140,6 +149,8 @@ export class FrameReader {
   private maskPhase = 0;
 
   private inMessage = false;
+  /** Bytes of the current message unmasked for the sink at the next delivery (doubles per piece). */
+  private unmaskPiece = FIRST_UNMASK_BYTES;
   private compressed = false;
   private wanted = false;
   private delivered = 0;
@@ -169,6 +180,7 @@ export class FrameReader {
     this.inflateSliceBytes = options.inflateSliceBytes ?? Infinity;
     this.maxInflatedMessageBytes = options.maxInflatedMessageBytes ?? Infinity;
     this.onUninspected = options.onUninspected ?? null;
+    this.inflateBudget = options.inflateBudget ?? null;
   }
 
   /**
@@ -413,6 +425,7 @@ export class FrameReader {
     this.compressed = this.rsv1;
     this.wanted = this.maxMessageBytes > 0;
     this.delivered = 0;
+    this.unmaskPiece = FIRST_UNMASK_BYTES;
     this.inflatedInMessage = 0;
     this.skipInflate = this.compressed && this.contextLost;
     if (this.skipInflate) this.wanted = false;
@@ -457,11 +470,14 @@ export class FrameReader {
     }
     let phase = this.maskPhase;
     while (left > 0 && this.wanted) {
-      const piece = Math.min(left, MAX_SCRATCH_BYTES);
+      // Pieces grow from FIRST_UNMASK_BYTES: a sink that has what it needs after the first bytes
+      // (a vsn 2 message's event) costs an unmask of those, not of the whole 16 KiB message.
+      const piece = Math.min(left, this.unmaskPiece);
       this.deliver(this.unmask(offset, piece, phase).subarray(0, piece));
       offset += piece;
       left -= piece;
       phase = (phase + piece) & 3;
+      if (this.unmaskPiece < MAX_SCRATCH_BYTES) this.unmaskPiece *= 2;
     }
   }
 
@@ -549,12 +565,13 @@ export class FrameReader {
       inflater.release();
       this.inflatedInMessage += produced;
       this.sliceLeft -= produced;
+      this.inflateBudget?.spend(produced);
       if (pos === end && !full) return pos;
       if (this.inflatedInMessage > this.maxInflatedMessageBytes) {
         this.stopInflating();
         return end;
       }
-      if (mayYield && pos < end && this.sliceLeft <= 0) return pos;
+      if (mayYield && pos < end && (this.sliceLeft <= 0 || (this.inflateBudget !== null && this.inflateBudget.available <= 0))) return pos;
     }
   }
 

@@ -148,12 +148,13 @@ describe("Informer on the real API server", () => {
     }
   });
 
-  // EVIDENCE for choosing client-node 2.0.1: its Watch aborts after requestTimeoutMs (30 s)
-  // without a byte. A quiet namespace sends no byte (bookmarks come about once a minute, if at
-  // all). The informer raises the timer above the server's timeoutSeconds; the controls keep
-  // client-node's default. The measured times are printed.
-  it("QUIET WATCH ≥ 40 s: the informer's watch is not restarted; client-node's default Watch is aborted at ~30 s", async () => {
-    const { kc } = kube();
+  // client-node 2.0.1's Watch aborts after requestTimeoutMs (30 s) without a byte, and a quiet
+  // namespace sends no byte (bookmarks come about once a minute, if at all). The informer raises
+  // the timer above the server's timeoutSeconds. What is asserted is ours: the quiet watch holds
+  // and still delivers. Two control watches at client-node's defaults are only logged, as
+  // evidence of the library's behaviour in this version (it may change; the test must not).
+  it("QUIET WATCH ≥ 40 s: the informer's watch is not restarted and still delivers the next change", async () => {
+    const { kc, core } = kube();
     const ns = await createNamespace("quiet");
     const restarts: Array<{ reason: RestartReason; at: number }> = [];
     const inf = cmInformer(kc, ns, restarts);
@@ -173,8 +174,10 @@ describe("Informer on the real API server", () => {
       log(`  control Watch (default requestTimeoutMs, allowWatchBookmarks): ${bookmarks}`);
       expect(heldS).toBeGreaterThanOrEqual(40);
       expect(restarts).toEqual([]);
-      // The pitfall is real: without the raised timer the watch dies at about 30 s.
-      expect(plain).toMatch(/TimeoutError after (29|3[0-4])\.\d s/);
+      // The same watch, after the quiet spell, sees a change at once (no relist, no restart).
+      await core.createNamespacedConfigMap({ namespace: ns, body: cm("after-quiet", { v: "1" }) });
+      await waitFor("the change after the quiet spell", async () => inf.get(ns, "after-quiet") !== undefined, 10_000);
+      expect(restarts).toEqual([]);
     } finally {
       for (const c of controls) c.stop();
       await inf.stop();

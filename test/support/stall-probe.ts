@@ -247,3 +247,83 @@ export function metricValue(page: string, sample: string): number {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * Plain JS for a child process: opens `n` raw WebSockets to the echo endpoint (no compression,
+ * so the sidecar's join gate holds their messages when topic budgets are set) and sends each a
+ * 60 KB join one byte per write, every socket once per `everyMs`, until told to stop on stdin.
+ * Prints "open" once all are upgraded, then at the end the bytes it wrote.
+ */
+const DRIBBLER = `
+const net = require("node:net");
+const crypto = require("node:crypto");
+const [url, n, everyMs] = process.argv.slice(1);
+const { hostname, port } = new URL(url);
+const body = '["1","1","room:dribble","phx_join",{"pad":"' + "x".repeat(60000) + '"}]';
+const payload = Buffer.from(body);
+const head = Buffer.from([0x81, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 0]);
+head.writeUInt32BE(payload.length, 6);
+const mask = crypto.randomBytes(4);
+const masked = Buffer.from(payload.map((b, i) => b ^ mask[i & 3]));
+const frame = Buffer.concat([head, mask, masked]);
+const sockets = [];
+let opened = 0, written = 0;
+for (let i = 0; i < Number(n); i++) {
+  const s = net.connect(Number(port), hostname);
+  s.on("error", () => {});
+  s.once("connect", () => s.write("GET /echo/websocket?vsn=2.0.0 HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n"));
+  s.once("data", () => { s.at = 0; sockets.push(s); if (++opened === Number(n)) process.stdout.write("open\\n"); });
+}
+const timer = setInterval(() => {
+  for (const s of sockets) if (s.at < frame.length && !s.writableNeedDrain) { s.write(frame.subarray(s.at, s.at + 1)); s.at++; written++; }
+}, Number(everyMs));
+process.stdin.on("data", () => { clearInterval(timer); for (const s of sockets) s.destroy(); console.log(written); process.exit(0); });
+`;
+
+export interface CrowdResult extends StallReport {
+  bombs: number;
+  dribblers: number;
+  /** Bytes the dribblers wrote one per write while the bombs ran. */
+  dribbledBytes: number;
+  /** Every bomb's bytes reached the app. */
+  relayedAll: boolean;
+  /** Bomb messages the sidecar reported uninspected (inflate cap). */
+  uninspected: number;
+}
+
+/**
+ * `bombs` clients each send one compressed message inflating to `inflatedBytes` at the same
+ * moment, while `dribblers` sockets (in a child process) each send a join one byte per write,
+ * and {@link measureStalls} watches the others. Done when the app has every bomb byte and the
+ * sidecar reports them uninspected, or after `settleMs`.
+ */
+export async function runBombsAndDribblers(sidecarUrl: string, adminUrl: string, app: StallApp, opts: { bombs: number; dribblers: number; inflatedBytes: number; dribbleEveryMs: number; settleMs?: number }): Promise<CrowdResult> {
+  const frame = deflateBombFrame(opts.inflatedBytes);
+  const uninspected = async (): Promise<number> => {
+    const page = await fetch(`${adminUrl}/metrics`).then((r) => r.text(), () => "");
+    return metricValue(page, 'connmeter_messages_uninspected_total{direction="client_to_server",reason="inflate_limit"}');
+  };
+  const child = spawn(process.execPath, ["-e", DRIBBLER, sidecarUrl, String(opts.dribblers), String(opts.dribbleEveryMs)], { stdio: ["pipe", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  let relayedAll = false;
+  let dribbledBytes = 0;
+  const before = await uninspected();
+  try {
+    if (!(await pollUntil(() => out.includes("open"), 60_000))) throw new Error(`the ${opts.dribblers} dribbling sockets did not all open within 60 s`);
+    const stalls = await measureStalls(sidecarUrl, adminUrl, async () => {
+      const sockets = await Promise.all(Array.from({ length: opts.bombs }, () => openSinkSocket(sidecarUrl)));
+      const sunk = app.sinkBytes();
+      for (const s of sockets) s.write(frame);
+      relayedAll = await pollUntil(() => app.sinkBytes() - sunk >= frame.length * opts.bombs, 60_000);
+      await pollUntil(async () => (await uninspected()) - before >= opts.bombs, opts.settleMs ?? 15_000);
+      for (const s of sockets) s.destroy();
+    });
+    child.stdin.write("stop\n");
+    await once(child, "exit");
+    dribbledBytes = Number(out.split("\n").filter((l) => /^\d+$/.test(l.trim()))[0] ?? 0);
+    return { ...stalls, bombs: opts.bombs, dribblers: opts.dribblers, dribbledBytes, relayedAll, uninspected: (await uninspected()) - before };
+  } finally {
+    if (child.exitCode === null) child.kill();
+  }
+}

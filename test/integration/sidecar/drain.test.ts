@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { startPhoenixServer, type PhoenixServer } from "../../support/phoenix-server/index.js";
 import { SIDECAR_MAIN as MAIN, startSidecarProcess } from "../../support/sidecar-process.js";
+import { waitFor } from "../../support/wait.js";
 
 describe("the sidecar process", () => {
   let app: PhoenixServer;
@@ -23,8 +24,7 @@ describe("the sidecar process", () => {
     expect((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status).toBe(200);
 
     child.kill("SIGTERM");
-    await new Promise((r) => setTimeout(r, 300));
-    expect((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status).toBe(503);
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status, (s) => s === 503, "readiness off after SIGTERM", 5000);
     const refused = await new Promise<number>((resolve) => {
       const late = new WebSocket(`ws://127.0.0.1:${port}/socket/websocket?vsn=2.0.0`);
       late.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));

@@ -4,7 +4,6 @@ import WebSocket from "ws";
 import { startPhoenixServer, type PhoenixServer } from "../../support/phoenix-server/index.js";
 import { connected, join, phoenixSocket } from "../../support/phoenix-client.js";
 import { startSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
-import { sleep } from "../../support/wait.js";
 
 const TOKEN = "test-token";
 
@@ -153,10 +152,11 @@ describe("limits and the admin port", () => {
     open.push(first.ws!);
     expect((await tryUpgrade(sidecar.url)).status).toBe(503); // the pushed cap of 1 holds
 
-    // a refresh keeps the pushed values past the first deadline
-    await sleep(600);
-    expect((await put({ ttlSeconds: 1 })).status).toBe(200);
-    await sleep(600);
+    // a refresh keeps the pushed values past the first deadline (polled, no fixed sleeps)
+    const refresh = await put({ ttlSeconds: 3 });
+    expect(refresh.status).toBe(200);
+    expect(Date.parse(((await refresh.json()) as { expiresAt: string }).expiresAt)).toBeGreaterThan(expiresAt);
+    await waitFor(() => Date.now(), (now) => now > expiresAt + 100, "the first deadline to pass", 5000);
     expect(await getConfig()).toMatchObject({ maxConnections: 1, source: "pushed" });
 
     const back = await waitFor(getConfig, (c) => c.source === "flags", "the pushed config to expire", 5000);

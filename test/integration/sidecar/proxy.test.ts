@@ -123,12 +123,15 @@ describe("the sidecar as a proxy", () => {
 
   it("relays random bytes after the 101 unchanged both ways, counts them unparsed and stays up", async () => {
     const fromClient: Buffer[] = [];
+    const fromApp: Buffer[] = [];
     const rawApp = http.createServer();
     rawApp.on("upgrade", (_req, socket: Socket) => {
       socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
       socket.on("data", (d: Buffer) => {
         fromClient.push(d);
-        socket.write(randomBytes(d.length)); // junk back, as much as it got
+        const junk = randomBytes(d.length); // junk back, as much as it got
+        fromApp.push(junk);
+        socket.write(junk);
       });
       socket.on("error", () => {});
     });
@@ -152,6 +155,7 @@ describe("the sidecar as a proxy", () => {
       await waitFor(() => Buffer.concat(fromClient).length, (n) => n === total, "every client byte at the app");
       await waitFor(() => received.length - headLength, (n) => n === total, "every app byte at the client");
       expect(Buffer.concat(fromClient).equals(Buffer.concat(sent))).toBe(true);
+      expect(received.subarray(headLength).equals(Buffer.concat(fromApp))).toBe(true);
       socket.destroy();
       const after = await waitFor(front.stats, (st) => st.connections === 0, "the connection to close");
       expect(after.unparsedMessages).toBeGreaterThan(0); // both readers gave up on the junk

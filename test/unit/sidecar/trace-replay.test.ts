@@ -1,16 +1,21 @@
+import { Duplex } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { ChannelLedger, KIND_WEBSOCKET, type SocketChannels } from "../../../sidecar/ledger/channel-ledger.js";
 import { TopicGroups } from "../../../sidecar/ledger/topic-groups.js";
 import { LongPollTracker } from "../../../sidecar/longpoll/longpoll-tracker.js";
-import { PhoenixDecoder, type PhoenixMessageHandler } from "../../../sidecar/phoenix/phoenix-decoder.js";
-import { vsnFromUrl, type PhoenixMessage } from "../../../sidecar/phoenix/message.js";
-import { FrameReader, parseDeflateExtension } from "../../../sidecar/ws/frame-reader.js";
+import { vsnFromUrl } from "../../../sidecar/phoenix/message.js";
+import { TappedConnection, type ConnectionObserver } from "../../../sidecar/proxy/tapped-connection.js";
+import { parseDeflateExtension } from "../../../sidecar/ws/frame-reader.js";
 import { closedAt, headerOf, loadTrace, traceNames, type ServerCount, type Trace, type TraceConnection } from "../../support/traces.js";
 
-/** One recorded WebSocket connection fed through the sidecar's tap, byte for byte. */
-class ReplayedSocket implements PhoenixMessageHandler {
+/**
+ * One recorded WebSocket connection fed, byte for byte, through the sidecar's real
+ * {@link TappedConnection} (the production glue between the relay, the frame readers, the
+ * decoders and the ledger), with in-memory sockets on both sides.
+ */
+class ReplayedSocket implements ConnectionObserver {
   readonly channels: SocketChannels;
-  private readonly readers: Record<"c2s" | "s2c", FrameReader>;
+  private readonly sides: Record<"c2s" | "s2c", Duplex>;
   private readonly heads = { c2s: Buffer.alloc(0), s2c: Buffer.alloc(0) };
   private readonly inHead = { c2s: true, s2c: true };
   unparsed = 0;
@@ -19,11 +24,8 @@ class ReplayedSocket implements PhoenixMessageHandler {
     this.channels = ledger.openSocket(KIND_WEBSOCKET);
     const url = conn.upgrade_request_head?.split(" ")[1];
     const deflate = parseDeflateExtension(headerOf(conn.upgrade_response_head, "sec-websocket-extensions"));
-    const vsn = vsnFromUrl(url);
-    this.readers = {
-      c2s: new FrameReader(new PhoenixDecoder(vsn, true, this), { fromClient: true, deflate, maxMessageBytes: Infinity }),
-      s2c: new FrameReader(new PhoenixDecoder(vsn, false, this), { fromClient: false, deflate, maxMessageBytes: Infinity }),
-    };
+    this.sides = { c2s: memorySocket(), s2c: memorySocket() };
+    new TappedConnection(this.sides.c2s, this.sides.s2c, this.channels, vsnFromUrl(url), deflate, this, 0).start();
   }
 
   push(dir: "c2s" | "s2c", bytes: Buffer): void {
@@ -38,33 +40,40 @@ class ReplayedSocket implements PhoenixMessageHandler {
       this.inHead[dir] = false;
       bytes = all.subarray(end + 4);
     }
-    if (bytes.length > 0) this.readers[dir].push(bytes);
+    if (bytes.length > 0) this.sides[dir].push(bytes);
   }
 
-  onPhoenixMessage(msg: PhoenixMessage, fromClient: boolean): void {
-    if (fromClient) this.channels.onClientMessage(msg);
-    else this.channels.onServerMessage(msg);
+  close(): void {
+    this.sides.c2s.destroy();
   }
 
   onUnparsed(): void {
     this.unparsed++;
   }
 
-  onOtherMessage(): void {}
+  onUninspected(): void {}
 
-  awaitsReplies(): boolean {
-    return this.channels.awaitsReplies;
-  }
+  onConnectionClosed(): void {}
+}
 
-  onCloseFrame(): void {}
-
-  onStreamError(): void {}
+/** A socket whose pushed bytes are read by the relay and whose written bytes go nowhere. */
+function memorySocket(): Duplex {
+  return new Duplex({
+    read() {},
+    write(_chunk, _enc, cb) {
+      cb();
+    },
+  });
 }
 
 type Event = { t: number; order: number; run: () => void };
 
-/** Replays a trace in time order and records what the sidecar would report at each server snapshot. */
-function replay(trace: Trace) {
+/**
+ * Replays a trace in time order and records what the sidecar would report at each server
+ * snapshot. The sockets deliver data and close events on later ticks, so each event is
+ * followed by a turn of the event loop before the next.
+ */
+async function replay(trace: Trace) {
   let now = 0;
   const ledger = new ChannelLedger(new TopicGroups());
   const longpoll = new LongPollTracker(ledger, 20_000, { onUnparsed: () => {} }, () => now);
@@ -76,7 +85,7 @@ function replay(trace: Trace) {
   for (const c of trace.connections.filter((c) => c.kind === "websocket")) {
     at(c.opened_t, () => sockets.set(c.conn, new ReplayedSocket(ledger, c)));
     const end = closedAt(c);
-    if (end !== Infinity) at(end, () => sockets.get(c.conn)!.channels.close());
+    if (end !== Infinity) at(end, () => sockets.get(c.conn)!.close());
   }
   const wsConns = new Set(trace.connections.filter((c) => c.kind === "websocket").map((c) => c.conn));
   for (const chunk of trace.raw) {
@@ -108,6 +117,7 @@ function replay(trace: Trace) {
   for (const e of events) {
     now = e.t;
     e.run();
+    await new Promise((r) => setImmediate(r));
   }
   longpoll.close();
   return { seen, unparsed: [...sockets.values()].reduce((n, s) => n + s.unparsed, 0) };
@@ -121,8 +131,8 @@ describe("trace replay: every recorded Phoenix transcript through the tap", () =
   });
 
   for (const name of names) {
-    it(`${name}: counts equal the server's registry at every labelled point`, () => {
-      const { seen, unparsed } = replay(loadTrace(name));
+    it(`${name}: counts equal the server's registry at every labelled point`, async () => {
+      const { seen, unparsed } = await replay(loadTrace(name));
       expect(seen.length).toBeGreaterThan(0);
       for (const s of seen) {
         expect({ label: s.snapshot.label, total: s.total, topics: s.topics, websockets: s.websockets }).toEqual({

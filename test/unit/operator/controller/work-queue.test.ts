@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { TerminalError, WorkQueue, type WorkQueueMetrics, type WorkQueueProbe, type WorkResult } from "../../../../operator/controller/work-queue.js";
 
 function deferred() {
@@ -130,8 +130,7 @@ describe("WorkQueue", () => {
     const at: number[] = [];
     q.start(async () => { at.push(performance.now()); return at.length < 2 ? { requeueAfterMs: 30 } : undefined; });
     q.add("k");
-    await new Promise((r) => setTimeout(r, 120));
-    expect(at).toHaveLength(2);
+    await vi.waitFor(() => expect(at).toHaveLength(2), { timeout: 5000, interval: 5 }); // polled, not a fixed sleep
     expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(25);
     await q.stop();
   });

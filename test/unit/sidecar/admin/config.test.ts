@@ -16,7 +16,9 @@ describe("loadConfig", () => {
       maxHandshakes: 1000,
       handshakeTimeoutSeconds: 10,
       awaitBudgetSeconds: 0,
+      tap: true,
     });
+    expect(loadConfig(["--tap", "off"], {})).toMatchObject({ tap: false });
   });
 
   it("reads --await-budget-seconds and CONNMETER_AWAIT_BUDGET_SECONDS", () => {
@@ -48,6 +50,7 @@ describe("loadConfig", () => {
     [["--handshake-timeout-seconds", "0"], /--handshake-timeout-seconds must be an integer in 1\.\.3600/],
     [["--await-budget-seconds=-1"], /--await-budget-seconds must be an integer in 0\.\.3600/],
     [["--max-topic-labels", "5001"], /--max-topic-labels must be an integer in 0\.\.5000/],
+    [["--tap", "no"], /--tap must be on or off, got "no"/],
   ])("refuses %j with an error naming the flag", (argv, message) => {
     expect(() => loadConfig(argv, {})).toThrow(ConfigError);
     expect(() => loadConfig(argv, {})).toThrow(message);

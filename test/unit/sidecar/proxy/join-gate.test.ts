@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { JoinGate, MAX_HOLD_BYTES } from "../../../../sidecar/proxy/join-gate.js";
+import { HELD_PART_COST_BYTES, HoldBudget } from "../../../../sidecar/proxy/hold-budget.js";
+import { JoinGate, MAX_HOLD_BYTES, MAX_HOLD_PARTS } from "../../../../sidecar/proxy/join-gate.js";
 import { FrameReader, type MessageSink } from "../../../../sidecar/ws/frame-reader.js";
 import { wsFrame } from "../ws/ws-internals.js";
 
@@ -35,7 +36,7 @@ function build(specs: Spec[]): { stream: Buffer; expected: Buffer } {
 }
 
 /** Runs the stream through a reader and a gate that drops messages starting with DROP. */
-function gate(stream: Buffer, cuts: number[]): Buffer {
+function gate(stream: Buffer, cuts: number[], observe?: (g: JoinGate) => void, budget?: HoldBudget): Buffer {
   const out: Buffer[] = [];
   let text = "";
   let g: JoinGate | null = null;
@@ -51,10 +52,14 @@ function gate(stream: Buffer, cuts: number[]): Buffer {
     },
   };
   const reader = new FrameReader(sink, { fromClient: true, deflate: null, maxMessageBytes: Infinity });
-  g = new JoinGate(reader, (chunk) => {
-    out.push(Buffer.from(chunk));
-    return true;
-  });
+  g = new JoinGate(
+    reader,
+    (chunk) => {
+      out.push(Buffer.from(chunk));
+      return true;
+    },
+    budget ?? null,
+  );
   let at = 0;
   for (const cut of [...cuts, stream.length]) {
     const end = Math.min(stream.length, Math.max(at, cut));
@@ -62,6 +67,7 @@ function gate(stream: Buffer, cuts: number[]): Buffer {
     const chunk = stream.subarray(at, end);
     g.hold(chunk);
     reader.push(chunk);
+    observe?.(g);
     g.flush();
     at = end;
   }
@@ -100,5 +106,29 @@ describe("JoinGate", () => {
     const cuts = Array.from({ length: Math.ceil(stream.length / 4096) }, (_, i) => i * 4096);
     expect(gate(stream, cuts).equals(stream)).toBe(true);
     expect(gate(stream, []).equals(stream)).toBe(true);
+  });
+
+  it("holds at most MAX_HOLD_PARTS reads of one message: one dribbled a byte per read goes through whole and its held cost stays bounded", () => {
+    const { stream } = build([{ text: `DROP${"x".repeat(60_000)}`, fragments: 1, pingInside: false }]);
+    let most = 0;
+    const out = gate(stream, Array.from({ length: stream.length }, (_, i) => i), (g) => (most = Math.max(most, g.heldCost)));
+    expect(out.equals(stream)).toBe(true);
+    // without the bound: 60,008 parts (~6 MB of heap) for this one socket
+    expect(most).toBeLessThanOrEqual((MAX_HOLD_PARTS + 1) * (1 + HELD_PART_COST_BYTES));
+  });
+
+  it("still cuts a refused join that arrives in fewer than MAX_HOLD_PARTS reads", () => {
+    const join = 'DROP["2","2","room:2","phx_join",{}]';
+    const { stream, expected } = build([{ text: join, fragments: 1, pingInside: false }, { text: "after", fragments: 1, pingInside: false }]);
+    expect(gate(stream, Array.from({ length: stream.length }, (_, i) => i)).equals(expected)).toBe(true);
+  });
+
+  it("counts what it holds against the process-wide budget and gives it back as it forwards", () => {
+    const budget = new HoldBudget(1 << 20);
+    const { stream, expected } = build([{ text: 'DROP["2","2","room:2","phx_join",{}]', fragments: 3, pingInside: true }, { text: "kept", fragments: 1, pingInside: false }]);
+    const seen: number[] = [];
+    expect(gate(stream, [5, 20, 30], () => seen.push(budget.totalCost), budget).equals(expected)).toBe(true);
+    expect(Math.max(...seen)).toBeGreaterThan(0);
+    expect(budget.totalCost).toBe(0);
   });
 });

@@ -53,7 +53,8 @@ describe("TappedConnection", () => {
     app.socket.push(big.subarray(0, 1000)); // the app is in the middle of a message...
     await tick();
     client.socket.push(text('["1","1","room:1","phx_join",{}]', true)); // ...when an over-budget join arrives
-    client.socket.push(text('["1","2","patterns:x","ping",{}]', true));
+    const ping = text('["1","2","patterns:x","ping",{}]', true);
+    client.socket.push(ping);
     await tick();
     app.socket.push(Buffer.concat([big.subarray(1000), text('[null,"2","patterns:x","phx_reply",{"response":{},"status":"ok"}]', false)]));
     await tick();
@@ -63,9 +64,26 @@ describe("TappedConnection", () => {
       '["1","1","room:1","phx_reply",{"response":{"reason":"capacity"},"status":"error"}]',
       '[null,"2","patterns:x","phx_reply",{"response":{},"status":"ok"}]',
     ]);
-    // only the ping reached the app (frames are masked, so compare lengths)
-    expect(Buffer.concat(app.written).length).toBe(text('["1","2","patterns:x","ping",{}]', true).length);
+    // only the ping reached the app, byte for byte
+    expect(Buffer.concat(app.written)).toEqual(ping);
     expect(ledger.joinsByResult[2]).toBe(1);
+  });
+
+  it("with the tap off relays both ways byte for byte and counts nothing (the benchmark's bare relay)", async () => {
+    const ledger = new ChannelLedger(new TopicGroups([{ match: "room:*", maxChannels: 0 }]));
+    const client = endpoint();
+    const app = endpoint();
+    const observer = { onUnparsed: () => {}, onUninspected: () => {}, onConnectionClosed: () => {} };
+    new TappedConnection(client.socket, app.socket, ledger.openSocket(KIND_WEBSOCKET), VSN_2, null, observer, 0, { tap: false }).start();
+    const join = text('["1","1","room:1","phx_join",{}]', true);
+    const reply = text('["1","1","room:1","phx_reply",{"response":{},"status":"ok"}]', false);
+    client.socket.push(join);
+    app.socket.push(reply);
+    await tick();
+    expect(Buffer.concat(app.written)).toEqual(join); // over budget, but nothing is refused
+    expect(Buffer.concat(client.written)).toEqual(reply);
+    expect(ledger.channels).toBe(0);
+    expect([...ledger.joinsByResult]).toEqual(Array(ledger.joinsByResult.length).fill(0));
   });
 
   it("relays a deflate bomb unchanged while inflating it a slice per turn, then reports the socket's compressed messages uninspected", async () => {

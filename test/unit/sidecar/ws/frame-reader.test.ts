@@ -148,7 +148,11 @@ describe("FrameReader delivery", () => {
     expect(small).toEqual(binary(Buffer.alloc(10, 7)));
   });
 
-  it("unmasks only the bytes it delivers", () => {
+  it.each([
+    ["declines after the first piece", 1, [256]],
+    ["declines after three pieces", 3, [256, 512, 1024]],
+    ["wants it all", Infinity, [256, 512, 1024, 2048, 4096, 8192, 16384, 16384, 1104]],
+  ])("unmasks only the bytes it delivers, in pieces growing from 256 bytes: a sink that %s", (_name, wantedPieces, pieces) => {
     const payload = Buffer.alloc(50_000, 1);
     const frame = wsFrame(payload, { fin: true, opcode: 2, mask: true, rsv1: false, maskKey: Buffer.from([1, 2, 3, 4]) });
     const seen: number[] = [];
@@ -156,14 +160,14 @@ describe("FrameReader delivery", () => {
       onMessageStart() {},
       onMessageData(data) {
         seen.push(data.length);
-        return false;
+        return seen.length < wantedPieces;
       },
       onMessageEnd() {},
       onClose() {},
       onError() {},
     };
     new FrameReader(sink, { fromClient: true, deflate: null, maxMessageBytes: BIG }).push(frame);
-    expect(seen).toEqual([16 * 1024]); // one scratch-sized piece, then the rest is skipped
+    expect(seen).toEqual(pieces); // then the rest is skipped, never unmasked
   });
 
   it("reports the close code even when the close frame is split inside the code", () => {
