@@ -114,6 +114,8 @@ export interface StallReport {
   /** Longest echo round trip of another socket through the sidecar, in ms. */
   echoMaxMs: number;
   echoRoundTrips: number;
+  /** Echo round trips that completed while `during` ran (the load under test), not before or after. */
+  echoRoundTripsDuring: number;
   /** Longest GET /healthz on the admin port, in ms. */
   healthzMaxMs: number;
   healthzRequests: number;
@@ -128,7 +130,7 @@ export interface StallReport {
 export async function measureStalls(sidecarUrl: string, adminUrl: string, during: () => Promise<void>): Promise<StallReport> {
   const ws = new WebSocket(`${sidecarUrl.replace(/^http/, "ws")}/echo`, { perMessageDeflate: false });
   await once(ws, "open");
-  const report: StallReport = { echoMaxMs: 0, echoRoundTrips: 0, healthzMaxMs: 0, healthzRequests: 0, healthzFailures: 0 };
+  const report: StallReport = { echoMaxMs: 0, echoRoundTrips: 0, echoRoundTripsDuring: 0, healthzMaxMs: 0, healthzRequests: 0, healthzFailures: 0 };
   let running = true;
   const echo = async (): Promise<void> => {
     while (running) {
@@ -155,7 +157,9 @@ export async function measureStalls(sidecarUrl: string, adminUrl: string, during
   const probes = [echo(), healthz()];
   try {
     await sleep(200); // both probes warmed up
+    const before = report.echoRoundTrips;
     await during();
+    report.echoRoundTripsDuring = report.echoRoundTrips - before;
   } finally {
     running = false;
     await Promise.all(probes);
