@@ -25,6 +25,7 @@ import { selectorMatches } from "./selector.js";
 import { scrapeTargets, startProblems } from "./target-pods.js";
 import { canonicalJson } from "./canonical-json.js";
 import { setCondition } from "./conditions.js";
+import type { NamespaceMarker } from "./namespace-marker.js";
 
 export interface ReconcilerDeps {
   caches: Caches;
@@ -34,6 +35,8 @@ export interface ReconcilerDeps {
   metrics: OperatorMetrics;
   clock: () => number;
   log: (line: string) => void;
+  /** Injection (issue 16): labels the namespaces that hold a policy for the webhook's namespaceSelector. */
+  namespaces?: Pick<NamespaceMarker, "ensure" | "release">;
 }
 
 export interface ReconcileResult {
@@ -93,6 +96,7 @@ export class Reconciler {
     }
     if (policy.metadata.deletionTimestamp) return this.finalize(key, policy);
     await this.ensureFinalizer(key, policy);
+    await this.deps.namespaces?.ensure(namespace);
     const spec = withDefaults(policy.spec);
     const intervalMs = spec.scrapeIntervalSeconds * 1000;
     const now = this.deps.clock();
@@ -126,9 +130,10 @@ export class Reconciler {
   async forget(key: string, last?: ConnectionPolicy): Promise<void> {
     this.cleanupAttempts.delete(key);
     this.finalizerWarned.delete(key);
+    const [namespace, name] = splitKey(key);
+    await this.deps.namespaces?.release(namespace, name);
     const mem = this.dropMemory(key);
     if (!mem) return;
-    const [namespace, name] = splitKey(key);
     const port = last ? withDefaults(last.spec).sidecar.adminPort : mem.adminPort;
     const pushed = last && this.othersOnTarget(last).length > 0 ? [] : mem.samples.pushedPods();
     await liftBudgets(this.deps.sidecars, pushed, port, { namespace, policy: key }, (pod, err) => this.cleanupError(key, `could not lift the budgets of pod ${pod}`, err, true));
@@ -160,6 +165,7 @@ export class Reconciler {
       this.deps.log(`policy ${key}: ${note}`);
       this.deps.events.record(policyRef(policy), "Warning", EVENT_CLEANUP_INCOMPLETE, "Cleanup", note);
     }
+    await this.deps.namespaces?.release(policy.metadata.namespace, policy.metadata.name);
     try {
       await removeCleanupFinalizer(this.deps.writer, policy);
     } catch (err) {
