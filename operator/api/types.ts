@@ -170,7 +170,7 @@ export const COND_AT_CAPACITY = "AtCapacity";
 export const COND_LIMITS_APPLIED = "LimitsApplied";
 /** The summary `kubectl get connpol` shows: True when the counts are current and the limits and scaling work; else the first problem's reason. */
 export const COND_READY = "Ready";
-export const CONDITION_TYPES = [COND_READY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY, COND_LIMITS_APPLIED] as const;
+export const CONDITION_TYPES = [COND_READY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY, COND_LIMITS_APPLIED, "Injected"] as const;
 
 export const REASON_ALL_PODS_SCRAPED = "AllPodsScraped";
 export const REASON_SCRAPE_FAILED = "ScrapeFailed";

@@ -22,7 +22,8 @@ import { PodSamples, type ScrapeTarget } from "./pod-samples.js";
 import { budgetTtlSeconds, planBudgets, withoutRaises, type BudgetPod } from "./budget-plan.js";
 import { writeScale, type ScaleWriteResult } from "./scale-write.js";
 import { selectorMatches } from "./selector.js";
-import { scrapeTargets, startProblems } from "./target-pods.js";
+import { podsWithoutSidecar, scrapeTargets, startProblems } from "./target-pods.js";
+import { MAX_LISTED_PODS, assessInjection, emitInjectionEvents } from "./assess-injection.js";
 import { canonicalJson } from "./canonical-json.js";
 import { setCondition } from "./conditions.js";
 import type { NamespaceMarker } from "./namespace-marker.js";
@@ -413,7 +414,10 @@ export class Reconciler {
     };
     this.updateGauges(policy, agg, replicas, desired, spec, mem);
     const limits = assessLimits(spec, policy.metadata.namespace, pods, mem.samples, older, target !== undefined);
-    const conditions = [metering, scaled.active, scaled.limited, capacity.condition, limits];
+    const missing = target ? podsWithoutSidecar(this.deps.caches.pods, policy.metadata.namespace, target) : [];
+    if (missing.length > 0) status.podsWithoutSidecar = missing.slice(0, MAX_LISTED_PODS);
+    const injected = assessInjection(spec, policy.metadata.namespace, target !== undefined, missing);
+    const conditions = [metering, scaled.active, scaled.limited, capacity.condition, limits, injected];
     return { status, conditions: [assessReady(conditions), ...conditions] };
   }
 
@@ -457,7 +461,7 @@ export class Reconciler {
     if (!heartbeatDue && (json === mem.lastStatusJson || json === canonicalJson(written))) return;
     const generationChanged = policy.status?.observedGeneration !== generation;
     if (!generationChanged && now - mem.lastStatusWriteMs < intervalMs - 100) return;
-    const patch: Record<string, unknown> = { ...status, capacity: status.capacity ?? null, lastUpdateTime: nowIso };
+    const patch: Record<string, unknown> = { ...status, capacity: status.capacity ?? null, podsWithoutSidecar: status.podsWithoutSidecar ?? null, lastUpdateTime: nowIso };
     try {
       await this.deps.writer.patchPolicyStatus(policy.metadata.namespace, policy.metadata.name, patch);
     } catch (err) {
@@ -471,6 +475,7 @@ export class Reconciler {
     mem.lastStatusWriteMs = now;
     mem.lastStatusJson = json;
     emitTransitionEvents(this.deps.events, policyRef(policy), before, conditions);
+    emitInjectionEvents(this.deps.events, policyRef(policy), before, conditions);
   }
 
   private statusWriteFailed(policy: ConnectionPolicy, mem: PolicyMemory, err: unknown): void {
