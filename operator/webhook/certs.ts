@@ -87,7 +87,20 @@ function newKeyPem(): { key: ReturnType<typeof createPrivateKey>; pem: string } 
   return { key: privateKey, pem: privateKey.export({ type: "pkcs8", format: "pem" }) as string };
 }
 
-const CA_NAME = { commonName: "connmeter-webhook-ca", organizations: ["connmeter.io"] };
+/**
+ * Each CA gets its own subject (the time it was made): during a rotation the bundle holds two
+ * CAs, and verifiers that pick an issuer by subject name (OpenSSL) must not take the wrong one.
+ */
+function caName(nowMs: number): { commonName: string; organizations: string[] } {
+  return { commonName: `connmeter-webhook-ca-${nowMs}`, organizations: ["connmeter.io"] };
+}
+
+/** The subject of a CA this module made, to name it as the issuer of the certificates it signs. */
+function subjectOf(ca: X509Certificate): { commonName: string; organizations: string[] } {
+  const fields = ca.subject.split("\n");
+  const get = (k: string) => fields.filter((f) => f.startsWith(`${k}=`)).map((f) => f.slice(k.length + 1));
+  return { commonName: get("CN")[0] ?? "", organizations: get("O") };
+}
 
 /** What the Secret must hold next: a CA, a bundle with it (and unexpired old CAs), a serving certificate it signed. */
 export function planTls(input: TlsPlanInput): TlsPlan {
@@ -98,7 +111,8 @@ export function planTls(input: TlsPlanInput): TlsPlan {
   const caProblem = !ca ? "no CA" : !keyMatches(ca, current.caKey) ? "CA key does not match" : dueForRenewal(ca, nowMs) ? "CA near expiry" : undefined;
   if (caProblem) {
     const { key, pem } = newKeyPem();
-    next.caCert = derCertificate({ subject: CA_NAME, issuer: CA_NAME, subjectKey: key, signingKey: key, ca: true, nowMs, validityMs: input.caValidityMs ?? CA_VALIDITY_MS });
+    const name = caName(nowMs);
+    next.caCert = derCertificate({ subject: name, issuer: name, subjectKey: key, signingKey: key, ca: true, nowMs, validityMs: input.caValidityMs ?? CA_VALIDITY_MS });
     next.caKey = pem;
     ca = new X509Certificate(next.caCert);
     changes.push(`new CA (${caProblem})`);
@@ -128,7 +142,7 @@ export function planTls(input: TlsPlanInput): TlsPlan {
   if (certProblem && !waitingForTrust) {
     const { key, pem } = newKeyPem();
     next.tlsCert = derCertificate({
-      subject: { commonName: input.dnsNames[0] ?? "connmeter-webhook", organizations: [] }, issuer: CA_NAME, subjectKey: key,
+      subject: { commonName: input.dnsNames[0] ?? "connmeter-webhook", organizations: [] }, issuer: subjectOf(caNow), subjectKey: key,
       signingKey: createPrivateKey(next.caKey!), ca: false, req: { server: true, altNames: input.dnsNames }, nowMs, validityMs: input.certValidityMs ?? CERT_VALIDITY_MS,
     });
     next.tlsKey = pem;
