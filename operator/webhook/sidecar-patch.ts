@@ -13,6 +13,7 @@ import {
   type InjectionMode,
 } from "../api/types.js";
 import { pointerToken, type Container, type JsonPatchOp, type Pod, type Probe } from "./pod-spec.js";
+import { buildRedirect } from "./redirect-patch.js";
 
 export interface ResourceRequirements {
   requests: Record<string, string>;
@@ -42,6 +43,10 @@ export interface InjectionSettings {
   adminTokenSecret: string;
   /** The app's port when the pod names none to take over (the sidecar's default upstream). */
   defaultUpstreamPort: number;
+  /** Redirect mode (iptables): the init container's image (needs sh and iptables); undefined: redirect mode refused. */
+  redirectInitImage?: string;
+  /** Redirect mode: the port kubelet probes are rewritten to, redirected straight to the app (default 4002). */
+  probePort?: number;
 }
 
 export type InjectionResult =
@@ -92,10 +97,10 @@ export function buildInjection(pod: Pod, settings: InjectionSettings): Injection
   if (!spec || !Array.isArray(spec.containers) || spec.containers.length === 0) return { action: "refuse", reason: "the pod has no containers" };
 
   const mode = modeOf(pod, settings);
-  if (mode === "redirect") return { action: "refuse", reason: "redirect mode is not available in this version: use a named targetPort (named-port mode)" };
   const portName = annotations[INJECT_PORT_ANNOTATION] || settings.portName;
   const clash = portClash(spec.containers, spec.initContainers ?? [], settings);
   if (clash) return { action: "refuse", reason: clash };
+  if (mode === "redirect") return buildRedirect(pod, settings, portName);
 
   const warnings: string[] = [];
   const takeover = findTakeover(spec.containers, spec.initContainers ?? [], portName);
@@ -105,15 +110,18 @@ export function buildInjection(pod: Pod, settings: InjectionSettings): Injection
   }
   const ops: JsonPatchOp[] = [];
   if (takeover) ops.push(...renameOps(spec.containers[takeover.containerIndex]!, takeover));
-  const sidecar = sidecarContainer(settings, takeover);
-  ops.push(spec.initContainers === undefined
-    ? { op: "add", path: "/spec/initContainers", value: [sidecar] }
-    : { op: "add", path: "/spec/initContainers/-", value: sidecar });
+  const sidecar = sidecarContainer(settings, { portName: takeover?.name, upstreamPort: takeover?.containerPort });
+  ops.push(appendInit(spec.initContainers, sidecar));
   const summary = takeover
     ? `port ${takeover.name} of container ${spec.containers[takeover.containerIndex]!.name} renamed ${takeover.newName}; sidecar on ${takeover.name} (${settings.listenPort}) -> 127.0.0.1:${takeover.containerPort}`
     : `sidecar on ${settings.listenPort} -> 127.0.0.1:${settings.defaultUpstreamPort}; no port taken over`;
-  ops.push(metadata(pod, summary));
+  ops.push(markInjected(pod, summary));
   return { action: "patch", ops, summary, warnings };
+}
+
+/** Appends an init container: the whole array when the pod has none (a JSON patch cannot add into a missing array). */
+export function appendInit(inits: Container[] | undefined, c: Container): JsonPatchOp {
+  return inits === undefined ? { op: "add", path: "/spec/initContainers", value: [c] } : { op: "add", path: "/spec/initContainers/-", value: c };
 }
 
 function modeOf(pod: Pod, settings: InjectionSettings): InjectionMode {
@@ -151,24 +159,31 @@ const HOOKS = ["postStart", "preStop"] as const;
 /** Renames the port and every probe or hook of the same container that names it (a `test` first: the patch fails rather than rename the wrong port). */
 function renameOps(c: Container, t: Takeover): JsonPatchOp[] {
   const base = `/spec/containers/${t.containerIndex}`;
-  const ops: JsonPatchOp[] = [
+  return [
     { op: "test", path: `${base}/ports/${t.portIndex}/name`, value: t.name },
     { op: "replace", path: `${base}/ports/${t.portIndex}/name`, value: t.newName },
+    ...probePortOps(c, base, (port) => port === t.name, t.newName),
   ];
-  const rename = (probe: Probe | undefined, path: string) => {
+}
+
+/** Replaces the port of every httpGet/tcpSocket probe and lifecycle hook of container `c` (at JSON pointer `base`) for which `matches` holds. */
+export function probePortOps(c: Container, base: string, matches: (port: number | string | undefined) => boolean, to: number | string): JsonPatchOp[] {
+  const ops: JsonPatchOp[] = [];
+  const rewrite = (probe: Probe | undefined, path: string) => {
     for (const kind of ["httpGet", "tcpSocket"] as const) {
-      if (probe?.[kind]?.port === t.name) ops.push({ op: "replace", path: `${path}/${kind}/port`, value: t.newName });
+      if (probe?.[kind] && matches(probe[kind].port)) ops.push({ op: "replace", path: `${path}/${kind}/port`, value: to });
     }
   };
-  for (const p of PROBES) rename(c[p], `${base}/${p}`);
-  for (const h of HOOKS) rename(c.lifecycle?.[h], `${base}/lifecycle/${h}`);
+  for (const p of PROBES) rewrite(c[p], `${base}/${p}`);
+  for (const h of HOOKS) rewrite(c.lifecycle?.[h], `${base}/lifecycle/${h}`);
   return ops;
 }
 
-function sidecarContainer(s: InjectionSettings, takeover: Takeover | undefined): Container {
+/** The sidecar: its public port named `portName` (else connmeter-ws), forwarding to 127.0.0.1:`upstreamPort`; `uid` its user (redirect mode's iptables skip it). */
+export function sidecarContainer(s: InjectionSettings, o: { portName?: string | undefined; upstreamPort?: number | undefined; uid?: number }): Container {
   const env: Record<string, unknown>[] = [
     { name: "CONNMETER_LISTEN", value: `0.0.0.0:${s.listenPort}` },
-    { name: "CONNMETER_UPSTREAM", value: `http://127.0.0.1:${takeover?.containerPort ?? s.defaultUpstreamPort}` },
+    { name: "CONNMETER_UPSTREAM", value: `http://127.0.0.1:${o.upstreamPort ?? s.defaultUpstreamPort}` },
     { name: "CONNMETER_ADMIN", value: `0.0.0.0:${s.adminPort}` },
     { name: "CONNMETER_ADMIN_TOKEN", valueFrom: { secretKeyRef: { name: s.adminTokenSecret, key: "token", optional: true } } },
   ];
@@ -183,21 +198,21 @@ function sidecarContainer(s: InjectionSettings, takeover: Takeover | undefined):
     restartPolicy: "Always",
     env,
     ports: [
-      { name: takeover?.name ?? "connmeter-ws", containerPort: s.listenPort, protocol: "TCP" },
+      { name: o.portName ?? "connmeter-ws", containerPort: s.listenPort, protocol: "TCP" },
       { name: SIDECAR_ADMIN_PORT_NAME, containerPort: s.adminPort, protocol: "TCP" },
     ],
     readinessProbe: { httpGet: { path: "/readyz", port: SIDECAR_ADMIN_PORT_NAME }, periodSeconds: 2, failureThreshold: 2 },
     livenessProbe: { httpGet: { path: "/healthz", port: SIDECAR_ADMIN_PORT_NAME }, periodSeconds: 10 },
     resources: { requests: { ...s.resources.requests }, limits: { ...s.resources.limits } },
     securityContext: {
-      runAsNonRoot: true, runAsUser: 1000, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true,
+      runAsNonRoot: true, runAsUser: o.uid ?? 1000, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true,
       capabilities: { drop: ["ALL"] }, seccompProfile: { type: "RuntimeDefault" },
     },
   };
 }
 
 /** Marks the pod injected (the annotation map is added whole when the pod has none). */
-function metadata(pod: Pod, summary: string): JsonPatchOp {
+export function markInjected(pod: Pod, summary: string): JsonPatchOp {
   return pod.metadata?.annotations === undefined
     ? { op: "add", path: "/metadata/annotations", value: { [INJECTED_ANNOTATION]: summary } }
     : { op: "add", path: `/metadata/annotations/${pointerToken(INJECTED_ANNOTATION)}`, value: summary };

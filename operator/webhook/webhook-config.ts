@@ -30,6 +30,8 @@ export const WEBHOOK_FLAGS = {
   "sidecar-await-budget-seconds": { env: "CONNMETER_SIDECAR_AWAIT_BUDGET_SECONDS", default: "30", help: "its --await-budget-seconds (0 = off)" },
   "sidecar-drain-seconds": { env: "CONNMETER_SIDECAR_DRAIN_SECONDS", default: "", help: "its --drain-seconds (empty: the sidecar's default)" },
   "sidecar-port-name": { env: "CONNMETER_SIDECAR_PORT_NAME", default: "http", help: "the app port taken over when a policy names none" },
+  "sidecar-redirect-init-image": { env: "CONNMETER_SIDECAR_REDIRECT_INIT_IMAGE", default: "", help: "redirect mode's init container image (sh + iptables; NET_ADMIN); empty = redirect mode refused" },
+  "sidecar-probe-port": { env: "CONNMETER_SIDECAR_PROBE_PORT", default: "4002", help: "redirect mode: the port kubelet probes are rewritten to, redirected straight to the app" },
 } as const;
 
 export type WebhookFlag = keyof typeof WEBHOOK_FLAGS;
@@ -59,6 +61,8 @@ export function loadWebhookConfig(get: (name: WebhookFlag) => string): WebhookCo
       topicGroups: [],
       adminTokenSecret: ADMIN_TOKEN_SECRET,
       defaultUpstreamPort: 4000,
+      ...(get("sidecar-redirect-init-image") ? { redirectInitImage: get("sidecar-redirect-init-image") } : {}),
+      probePort: port("sidecar-probe-port", get("sidecar-probe-port")),
     },
   };
 }
