@@ -1,6 +1,7 @@
 // Injection (issue 16): the condition Injected, from the target's pods that run without the
 // sidecar (created before the policy, or while the webhook was down with failurePolicy
-// Ignore), and its Event. Such pods are not scraped (nothing answers): this is how they show.
+// Ignore), and its Event. They are scraped like every pod and never answer; this names the
+// cause and the fix instead of leaving it to Metered's ScrapeFailed.
 import { COND_INJECTED, EVENT_PODS_WITHOUT_SIDECAR, REASON_ALL_PODS_INJECTED, REASON_PODS_WITHOUT_SIDECAR, REASON_TARGET_NOT_FOUND, type Condition, type PolicySpec } from "../api/types.js";
 import type { EventSink, ObjectRef } from "./cluster.js";
 import type { ConditionUpdate } from "./conditions.js";

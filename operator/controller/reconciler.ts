@@ -414,7 +414,7 @@ export class Reconciler {
     };
     this.updateGauges(policy, agg, replicas, desired, spec, mem);
     const limits = assessLimits(spec, policy.metadata.namespace, pods, mem.samples, older, target !== undefined);
-    const missing = target ? podsWithoutSidecar(this.deps.caches.pods, policy.metadata.namespace, target) : [];
+    const missing = target ? podsWithoutSidecar(this.deps.caches.pods, policy.metadata.namespace, target, (name) => !mem.samples.neverAnswered(name)) : [];
     if (missing.length > 0) status.podsWithoutSidecar = missing.slice(0, MAX_LISTED_PODS);
     const injected = assessInjection(spec, policy.metadata.namespace, target !== undefined, missing);
     const conditions = [metering, scaled.active, scaled.limited, capacity.condition, limits, injected];

@@ -15,8 +15,6 @@ export function scrapeTargets(pods: Lister<PodLike>, namespace: string, target: 
   for (const p of pods.list(namespace)) {
     if (!selectorMatches(target.spec?.selector, p.metadata?.labels)) continue;
     if (p.status?.phase !== "Running" || !p.status.podIP || !p.metadata?.name) continue;
-    // No sidecar to answer (injection, issue 16): listed by podsWithoutSidecar, not scraped.
-    if (p.spec?.hasSidecar === false) continue;
     out.push({ name: p.metadata.name, ip: p.status.podIP, node: p.spec?.nodeName, ready: isReady(p), terminating: Boolean(p.metadata.deletionTimestamp) });
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
@@ -33,11 +31,16 @@ export function startProblems(pods: Lister<PodLike>, namespace: string, target: 
   return out.sort((a, b) => a.pod.localeCompare(b.pod));
 }
 
-/** Injection (issue 16): the target's pods, not being deleted, that run without connmeter's sidecar, by name. */
-export function podsWithoutSidecar(pods: Lister<PodLike>, namespace: string, target: WorkloadLike): string[] {
+/**
+ * Injection (issue 16): the target's pods, not being deleted, that run without connmeter's
+ * sidecar, by name: none of their containers looks like it (hasSidecar false) and the pod
+ * was scraped and never answered (`answered` false), so a sidecar pasted under other names
+ * is never listed, not even before its first scrape.
+ */
+export function podsWithoutSidecar(pods: Lister<PodLike>, namespace: string, target: WorkloadLike, answered: (pod: string) => boolean): string[] {
   const out: string[] = [];
   for (const p of pods.list(namespace)) {
-    if (p.spec?.hasSidecar !== false || p.metadata?.deletionTimestamp || !p.metadata?.name) continue;
+    if (p.spec?.hasSidecar !== false || p.metadata?.deletionTimestamp || !p.metadata?.name || answered(p.metadata.name)) continue;
     if (p.status?.phase === "Succeeded" || p.status?.phase === "Failed") continue;
     if (selectorMatches(target.spec?.selector, p.metadata.labels)) out.push(p.metadata.name);
   }

@@ -59,10 +59,13 @@ export type InjectionResult =
 const MAX_PORT_NAME = 15;
 const RENAME_PREFIX = "cm-";
 
-/** Whether the pod already runs connmeter's sidecar (injected, or pasted from the chart's snippet). */
+/** The sidecar's image, from any registry, with any tag (connmeter/sidecar, ghcr.io/x/connmeter-sidecar:1). */
+const SIDECAR_IMAGE = /(^|\/)connmeter[/-]sidecar(:[^/]*|@sha256:[0-9a-f]+)?$/;
+
+/** Whether the pod already runs connmeter's sidecar (injected, or pasted from the chart's snippet): by container name, admin port name or image. */
 export function hasSidecar(spec: Pod["spec"]): boolean {
   return [...(spec?.initContainers ?? []), ...(spec?.containers ?? [])].some((c) => c.name === SIDECAR_CONTAINER
-    || (c.ports ?? []).some((p) => p.name === SIDECAR_ADMIN_PORT_NAME));
+    || (c.ports ?? []).some((p) => p.name === SIDECAR_ADMIN_PORT_NAME) || SIDECAR_IMAGE.test(c.image ?? ""));
 }
 
 /**

@@ -4,6 +4,7 @@ import { assessInjection, emitInjectionEvents } from "../../../../operator/contr
 import { assessReady } from "../../../../operator/controller/assess.js";
 import { podsWithoutSidecar, scrapeTargets } from "../../../../operator/controller/target-pods.js";
 import type { PodLike } from "../../../../operator/controller/cluster.js";
+import { PodSamples } from "../../../../operator/controller/pod-samples.js";
 
 const spec = withDefaults({ targetRef: { apiVersion: "apps/v1", kind: "Deployment", name: "chat" } });
 const target = { metadata: { name: "chat", namespace: "chat" }, spec: { selector: { matchLabels: { app: "chat" } } } };
@@ -15,9 +16,21 @@ const lister = (pods: PodLike[]) => ({ get: () => undefined, list: () => pods })
 
 describe("pods without the sidecar", () => {
   const pods = lister([pod("chat-b", false), pod("chat-a", true), pod("chat-c", false, { deletionTimestamp: "2026-12-02T00:00:00Z" }), pod("other", false, { labels: { app: "web" } }), pod("chat-d", undefined)]);
-  it("are listed (not the ones being deleted, not other workloads') and not scraped", () => {
-    expect(podsWithoutSidecar(pods, "chat", target)).toEqual(["chat-b"]);
-    expect(scrapeTargets(pods, "chat", target).map((t) => t.name)).toEqual(["chat-a", "chat-d"]);
+  it("are listed (not the ones being deleted, not other workloads', not one whose sidecar under other names answered), and still scraped", () => {
+    expect(podsWithoutSidecar(pods, "chat", target, () => false)).toEqual(["chat-b"]);
+    expect(podsWithoutSidecar(pods, "chat", target, (name) => name === "chat-b")).toEqual([]);
+    expect(scrapeTargets(pods, "chat", target).map((t) => t.name)).toEqual(["chat-a", "chat-b", "chat-c", "chat-d"]);
+  });
+
+  it("count as never answered only once scraped and refused, not before the first scrape, not after one answer", async () => {
+    const samples = new PodSamples();
+    const t = { name: "chat-b", ip: "198.18.1.2", node: "n1", ready: true, terminating: false };
+    expect(samples.neverAnswered("chat-b")).toBe(false);
+    await samples.scrape([t], async () => { throw new Error("ECONNREFUSED"); }, 1000);
+    expect(samples.neverAnswered("chat-b")).toBe(true);
+    await samples.scrape([t], async () => ({ connections: 0, channels: 0, longpoll: 0, topics: {} }) as never, 2000);
+    await samples.scrape([t], async () => { throw new Error("ECONNREFUSED"); }, 3000);
+    expect(samples.neverAnswered("chat-b")).toBe(false);
   });
 
   it("make Injected False, reason PodsWithoutSidecar, with the restart to run; and Ready False with that reason", () => {

@@ -166,6 +166,9 @@ describe("renamedPort", () => {
 describe("hasSidecar", () => {
   it("finds the sidecar by container name or admin port name, in init or app containers", () => {
     expect(hasSidecar({ containers: [{ name: "connmeter" }] })).toBe(true);
+    expect(hasSidecar({ containers: [{ name: "meter", image: "ghcr.io/acme/connmeter/sidecar:1.2" }] })).toBe(true);
+    expect(hasSidecar({ containers: [{ name: "meter", image: "registry:5000/connmeter-sidecar@sha256:abcd" }] })).toBe(true);
+    expect(hasSidecar({ containers: [{ name: "app", image: "connmeter/sidecar-demo:1" }] })).toBe(false);
     expect(hasSidecar({ containers: [app()] })).toBe(false);
     expect(hasSidecar(undefined)).toBe(false);
   });
