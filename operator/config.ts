@@ -1,6 +1,7 @@
 // The operator's flags, each with a CONNMETER_* env equivalent (flags win). DESIGN.md "Contracts".
 import { ADMIN_TOKEN_ENV, ADMIN_TOKEN_SECRET } from "../sidecar/admin/contract.js";
 import { ConfigError, flagUsage, parseHostPort, readFlags, type HostPort } from "../sidecar/cli-flags.js";
+import { WEBHOOK_FLAGS, loadWebhookConfig, type WebhookConfig } from "./webhook/webhook-config.js";
 
 export { ConfigError };
 
@@ -19,6 +20,8 @@ export interface OperatorConfig {
   /** Remove connmeter's finalizer and deletion costs everywhere, then exit (the chart's pre-delete hook). */
   cleanup: boolean;
   adminToken: string | undefined;
+  /** Injection (issue 16): the admission webhook, when --webhook-addr is set. */
+  webhook: WebhookConfig | undefined;
 }
 
 const FLAGS = {
@@ -32,6 +35,8 @@ const FLAGS = {
   "max-concurrent-scrapes": { env: "CONNMETER_MAX_CONCURRENT_SCRAPES", default: "64", help: "sidecar calls (GET /stats, PUT /config) in flight at once" },
   "concurrent-reconciles": { env: "CONNMETER_CONCURRENT_RECONCILES", default: "4", help: "policies reconciled at once" },
   cleanup: { env: "CONNMETER_CLEANUP", default: "false", help: "remove connmeter's finalizer from every ConnectionPolicy and its deletion costs from pods, then exit (run before uninstalling)" },
+  // --- injection webhook (issue 16) ---
+  ...WEBHOOK_FLAGS,
 } as const;
 
 type FlagName = keyof typeof FLAGS;
@@ -64,6 +69,7 @@ export function loadOperatorConfig(argv: string[], env: NodeJS.ProcessEnv): Oper
     concurrentReconciles: positive("concurrent-reconciles", get("concurrent-reconciles")),
     cleanup: bool("cleanup", get("cleanup")),
     adminToken: env[ADMIN_TOKEN_ENV] || undefined,
+    webhook: loadWebhookConfig(get),
   };
 }
 

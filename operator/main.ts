@@ -21,6 +21,12 @@ import { trimHpa, trimPod, trimPolicy, trimWorkload } from "./k8s/transforms.js"
 import { releaseEverything } from "./k8s/uninstall-cleanup.js";
 import { NamespaceTokens, secretReader } from "./k8s/tokens.js";
 import { SidecarClient } from "./scrape/sidecar-client.js";
+import { NamespaceMarker } from "./controller/namespace-marker.js";
+import { caBundleTarget, patchNamespaceLabels, tlsSecretStore } from "./k8s/webhook-writes.js";
+import { serviceDnsNames } from "./webhook/certs.js";
+import { TlsKeeper } from "./webhook/tls-keeper.js";
+import type { WebhookConfig } from "./webhook/webhook-config.js";
+import { WebhookServer } from "./webhook/webhook-server.js";
 
 function log(msg: string): void {
   console.log(`${new Date().toISOString()} connmeter-operator ${msg}`);
@@ -39,6 +45,7 @@ async function main(): Promise<void> {
     process.exit(result.failures.length > 0 ? 1 : 0);
   }
   const metrics = new OperatorMetrics();
+  const shutdown = new AbortController();
   const identity = `${process.env.POD_NAME || hostname()}_${randomBytes(4).toString("hex")}`;
   const ns = config.namespace ? `/namespaces/${encodeURIComponent(config.namespace)}` : "";
   // Each cache keeps only what the controller reads (k8s/transforms.ts): the pod informer sees
@@ -68,8 +75,11 @@ async function main(): Promise<void> {
     if (!elector) throw new NotLeadingError("not leading: leader election has not started");
     elector.assertLeading();
   };
+  const namespaces = config.webhook
+    ? new NamespaceMarker(guardMethods({ patchNamespaceLabels: (n: string, l: Record<string, string | null>) => patchNamespaceLabels(kc, n, l) }, requireLease), policies, log)
+    : undefined;
   const reconciler = new Reconciler({
-    caches, events, metrics, clock: Date.now, log,
+    caches, events, metrics, clock: Date.now, log, ...(namespaces ? { namespaces } : {}),
     sidecars: guardMethods(sidecars, requireLease, ["pushConfig", "resetConfig"]),
     writer: guardMethods<ClusterWriter>({
       patchPolicyStatus: (namespace, name, status) => patchPolicyStatus(kc, namespace, name, status),
@@ -82,7 +92,10 @@ async function main(): Promise<void> {
   const controller = new PolicyController(caches, reconciler, metrics, log, config.concurrentReconciles);
 
   let leading = false;
-  const admin = new OperatorAdmin(metrics, { synced: () => all.every((i) => i.hasSynced), role: () => (leading ? "leader" : "standby") });
+  const synced = () => all.every((i) => i.hasSynced);
+  const webhook = config.webhook ? startWebhook(config.webhook, { kc, caches, synced, isLeader: () => leading, requireLease, signal: shutdown.signal }) : undefined;
+  // A replica is ready when its caches are synced and, with the webhook on, it serves a certificate.
+  const admin = new OperatorAdmin(metrics, { synced: () => synced() && (webhook?.server.serving ?? true), role: () => (leading ? "leader" : "standby") });
   const at = await admin.start(config.metricsAddr, config.healthAddr);
   log(`metrics on ${at.metrics.host}:${at.metrics.port}, health on ${at.health.host}:${at.health.port}; watching ${config.namespace ? `namespace ${config.namespace}` : "all namespaces"}`);
   for (const i of all) i.start();
@@ -91,10 +104,10 @@ async function main(): Promise<void> {
     await Promise.all(all.map((i) => i.waitForSync()));
     leading = true;
     metrics.leader.set(1);
+    void webhook?.keeper.tick();
     log("leading: reconciling ConnectionPolicies");
     controller.start({ policies, deployments, statefulSets });
   };
-  const shutdown = new AbortController();
   if (config.leaderElect) {
     elector = new LeaderElector({
       kc, namespace: config.leaderElectionNamespace, name: config.leaderElectionId, identity, log,
@@ -126,11 +139,62 @@ async function main(): Promise<void> {
     shutdown.abort();
     await Promise.all(all.map((i) => i.stop()));
     sidecars.close();
+    await webhook?.server.close();
     await admin.close();
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+interface WebhookDeps {
+  kc: ReturnType<typeof loadKubeConfig>;
+  caches: Caches;
+  synced: () => boolean;
+  isLeader: () => boolean;
+  requireLease: () => void;
+  signal: AbortSignal;
+}
+
+/**
+ * The injection webhook: every replica serves it from the TLS Secret (reloaded every 30 s);
+ * the leader keeps the certificate and the caBundle (writes guarded by the Lease).
+ */
+function startWebhook(cfg: WebhookConfig, d: WebhookDeps): { server: WebhookServer; keeper: TlsKeeper } {
+  const namespace = process.env.POD_NAMESPACE || "default";
+  const { policies, deployments, statefulSets } = d.caches;
+  const server = new WebhookServer({
+    log,
+    context: () => (d.synced() ? { policies, deployments, statefulSets, defaults: cfg.sidecar, operatorNamespace: namespace } : undefined),
+    onDecision: (dec, ns, ms) => {
+      if (dec.outcome === "injected" || dec.outcome === "refused") log(`webhook: ${dec.outcome} a pod in ${ns}${dec.policy ? ` (policy ${dec.policy})` : ""} in ${ms.toFixed(1)} ms${dec.response.warnings ? `: ${dec.response.warnings.join("; ")}` : ""}`);
+    },
+  });
+  let listening = false;
+  const store = tlsSecretStore(d.kc, namespace, cfg.tlsSecret);
+  const keeper = new TlsKeeper({
+    store: guardMethods(store, d.requireLease, ["write"]),
+    manage: cfg.manageCertificate
+      ? { bundle: guardMethods(caBundleTarget(d.kc, cfg.configurationName), d.requireLease, ["write"]), dnsNames: serviceDnsNames(cfg.serviceName, namespace) }
+      : undefined,
+    isLeader: d.isLeader,
+    clock: Date.now,
+    log,
+    onCertificate: (cert, key) => {
+      if (!server.setCertificate(cert, key)) return;
+      if (listening) {
+        log("webhook: serving a new certificate");
+        return;
+      }
+      listening = true;
+      server.listen(cfg.addr.host, cfg.addr.port).then(
+        (at) => log(`webhook: serving ${namespace}/${cfg.serviceName} on ${at.address}:${at.port}`),
+        (err: unknown) => log(`webhook: cannot listen on ${cfg.addr.host}:${cfg.addr.port}: ${(err as Error).message}`),
+      );
+    },
+  });
+  void keeper.run(d.signal);
+  return { server, keeper };
 }
 
 main().catch((err: unknown) => {

@@ -161,6 +161,8 @@ export interface PolicyStatus {
   lastScaleTime?: string;
   /** When the operator last wrote this status (at least every minute while it runs): how current the counts are. */
   lastUpdateTime?: string;
+  /** Injection (issue 16): pods of the target running without the sidecar (not metered), at most 50. */
+  podsWithoutSidecar?: string[];
 }
 
 export interface ConnectionPolicy {
@@ -181,6 +183,8 @@ export interface ConnectionPolicy {
     occupancy?: OccupancySpec;
     targetRef: PolicySpec["targetRef"];
     scaling?: Partial<ScalingSpec> & Pick<ScalingSpec, "maxReplicas" | "targetConnectionsPerPod">;
+    /** Injection (issue 16). */
+    injection?: InjectionSpec;
   };
   status?: PolicyStatus;
 }
@@ -194,7 +198,7 @@ export const COND_AT_CAPACITY = "AtCapacity";
 export const COND_LIMITS_APPLIED = "LimitsApplied";
 /** The summary `kubectl get connpol` shows: True when the counts are current and the limits and scaling work; else the first problem's reason. */
 export const COND_READY = "Ready";
-export const CONDITION_TYPES = [COND_READY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY, COND_LIMITS_APPLIED] as const;
+export const CONDITION_TYPES = [COND_READY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY, COND_LIMITS_APPLIED, "Injected"] as const;
 
 export const REASON_ALL_PODS_SCRAPED = "AllPodsScraped";
 export const REASON_SCRAPE_FAILED = "ScrapeFailed";
@@ -233,6 +237,43 @@ export const EVENT_STATUS_WRITE_FAILED = "StatusWriteFailed";
 export const EVENT_CLEANUP_INCOMPLETE = "CleanupIncomplete";
 /** The operator could not add or remove its finalizer (e.g. RBAC lacks `patch` on connectionpolicies). */
 export const EVENT_FINALIZER_FAILED = "FinalizerFailed";
+
+// --- Injection (issue 16): the webhook's labels, the policy's injection settings, condition Injected. ---
+/** Namespace label `enabled` injects every pod of the namespace; pod label `disabled` opts a pod out. */
+export const INJECT_LABEL = "connmeter.io/inject";
+/** Pod label (or annotation) `redirect`: take the app's port over with iptables (needs NET_ADMIN) instead of a port rename. */
+export const INJECT_MODE_LABEL = "connmeter.io/inject-mode";
+/** Pod annotation: the name of the app's port to take over (default: the policy's `spec.injection.port`, else `http`). */
+export const INJECT_PORT_ANNOTATION = "connmeter.io/inject-port";
+/** Set by the webhook on every pod it injected: what it did, for people and for idempotency. */
+export const INJECTED_ANNOTATION = "connmeter.io/injected";
+/** The operator's label on namespaces that hold a ConnectionPolicy (value `true`): the webhook's namespaceSelector. */
+export const POLICY_NAMESPACE_LABEL = "connmeter.io/has-policy";
+/** The injected sidecar's container name (also the chart snippet's). */
+export const SIDECAR_CONTAINER = "connmeter";
+/** The sidecar's admin port name (the snippet's, the PodMonitor's). */
+export const SIDECAR_ADMIN_PORT_NAME = "connmeter-admin";
+
+export type InjectionMode = "named-port" | "redirect";
+
+/** spec.injection: how the webhook injects the target's pods (all optional; the chart's settings fill the rest). */
+export interface InjectionSpec {
+  /** Inject the target's pods (default true). */
+  enabled?: boolean;
+  /** The app container's port to take over, by name (default `http`). */
+  port?: string;
+  /** `named-port` (default, no privileges) or `redirect` (iptables, NET_ADMIN). */
+  mode?: InjectionMode;
+  /** The sidecar's resources; requests and limits are always set (the chart's defaults fill gaps). */
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+}
+
+export const COND_INJECTED = "Injected";
+export const REASON_ALL_PODS_INJECTED = "AllPodsInjected";
+export const REASON_PODS_WITHOUT_SIDECAR = "PodsWithoutSidecar";
+export const REASON_INJECTION_DISABLED = "InjectionDisabled";
+export const EVENT_PODS_WITHOUT_SIDECAR = "PodsWithoutSidecar";
+// --- end injection ---
 
 /** The spec with every default of the CRD filled in. */
 export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {

@@ -2,6 +2,7 @@
 // transitions, Events). Pure, except emitTransitionEvents, which only records Events.
 import type { Aggregate } from "../aggregate/aggregate.js";
 import {
+  COND_INJECTED,
   REASON_PODS_NOT_STARTING, COND_AT_CAPACITY, COND_LIMITS_APPLIED, COND_READY, REASON_METERED, EVENT_CONFIG_PUSH_FAILED, REASON_CONFIG_ACCEPTED, REASON_CONFIG_PUSH_FAILED, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, EVENT_AT_CAPACITY, EVENT_FAILED_SCALE, EVENT_SCRAPE_FAILED,
   EVENT_TARGET_NOT_FOUND, REASON_ALL_PODS_SCRAPED, REASON_AT_CAPACITY, REASON_BELOW_CAPACITY, REASON_HPA_CONFLICT,
   REASON_FAILED_UPDATE_SCALE, REASON_NO_CAP, REASON_NO_PODS, REASON_OBSERVE_ONLY, REASON_POLICY_CONFLICT, REASON_SCALED_TO_ZERO, REASON_SCRAPE_FAILED,
@@ -225,7 +226,10 @@ export function assessReady(conditions: readonly ConditionUpdate[]): ConditionUp
   const limits = find(COND_LIMITS_APPLIED);
   const scaling = find(COND_SCALING_ACTIVE);
   const scalingProblems = new Set([REASON_FAILED_UPDATE_SCALE, REASON_HPA_CONFLICT, REASON_POLICY_CONFLICT]);
+  const injected = find(COND_INJECTED);
   const problem = [
+    // Injection (issue 16): pods without the sidecar first; they also make Metered NoPods or partial.
+    injected?.status === "False" ? injected : undefined,
     metered?.status === "False" ? metered : undefined,
     limits?.status === "False" && limits.reason === REASON_CONFIG_PUSH_FAILED ? limits : undefined,
     scaling?.status === "False" && scalingProblems.has(scaling.reason) ? scaling : undefined,

@@ -30,7 +30,8 @@ export interface WaitingContainer {
 /** The fields of a Pod the controller reads. */
 export interface PodLike {
   metadata?: Meta;
-  spec?: { nodeName?: string };
+  /** hasSidecar (injection, issue 16): whether a container is connmeter's sidecar; undefined = not known (treated as present). */
+  spec?: { nodeName?: string; hasSidecar?: boolean };
   status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string }[]; waiting?: WaitingContainer[] };
 }
 

@@ -82,6 +82,12 @@ export class PodSamples {
     return this.pods.get(name)?.fresh === true;
   }
 
+  /** Scraped at least once and never answered (injection, issue 16: how a pod without the sidecar looks). */
+  neverAnswered(name: string): boolean {
+    const m = this.pods.get(name);
+    return m !== undefined && m.sample === undefined && m.lastError !== undefined;
+  }
+
   pushed(name: string): SidecarConfig | undefined {
     return this.pods.get(name)?.pushed;
   }

@@ -22,11 +22,13 @@ import { PodSamples, type ScrapeTarget } from "./pod-samples.js";
 import { budgetTtlSeconds, planBudgets, withoutRaises, type BudgetPod } from "./budget-plan.js";
 import { writeScale, type ScaleWriteResult } from "./scale-write.js";
 import { selectorMatches } from "./selector.js";
-import { scrapeTargets, startProblems } from "./target-pods.js";
+import { podsWithoutSidecar, scrapeTargets, startProblems } from "./target-pods.js";
+import { MAX_LISTED_PODS, assessInjection, emitInjectionEvents } from "./assess-injection.js";
 import { canonicalJson } from "./canonical-json.js";
 import { occupancyPush, occupancySnapshot } from "../aggregate/occupancy.js";
 import type { OccupancyPush } from "../../sidecar/admin/contract.js";
 import { setCondition } from "./conditions.js";
+import type { NamespaceMarker } from "./namespace-marker.js";
 
 export interface ReconcilerDeps {
   caches: Caches;
@@ -36,6 +38,8 @@ export interface ReconcilerDeps {
   metrics: OperatorMetrics;
   clock: () => number;
   log: (line: string) => void;
+  /** Injection (issue 16): labels the namespaces that hold a policy for the webhook's namespaceSelector. */
+  namespaces?: Pick<NamespaceMarker, "ensure" | "release">;
 }
 
 export interface ReconcileResult {
@@ -95,6 +99,7 @@ export class Reconciler {
     }
     if (policy.metadata.deletionTimestamp) return this.finalize(key, policy);
     await this.ensureFinalizer(key, policy);
+    await this.deps.namespaces?.ensure(namespace);
     const spec = withDefaults(policy.spec);
     const intervalMs = spec.scrapeIntervalSeconds * 1000;
     const now = this.deps.clock();
@@ -131,9 +136,10 @@ export class Reconciler {
   async forget(key: string, last?: ConnectionPolicy): Promise<void> {
     this.cleanupAttempts.delete(key);
     this.finalizerWarned.delete(key);
+    const [namespace, name] = splitKey(key);
+    await this.deps.namespaces?.release(namespace, name);
     const mem = this.dropMemory(key);
     if (!mem) return;
-    const [namespace, name] = splitKey(key);
     const port = last ? withDefaults(last.spec).sidecar.adminPort : mem.adminPort;
     const pushed = last && this.othersOnTarget(last).length > 0 ? [] : mem.samples.pushedPods();
     await liftBudgets(this.deps.sidecars, pushed, port, { namespace, policy: key }, (pod, err) => this.cleanupError(key, `could not lift the budgets of pod ${pod}`, err, true));
@@ -165,6 +171,7 @@ export class Reconciler {
       this.deps.log(`policy ${key}: ${note}`);
       this.deps.events.record(policyRef(policy), "Warning", EVENT_CLEANUP_INCOMPLETE, "Cleanup", note);
     }
+    await this.deps.namespaces?.release(policy.metadata.namespace, policy.metadata.name);
     try {
       await removeCleanupFinalizer(this.deps.writer, policy);
     } catch (err) {
@@ -413,7 +420,10 @@ export class Reconciler {
     };
     this.updateGauges(policy, agg, replicas, desired, spec, mem);
     const limits = assessLimits(spec, policy.metadata.namespace, pods, mem.samples, older, target !== undefined);
-    const conditions = [metering, scaled.active, scaled.limited, capacity.condition, limits];
+    const missing = target ? podsWithoutSidecar(this.deps.caches.pods, policy.metadata.namespace, target, (name) => !mem.samples.neverAnswered(name)) : [];
+    if (missing.length > 0) status.podsWithoutSidecar = missing.slice(0, MAX_LISTED_PODS);
+    const injected = assessInjection(spec, policy.metadata.namespace, target !== undefined, missing);
+    const conditions = [metering, scaled.active, scaled.limited, capacity.condition, limits, injected];
     return { status, conditions: [assessReady(conditions), ...conditions] };
   }
 
@@ -457,7 +467,7 @@ export class Reconciler {
     if (!heartbeatDue && (json === mem.lastStatusJson || json === canonicalJson(written))) return;
     const generationChanged = policy.status?.observedGeneration !== generation;
     if (!generationChanged && now - mem.lastStatusWriteMs < intervalMs - 100) return;
-    const patch: Record<string, unknown> = { ...status, capacity: status.capacity ?? null, lastUpdateTime: nowIso };
+    const patch: Record<string, unknown> = { ...status, capacity: status.capacity ?? null, podsWithoutSidecar: status.podsWithoutSidecar ?? null, lastUpdateTime: nowIso };
     try {
       await this.deps.writer.patchPolicyStatus(policy.metadata.namespace, policy.metadata.name, patch);
     } catch (err) {
@@ -471,6 +481,7 @@ export class Reconciler {
     mem.lastStatusWriteMs = now;
     mem.lastStatusJson = json;
     emitTransitionEvents(this.deps.events, policyRef(policy), before, conditions);
+    emitInjectionEvents(this.deps.events, policyRef(policy), before, conditions);
   }
 
   private statusWriteFailed(policy: ConnectionPolicy, mem: PolicyMemory, err: unknown): void {

@@ -30,3 +30,19 @@ export function startProblems(pods: Lister<PodLike>, namespace: string, target: 
   }
   return out.sort((a, b) => a.pod.localeCompare(b.pod));
 }
+
+/**
+ * Injection (issue 16): the target's pods, not being deleted, that run without connmeter's
+ * sidecar, by name: none of their containers looks like it (hasSidecar false) and the pod
+ * was scraped and never answered (`answered` false), so a sidecar pasted under other names
+ * is never listed, not even before its first scrape.
+ */
+export function podsWithoutSidecar(pods: Lister<PodLike>, namespace: string, target: WorkloadLike, answered: (pod: string) => boolean): string[] {
+  const out: string[] = [];
+  for (const p of pods.list(namespace)) {
+    if (p.spec?.hasSidecar !== false || p.metadata?.deletionTimestamp || !p.metadata?.name || answered(p.metadata.name)) continue;
+    if (p.status?.phase === "Succeeded" || p.status?.phase === "Failed") continue;
+    if (selectorMatches(target.spec?.selector, p.metadata.labels)) out.push(p.metadata.name);
+  }
+  return out.sort();
+}

@@ -14,6 +14,8 @@ import type { ConnectionPolicy } from "../api/types.js";
 import { DELETION_COST_ANNOTATION } from "../api/types.js";
 import type { HpaLike, PodLike, WaitingContainer, WorkloadLike } from "../controller/cluster.js";
 import type { LabelSelector } from "../controller/selector.js";
+import type { Pod } from "../webhook/pod-spec.js";
+import { hasSidecar } from "../webhook/sidecar-patch.js";
 
 /** Every key of T (optional ones included) must be written, possibly as undefined. */
 type Exactly<T> = { [K in keyof Required<T>]: T[K] | undefined };
@@ -115,13 +117,17 @@ export type CachedPod = PodLike & { metadata: CachedMeta };
 
 /**
  * Keeps of a Pod: metadata name, namespace, uid, resourceVersion, labels, deletionTimestamp,
- * connmeter's and the deletion-cost annotations; spec.nodeName; status.phase, podIP, the
+ * connmeter's and the deletion-cost annotations; spec.nodeName; whether it runs connmeter's
+ * sidecar (read from its containers); status.phase, podIP, the
  * Ready condition and the containers waiting for a reason worth telling (a missing Secret, an
  * image pull error, a crash loop; at most 300 characters of message each). Drops managedFields, containers, volumes, every other status field.
  */
 export function trimPod(obj: unknown): CachedPod {
   const raw = (obj ?? {}) as RawObject;
-  const spec: Exactly<NonNullable<PodLike["spec"]>> = { nodeName: raw.spec?.nodeName as string | undefined };
+  const spec: Exactly<NonNullable<PodLike["spec"]>> = {
+    nodeName: raw.spec?.nodeName as string | undefined,
+    hasSidecar: hasSidecar(raw.spec as Pod["spec"]),
+  };
   const s = raw.status;
   const status: Exactly<NonNullable<PodLike["status"]>> = {
     phase: s?.phase as string | undefined,

@@ -67,10 +67,13 @@ describe.skipIf(skip)("the connmeter chart", () => {
   it("renders the operator hardened: 2 replicas, leader election, downward-API identity, the token from the Secret, probes, non-root, read-only, seccomp", () => {
     const objs = helmTemplate();
     expect(objs.map((o) => `${o.kind}/${o.metadata?.name}`).sort()).toEqual([
-      "ClusterRole/connmeter-operator", "ClusterRoleBinding/connmeter-operator", "Deployment/connmeter-operator", "Job/connmeter-cleanup", "Lease/connmeter-operator",
-      "PodDisruptionBudget/connmeter-operator", "Role/connmeter-leader-election", "RoleBinding/connmeter-leader-election", "Secret/connmeter-admin-token",
-      "Service/connmeter-operator-metrics", "ServiceAccount/connmeter",
-      "ValidatingAdmissionPolicy/connmeter-pod-patch", "ValidatingAdmissionPolicyBinding/connmeter-pod-patch",
+      "ClusterRole/connmeter-injector", "ClusterRole/connmeter-operator", "ClusterRoleBinding/connmeter-injector", "ClusterRoleBinding/connmeter-operator",
+      "Deployment/connmeter-operator", "Job/connmeter-cleanup", "Lease/connmeter-operator", "MutatingWebhookConfiguration/connmeter-injector",
+      "PodDisruptionBudget/connmeter-operator", "Role/connmeter-leader-election", "Role/connmeter-webhook-tls", "RoleBinding/connmeter-leader-election",
+      "RoleBinding/connmeter-webhook-tls", "Secret/connmeter-admin-token", "Secret/connmeter-webhook-tls",
+      "Service/connmeter-operator-metrics", "Service/connmeter-webhook", "ServiceAccount/connmeter",
+      "ValidatingAdmissionPolicy/connmeter-namespace-label", "ValidatingAdmissionPolicy/connmeter-pod-patch",
+      "ValidatingAdmissionPolicyBinding/connmeter-namespace-label", "ValidatingAdmissionPolicyBinding/connmeter-pod-patch",
     ]);
     const dep = one(objs, "Deployment") as unknown as { spec: { replicas: number; template: { spec: PodSpec } } };
     interface PodSpec { serviceAccountName: string; securityContext: Record<string, unknown>; containers: Container[] }
@@ -87,24 +90,24 @@ describe.skipIf(skip)("the connmeter chart", () => {
     expect(env.POD_NAME).toEqual({ fieldRef: { fieldPath: "metadata.name" } });
     expect(env.POD_NAMESPACE).toEqual({ fieldRef: { fieldPath: "metadata.namespace" } });
     expect(env.CONNMETER_ADMIN_TOKEN).toEqual({ secretKeyRef: { name: "connmeter-admin-token", key: "token" } });
-    expect(c.ports).toEqual([{ name: "metrics", containerPort: 8080, protocol: "TCP" }, { name: "health", containerPort: 8081, protocol: "TCP" }]);
+    expect(c.ports).toEqual([{ name: "metrics", containerPort: 8080, protocol: "TCP" }, { name: "health", containerPort: 8081, protocol: "TCP" }, { name: "webhook", containerPort: 9443, protocol: "TCP" }]);
     expect(c.livenessProbe.httpGet).toEqual({ path: "/healthz", port: "health" });
     expect(c.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "health" });
     expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
     expect(c.resources).toMatchObject({ requests: { cpu: expect.any(String), memory: expect.any(String) }, limits: { memory: expect.any(String) } });
     expect(one(objs, "PodDisruptionBudget").spec).toMatchObject({ minAvailable: 1 });
-    expect(one(objs, "Service").spec).toMatchObject({ ports: [{ name: "metrics", port: 8080, targetPort: "metrics" }] });
+    expect(one(objs, "Service", "connmeter-operator-metrics").spec).toMatchObject({ ports: [{ name: "metrics", port: 8080, targetPort: "metrics" }] });
     const onPodIP = one(helmTemplate({ "operator.listenOnPodIP": true }), "Deployment") as unknown as { spec: { template: { spec: PodSpec } } };
     expect(onPodIP.spec.template.spec.containers[0]!.args).toEqual(expect.arrayContaining(["--metrics-addr=$(POD_IP):8080", "--health-addr=$(POD_IP):8081"]));
   });
 
   it("grants exactly the verbs the operator's code uses: cluster-wide by default, a Role in operator.watchNamespace, the Lease by name", () => {
     const objs = helmTemplate();
-    expect(permissions(one(objs, "ClusterRole").rules as Rule[])).toEqual(OPERATOR_PERMISSIONS);
+    expect(permissions(one(objs, "ClusterRole", "connmeter-operator").rules as Rule[])).toEqual(OPERATOR_PERMISSIONS);
     expect(permissions(one(objs, "Role", "connmeter-leader-election").rules as Rule[])).toEqual(LEASE_PERMISSIONS);
-    expect(one(objs, "ClusterRoleBinding").subjects).toEqual([{ kind: "ServiceAccount", name: "connmeter", namespace: "connmeter" }]);
+    expect(one(objs, "ClusterRoleBinding", "connmeter-operator").subjects).toEqual([{ kind: "ServiceAccount", name: "connmeter", namespace: "connmeter" }]);
 
-    const scoped = helmTemplate({ "operator.watchNamespace": "apps" });
+    const scoped = helmTemplate({ "operator.watchNamespace": "apps", "injection.enabled": false });
     expect(find(scoped, "ClusterRole")).toEqual([]);
     const role = one(scoped, "Role", "connmeter-operator");
     expect(role.metadata?.namespace).toBe("apps");
@@ -112,7 +115,7 @@ describe.skipIf(skip)("the connmeter chart", () => {
     expect(one(scoped, "RoleBinding", "connmeter-operator")).toMatchObject({ metadata: { namespace: "apps" }, roleRef: { kind: "Role", name: "connmeter-operator" } });
     expect((one(scoped, "Deployment").spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]!.args).toContain("--namespace=apps");
 
-    const single = helmTemplate({ "operator.leaderElect": false, "operator.replicas": 1 });
+    const single = helmTemplate({ "operator.leaderElect": false, "operator.replicas": 1, "injection.enabled": false });
     expect(find(single, "Lease")).toEqual([]);
     expect(find(single, "Role")).toEqual([]);
     expect(find(single, "PodDisruptionBudget")).toEqual([]);
@@ -127,7 +130,7 @@ describe.skipIf(skip)("the connmeter chart", () => {
   it("gives each namespace of adminToken.namespaces and adminToken.extraNamespaces its own token Secret, kept on uninstall; an existingSecret replaces only the operator's own", () => {
     type Secret = { metadata: { namespace: string; name: string; annotations?: Record<string, string> }; data: { token: string } };
     const objs = helmTemplate({ "adminToken.namespaces": "{apps,web}", "adminToken.extraNamespaces": "{web,legacy,connmeter}" });
-    const secrets = find(objs, "Secret") as unknown as Secret[];
+    const secrets = find(objs, "Secret").filter((o) => o.metadata?.name !== "connmeter-webhook-tls") as unknown as Secret[];
     // The release namespace's own Secret already bears the name connmeter-admin-token: no second one there.
     expect(secrets.map((s) => `${s.metadata.namespace}/${s.metadata.name}`)).toEqual([
       "connmeter/connmeter-admin-token", "apps/connmeter-admin-token", "web/connmeter-admin-token", "legacy/connmeter-admin-token",
@@ -137,17 +140,17 @@ describe.skipIf(skip)("the connmeter chart", () => {
     expect(new Set(tokens).size).toBe(4); // a token of one namespace opens no other's sidecars
     expect(secrets[0]!.metadata.annotations?.["helm.sh/resource-policy"]).toBeUndefined();
     for (const s of secrets.slice(1)) expect(s.metadata.annotations).toEqual({ "helm.sh/resource-policy": "keep" });
-    expect(Buffer.from((find(helmTemplate(), "Secret")[0] as unknown as Secret).data.token, "base64").toString()).not.toBe(tokens[0]);
+    expect(Buffer.from((find(helmTemplate(), "Secret", "connmeter-admin-token")[0] as unknown as Secret).data.token, "base64").toString()).not.toBe(tokens[0]);
 
     const existing = helmTemplate({ "adminToken.existingSecret": "my-token", "adminToken.secretKey": "t", "adminToken.namespaces": "{apps}" });
-    expect(find(existing, "Secret").map((s) => `${s.metadata?.namespace}/${s.metadata?.name}`)).toEqual(["apps/connmeter-admin-token"]);
+    expect(find(existing, "Secret").filter((o) => o.metadata?.name !== "connmeter-webhook-tls").map((s) => `${s.metadata?.namespace}/${s.metadata?.name}`)).toEqual(["apps/connmeter-admin-token"]);
     const env = (one(existing, "Deployment").spec as { template: { spec: { containers: { env: { name: string; valueFrom?: unknown }[] }[] } } }).template.spec.containers[0]!.env;
     expect(env.find((e) => e.name === "CONNMETER_ADMIN_TOKEN")?.valueFrom).toEqual({ secretKeyRef: { name: "my-token", key: "t" } });
   });
 
   it("ships a ValidatingAdmissionPolicy that lets only the operator's ServiceAccount change only the deletion-cost annotations of pods (on by default)", () => {
     const objs = helmTemplate();
-    const policy = one(objs, "ValidatingAdmissionPolicy") as unknown as { apiVersion: string; spec: Record<string, unknown> & { validations: { expression: string }[]; variables: { name: string; expression: string }[] } };
+    const policy = one(objs, "ValidatingAdmissionPolicy", "connmeter-pod-patch") as unknown as { apiVersion: string; spec: Record<string, unknown> & { validations: { expression: string }[]; variables: { name: string; expression: string }[] } };
     expect(policy.apiVersion).toBe("admissionregistration.k8s.io/v1");
     expect(policy.spec).toMatchObject({
       failurePolicy: "Fail",
@@ -159,7 +162,7 @@ describe.skipIf(skip)("the connmeter chart", () => {
     expect(cel).toContain("object.spec == oldObject.spec");
     expect(cel).toMatch(/variables\.newAnnotations\.all\(k, k in variables\.allowed \|\| \(k in variables\.oldAnnotations && variables\.oldAnnotations\[k\] == variables\.newAnnotations\[k\]\)\)/);
     expect(cel).toMatch(/variables\.oldAnnotations\.all\(k, k in variables\.allowed \|\| k in variables\.newAnnotations\)/);
-    expect(one(objs, "ValidatingAdmissionPolicyBinding").spec).toEqual({ policyName: "connmeter-pod-patch", validationActions: ["Deny"] });
+    expect(one(objs, "ValidatingAdmissionPolicyBinding", "connmeter-pod-patch").spec).toEqual({ policyName: "connmeter-pod-patch", validationActions: ["Deny"] });
     const off = helmTemplate({ "podPatchPolicy.enabled": false });
     expect(find(off, "ValidatingAdmissionPolicy")).toEqual([]);
     expect(find(off, "ValidatingAdmissionPolicyBinding")).toEqual([]);
@@ -215,6 +218,64 @@ describe.skipIf(skip)("the connmeter chart", () => {
     expect(cm.metadata.labels.grafana_dashboard).toBe("1");
     expect(JSON.parse(cm.data["connmeter.json"]!)).toEqual(JSON.parse(readFileSync(join(CHART_DIR, "dashboards/connmeter.json"), "utf8")));
   });
+
+  // --- injection (issue 16) ---
+  it("ships the injector: two webhooks (policy namespaces, labelled namespaces) on pod CREATE only, side-effect free, bounded, never the release or kube-* namespaces", () => {
+    interface Webhook { name: string; sideEffects: string; timeoutSeconds: number; failurePolicy: string; reinvocationPolicy: string; admissionReviewVersions: string[];
+      clientConfig: { service: { name: string; namespace: string; path: string; port: number }; caBundle?: string }; rules: unknown[];
+      namespaceSelector: { matchExpressions: { key: string; operator: string; values: string[] }[] }; objectSelector: unknown }
+    const objs = helmTemplate();
+    const config = one(objs, "MutatingWebhookConfiguration", "connmeter-injector") as unknown as { webhooks: Webhook[]; metadata: { annotations?: Record<string, string> } };
+    expect(config.webhooks.map((w) => [w.name, w.clientConfig.service.path])).toEqual([["policy.inject.connmeter.io", "/inject/policy"], ["namespace.inject.connmeter.io", "/inject/namespace"]]);
+    for (const w of config.webhooks) {
+      expect(w).toMatchObject({ sideEffects: "None", timeoutSeconds: 5, failurePolicy: "Ignore", reinvocationPolicy: "IfNeeded", admissionReviewVersions: ["v1"] });
+      expect(w.clientConfig.service).toEqual({ name: "connmeter-webhook", namespace: "connmeter", path: w.clientConfig.service.path, port: 443 });
+      expect(w.clientConfig.caBundle).toBeUndefined(); // the operator's leader sets it
+      expect(w.rules).toEqual([{ apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"], scope: "Namespaced" }]);
+      expect(w.namespaceSelector.matchExpressions).toContainEqual({ key: "kubernetes.io/metadata.name", operator: "NotIn", values: ["connmeter", "kube-system", "kube-public", "kube-node-lease"] });
+      expect(w.objectSelector).toEqual({ matchExpressions: [{ key: "connmeter.io/inject", operator: "NotIn", values: ["disabled"] }] });
+    }
+    expect(config.webhooks[0]!.namespaceSelector.matchExpressions).toContainEqual({ key: "connmeter.io/has-policy", operator: "In", values: ["true"] });
+    expect(config.webhooks[1]!.namespaceSelector.matchExpressions).toContainEqual({ key: "connmeter.io/inject", operator: "In", values: ["enabled"] });
+    expect(one(objs, "Service", "connmeter-webhook").spec).toMatchObject({ ports: [{ name: "webhook", port: 443, targetPort: "webhook" }] });
+    const args = (one(objs, "Deployment").spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]!.args;
+    expect(args).toEqual(expect.arrayContaining(["--webhook-addr=0.0.0.0:9443", "--webhook-tls-secret=connmeter-webhook-tls", "--webhook-manage-certificate=true",
+      "--webhook-configuration=connmeter-injector", "--webhook-service=connmeter-webhook", "--sidecar-image=connmeter/sidecar:0.1.0",
+      '--sidecar-resources={"limits":{"memory":"256Mi"},"requests":{"cpu":"50m","memory":"64Mi"}}']));
+
+    const ha = one(helmTemplate({ "injection.failurePolicy": "Fail", "injection.timeoutSeconds": 3 }), "MutatingWebhookConfiguration") as unknown as { webhooks: Webhook[] };
+    expect(ha.webhooks.map((w) => [w.failurePolicy, w.timeoutSeconds])).toEqual([["Fail", 3], ["Fail", 3]]);
+    for (const [set, what] of [["injection.timeoutSeconds=10", "timeoutSeconds"], ["injection.failurePolicy=Maybe", "failurePolicy"], ["injection.sidecar.portName=Not-Valid", "portName"]] as const) {
+      expect(() => helm(["template", "x", CHART_DIR, "--set", set])).toThrow(new RegExp(what));
+    }
+    const off = helmTemplate({ "injection.enabled": false });
+    expect(off.filter((o) => /injector|webhook|namespace-label/.test(o.metadata?.name ?? "")).map((o) => o.kind)).toEqual([]);
+  });
+
+  it("grants the injector only its label on namespaces, its own webhook configuration and its own TLS Secret, each by name where RBAC allows", () => {
+    const objs = helmTemplate();
+    expect(permissions(one(objs, "ClusterRole", "connmeter-injector").rules as Rule[])).toEqual([
+      "admissionregistration.k8s.io/mutatingwebhookconfigurations get:connmeter-injector", "admissionregistration.k8s.io/mutatingwebhookconfigurations patch:connmeter-injector",
+      "core/namespaces patch",
+    ]);
+    expect(permissions(one(objs, "Role", "connmeter-webhook-tls").rules as Rule[])).toEqual(["core/secrets get:connmeter-webhook-tls", "core/secrets patch:connmeter-webhook-tls"]);
+    const policy = one(objs, "ValidatingAdmissionPolicy", "connmeter-namespace-label") as unknown as { spec: { matchConstraints: unknown; validations: { expression: string }[] } };
+    expect(policy.spec.matchConstraints).toEqual({ resourceRules: [{ apiGroups: [""], apiVersions: ["v1"], operations: ["UPDATE"], resources: ["namespaces"] }] });
+    expect(policy.spec.validations.map((v) => v.expression).join("\n")).toContain("k == variables.label ||");
+    const scoped = helmTemplate({ "operator.watchNamespace": "apps" });
+    expect(permissions(one(scoped, "ClusterRole", "connmeter-injector").rules as Rule[])).toContain("core/namespaces patch:apps");
+
+    // cert-manager: a Certificate into the same Secret, its CA injected; the operator only reads the Secret and never patches the configuration.
+    const cm = helmTemplate({ "injection.certManager.enabled": true });
+    expect(one(cm, "MutatingWebhookConfiguration").metadata?.annotations).toEqual({ "cert-manager.io/inject-ca-from": "connmeter/connmeter-webhook" });
+    expect(one(cm, "Certificate").spec).toMatchObject({ secretName: "connmeter-webhook-tls", dnsNames: ["connmeter-webhook.connmeter.svc", "connmeter-webhook.connmeter.svc.cluster.local"] });
+    expect(find(cm, "Secret", "connmeter-webhook-tls")).toEqual([]);
+    expect(permissions(one(cm, "ClusterRole", "connmeter-injector").rules as Rule[])).toEqual(["core/namespaces patch"]);
+    expect(permissions(one(cm, "Role", "connmeter-webhook-tls").rules as Rule[])).toEqual(["core/secrets get:connmeter-webhook-tls"]);
+    const cmArgs = (one(cm, "Deployment").spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]!.args;
+    expect(cmArgs).toContain("--webhook-manage-certificate=false");
+  });
+  // --- end injection ---
 
   it("documents every value in the chart README", () => {
     const readme = readFileSync(join(CHART_DIR, "README.md"), "utf8");

@@ -230,7 +230,10 @@ describe.skipIf(skipAll)("the connmeter Helm chart on the local cluster", () => 
     const oldPods = (await listPods(rel, `app.kubernetes.io/instance=${RELEASE}`)).map((p) => p.metadata!.name!).sort();
     helmK(["upgrade", RELEASE, CHART_DIR, "--namespace", rel, "--reuse-values", "--wait", "--timeout", "180s",
       "--set", `operator.watchNamespace=${app},operator.extraArgs=null,operator.concurrentReconciles=2`]);
-    expect(kubectl("get", "clusterroles,clusterrolebindings", "-l", `app.kubernetes.io/instance=${RELEASE}`, "-o", "name").trim()).toBe("");
+    // Cluster-scoped, whatever the scope: only the injector's (issue 16): its label on that one namespace, its webhook configuration's caBundle.
+    expect(kubectl("get", "clusterroles,clusterrolebindings", "-l", `app.kubernetes.io/instance=${RELEASE}`, "-o", "name").trim().split("\n").sort())
+      .toEqual([`clusterrole.rbac.authorization.k8s.io/${RELEASE}-injector`, `clusterrolebinding.rbac.authorization.k8s.io/${RELEASE}-injector`]);
+    expect(kubectl("get", "clusterrole", `${RELEASE}-injector`, "-o", "jsonpath={.rules[0].resourceNames}")).toBe(`["${app}"]`);
     expect(kubectl("get", "role,rolebinding", "-n", app, "-l", `app.kubernetes.io/instance=${RELEASE}`, "-o", "name").trim().split("\n").sort())
       .toEqual([`role.rbac.authorization.k8s.io/${RELEASE}-operator`, `rolebinding.rbac.authorization.k8s.io/${RELEASE}-operator`]);
     expect(await tokens(rel, app)).toEqual(before);
@@ -264,7 +267,7 @@ describe.skipIf(skipAll)("the connmeter Helm chart on the local cluster", () => 
     expect(left(namespaced, rel)).toBe("");
     // Kept on purpose (helm.sh/resource-policy: keep): the app's pods read it, and a reinstall reuses it.
     expect(left(namespaced, app)).toBe("secret/connmeter-admin-token");
-    expect(left("clusterroles,clusterrolebindings,validatingadmissionpolicies,validatingadmissionpolicybindings")).toBe("");
+    expect(left("clusterroles,clusterrolebindings,validatingadmissionpolicies,validatingadmissionpolicybindings,mutatingwebhookconfigurations")).toBe("");
     expect(kubectl("get", "leases", "-n", rel, "-o", "name").trim()).toBe("");
     expect(kubectl("get", "crd", "connectionpolicies.connmeter.io", "-o", "name").trim()).toBe("customresourcedefinition.apiextensions.k8s.io/connectionpolicies.connmeter.io");
     expect(kubectl("get", "connpol", "-n", app, "-o", "name").trim()).toBe("connectionpolicy.connmeter.io/chat");

@@ -31,6 +31,9 @@ export function apiserverArgs(config: ClusterConfig, pki: (f: string) => string)
     // There is no kube-proxy to route the 'kubernetes' Service (and validation refuses an
     // endpoint at 127.0.0.1): pods get the API server's address in KUBERNETES_SERVICE_HOST.
     "--endpoint-reconciler-type=none",
+    // Nor a route to Service IPs from the API server: it reaches admission webhooks (the
+    // operator's sidecar injector) and aggregated APIs through their endpoints instead.
+    "--enable-aggregator-routing=true",
     "--profiling=false", "--event-ttl=1h", "-v=1",
   ];
 }

@@ -1,6 +1,7 @@
 // The whole connmeter story on the local cluster (`make demo-cluster`): start the cluster if none
-// runs (the first run builds Kubernetes), `helm install` the chart, deploy the example app with
-// the sidecar and a ConnectionPolicy, then drive official phoenix clients in steps and print what
+// runs (the first run builds Kubernetes), `helm install` the chart, deploy the example app as
+// its team wrote it (no sidecar) and a ConnectionPolicy, `kubectl rollout restart` it so the
+// operator's webhook injects the sidecar, then drive official phoenix clients in steps and print what
 // a user looks at after each: `kubectl get connpol`, the per-topic/pod/node breakdown, replicas
 // growing past the target, refusals at the caps with AtCapacity, and a scale-down that keeps the
 // busy pods. Cleans up everything it started, also on Ctrl-C.
@@ -141,11 +142,11 @@ async function story(): Promise<void> {
   kubectl(["create", "namespace", SYSTEM_NS]);
   kubectl(["create", "namespace", NS]);
   helm(["install", RELEASE, CHART_DIR, "--namespace", SYSTEM_NS, "--wait", "--timeout", "180s",
-    "--set", `operator.watchNamespace=${NS},adminToken.extraNamespaces={${NS}},image.tag=dev`], { env: { KUBECONFIG: kubeconfig }, timeoutMs: 240_000 });
+    "--set", `operator.watchNamespace=${NS},adminToken.extraNamespaces={${NS}},image.tag=dev,injection.sidecar.image.tag=dev`], { env: { KUBECONFIG: kubeconfig }, timeoutMs: 240_000 });
   show(["get", "pods,lease", "-n", SYSTEM_NS]);
 
-  step("Deploy the example app with the sidecar snippet (charts/connmeter/examples/demo-app.yaml) and a ConnectionPolicy");
-  kubectl(["apply", "-n", NS, "-f", "-"], readFileSync(join(CHART_DIR, "examples/demo-app.yaml"), "utf8").replaceAll(":0.1.0", ":dev"));
+  step("Deploy the example app as its team wrote it (charts/connmeter/examples/demo-app-plain.yaml: no sidecar, Service targetPort http) and a ConnectionPolicy");
+  kubectl(["apply", "-n", NS, "-f", "-"], readFileSync(join(CHART_DIR, "examples/demo-app-plain.yaml"), "utf8").replaceAll(":0.1.0", ":dev"));
   const policy = `apiVersion: connmeter.io/v1alpha1
 kind: ConnectionPolicy
 metadata: {name: chat}
@@ -161,8 +162,21 @@ spec:
   console.log(policy.replace(/^/gm, "  "));
   await until("2 ready pods of the example app", () => pods().filter((p) => p.ready).length === 2 && pods(), 120_000);
   kubectl(["apply", "-n", NS, "-f", "-"], policy);
-  await until("the policy's first status", () => status().replicas === 2, 30_000);
+  await until("the policy to list the pods without the sidecar", () => status().conditions?.some((x) => x.type === "Injected" && x.reason === "PodsWithoutSidecar"), 30_000);
+  show(["get", "connpol", "-n", NS]);
+  conditions("Injected");
+
+  step("Restart the app: the operator's webhook injects the sidecar and takes over the Service's port name");
+  console.log("\n$ kubectl rollout restart deployment/chat");
+  kubectl(["rollout", "restart", "deployment/chat", "-n", NS]);
+  await until("2 ready pods, all with the sidecar", () => {
+    const list = pods();
+    const injected = kubectl(["get", "pods", "-n", NS, "-l", "app=chat", "-o", String.raw`jsonpath={range .items[*]}{.metadata.name}={.spec.initContainers[*].name}{"\n"}{end}`]);
+    return list.length === 2 && list.every((p) => p.ready && injected.includes(`${p.name}=connmeter`));
+  }, 120_000);
+  await until("the policy's status with 2 metered pods", () => status().replicas === 2 && status().conditions?.some((x) => x.type === "Ready" && x.status === "True"), 60_000);
   show(["get", "pods", "-n", NS, "-o", "wide"]);
+  show(["get", "pods", "-n", NS, "-l", "app=chat", "-o", String.raw`custom-columns=POD:.metadata.name,SIDECAR:.spec.initContainers[*].name,SIDECAR-PORTS:.spec.initContainers[*].ports[*].name,APP-PORTS:.spec.containers[*].ports[*].name`]);
   show(["get", "connpol", "-n", NS]);
   const [a, b] = pods() as [Pod, Pod];
 

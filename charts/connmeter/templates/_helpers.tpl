@@ -93,3 +93,8 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- toJson $out }}
 {{- end }}
+
+{{/* Injection (issue 16): the Secret holding the webhook's certificate. */}}
+{{- define "connmeter.webhookSecretName" -}}
+{{- printf "%s-webhook-tls" (include "connmeter.fullname" .) }}
+{{- end }}

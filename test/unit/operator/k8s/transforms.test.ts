@@ -35,7 +35,7 @@ describe("cache transforms", () => {
         labels: { app: "chat", "pod-template-hash": "7d9f" },
         annotations: { "controller.kubernetes.io/pod-deletion-cost": "17", "connmeter.io/pod-deletion-cost-by": "chat" },
       },
-      spec: { nodeName: "node-3" },
+      spec: { nodeName: "node-3", hasSidecar: false },
       status: { phase: "Running", podIP: "198.18.0.7", conditions: [{ type: "Ready", status: "True" }] },
     });
   });
@@ -48,6 +48,14 @@ describe("cache transforms", () => {
     expect(t.metadata.deletionTimestamp).toBe("2026-01-01T00:01:00Z");
     expect(t.metadata.annotations).toBeUndefined();
     expect(t.status?.conditions).toEqual([{ type: "Ready", status: "Unknown" }]);
+  });
+
+  it("keep of a pod whether it runs connmeter's sidecar (injected, or the chart's snippet)", () => {
+    const injected = { spec: { initContainers: [{ name: "connmeter", restartPolicy: "Always" }], containers: [{ name: "app" }] } };
+    const snippet = { spec: { containers: [{ name: "app" }], initContainers: [{ name: "meter", ports: [{ name: "connmeter-admin", containerPort: 9090 }] }] } };
+    expect(trimPod(injected).spec?.hasSidecar).toBe(true);
+    expect(trimPod(snippet).spec?.hasSidecar).toBe(true);
+    expect(trimPod({ spec: { containers: [{ name: "app" }] } }).spec?.hasSidecar).toBe(false);
   });
 
   it("keep of a pod's containers only those waiting on something a user must fix, init containers first, messages bounded", () => {
