@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ChannelLedger, KIND_LONGPOLL, KIND_WEBSOCKET } from "./ledger/channel-ledger.js";
 import { TopicGroups, type TopicGroupSpec } from "./ledger/topic-groups.js";
-import { MAX_TOPIC_NAME_LENGTH, OTHER_TOPICS, type Stats } from "./admin/contract.js";
+import { MAX_TOPIC_NAME_LENGTH, OTHER_TOPICS, type Stats, type Usage } from "./admin/contract.js";
 import { PushedConfig } from "./admin/pushed-config.js";
 import type { HostPort } from "./cli-flags.js";
 import { Admission, REFUSE_REASONS, REFUSE_UPSTREAM, type Limits, type Refusal } from "./limits/admission.js";
@@ -96,10 +96,13 @@ export class Sidecar implements ConnectionObserver {
   private maxTopicLabels: number;
   private awaitBudgetTimer: NodeJS.Timeout | undefined;
   readonly now: () => number;
+  /** When the usage counters started (this process's start): a reader of /stats sees a restart by it. */
+  readonly startedAtMs: number;
 
   constructor(private readonly options: SidecarOptions) {
     this.now = options.now ?? Date.now;
-    this.ledger = new ChannelLedger(new TopicGroups(options.topics));
+    this.ledger = new ChannelLedger(new TopicGroups(options.topics), this.now);
+    this.startedAtMs = this.now();
     const awaitBudgetSeconds = options.awaitBudgetSeconds ?? 0;
     this.admission = new Admission(options.limits, this.now, awaitBudgetSeconds);
     this.maxTopicLabels = options.maxTopicLabels;
@@ -152,10 +155,19 @@ export class Sidecar implements ConnectionObserver {
     return this.connections.size;
   }
 
-  /** Connection-seconds of every connection so far, open ones up to now (billing). */
+  /** Connection-seconds of every WebSocket connection so far, open ones up to now (billing). */
   connectionSeconds(): number {
     const openMs = this.connections.size * this.now() - this.openedAtSumMs;
     return this.counters.connectionSecondsClosed + openMs / 1000;
+  }
+
+  /** Connection-seconds of WebSockets and long-poll sessions, and channel-seconds, so far (GET /stats). */
+  usage(): Usage {
+    return {
+      since: new Date(this.startedAtMs).toISOString(),
+      connectionSeconds: this.connectionSeconds() + this.ledger.socketSeconds(KIND_LONGPOLL),
+      channelSeconds: Object.fromEntries(this.ledger.channelSeconds()),
+    };
   }
 
   isReady(): boolean {
@@ -204,6 +216,7 @@ export class Sidecar implements ConnectionObserver {
       unparsedMessages: this.counters.unparsedFromClient + this.counters.unparsedFromServer,
       uninspectedConnections: this.counters.uninspectedConnections,
       awaitingBudget: this.admission.isAwaitingBudget,
+      usage: this.usage(),
     };
   }
 

@@ -30,7 +30,27 @@ export interface Stats {
   uninspectedConnections: number;
   /** New upgrades are refused until the operator's first push (--await-budget-seconds). */
   awaitingBudget: boolean;
+  // --- usage (issue 18) ---
+  /** Usage counters since this sidecar started; absent from sidecars older than issue 18. */
+  usage?: Usage;
+  // --- end usage ---
 }
+
+// --- usage (issue 18) ---
+/**
+ * A sidecar's usage counters (`GET /stats` `usage`), the same values as its
+ * `connmeter_connection_seconds_total` and `connmeter_channel_seconds_total` at this instant.
+ * They restart at 0 with the sidecar: a reader sums increases and tells a restart by `since`.
+ */
+export interface Usage {
+  /** ISO 8601 time the counters started at 0 (the sidecar's start). */
+  since: string;
+  /** Seconds of WebSocket connections and long-poll sessions, open ones up to now. */
+  connectionSeconds: number;
+  /** Channel-seconds per topic group, ungrouped channels under {@link OTHER_TOPICS}. */
+  channelSeconds: Record<string, number>;
+}
+// --- end usage ---
 
 /** `PUT /config`: what the operator pushes to one sidecar; every field but `ttlSeconds` optional. */
 export interface ConfigPush {

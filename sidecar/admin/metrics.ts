@@ -80,9 +80,14 @@ export function createMetrics(sidecar: Sidecar): Registry {
   counterFrom(registry, "connmeter_channel_leaves_total", "Joined channels that ended, by cause.", ["cause"], () =>
     END_CAUSES.map((cause, i) => [{ cause }, sidecar.ledger.leavesByCause[i]!]),
   );
-  counterFrom(registry, "connmeter_connection_seconds_total", "Connection-seconds of WebSocket connections (billing, cost attribution).", [], () => [
-    [{}, sidecar.connectionSeconds()],
+  // Usage (issue 18): exact to the collection instant, open sockets and channels included.
+  counterFrom(registry, "connmeter_connection_seconds_total", "Connection-seconds (billing, cost attribution), by transport; open connections and long-poll sessions count up to the scrape.", ["transport"], () => [
+    [{ transport: "websocket" }, sidecar.connectionSeconds()],
+    [{ transport: "longpoll" }, sidecar.ledger.socketSeconds(KIND_LONGPOLL)],
   ]);
+  counterFrom(registry, "connmeter_channel_seconds_total", "Channel-seconds of joined channels by topic group (ungrouped: _other), long-poll ones included; open channels count up to the scrape.", ["group"], () =>
+    sidecar.ledger.channelSeconds().map(([group, seconds]) => [{ group }, seconds]),
+  );
   counterFrom(registry, "connmeter_unparsed_messages_total", "Messages relayed untouched that were not readable Phoenix messages, by direction.", ["direction"], () => [
     [{ direction: "client_to_server" }, sidecar.counters.unparsedFromClient],
     [{ direction: "server_to_client" }, sidecar.counters.unparsedFromServer],
