@@ -13,6 +13,15 @@ export interface SidecarSample {
   longpoll: number;
   /** Joined channels per topic group or topic, as the sidecar reports them. */
   topics: Record<string, number>;
+  /** The sidecar's usage counters (absent from sidecars before issue 18). */
+  usage?: SidecarUsage;
+}
+
+/** A sidecar's usage counters, checked (contract.ts `Usage`). */
+export interface SidecarUsage {
+  since: string;
+  connectionSeconds: number;
+  channelSeconds: Record<string, number>;
 }
 
 /** One pod of the target as the reconciler sees it. */

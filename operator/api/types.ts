@@ -117,6 +117,21 @@ export interface CapacityStatus {
   usedPercent: number;
 }
 
+// --- usage (issue 18) ---
+/** status.usage: what the policy's pods used since the start of the UTC day. */
+export interface UsageStatus {
+  /** The UTC day counted, `YYYY-MM-DD`. */
+  period: string;
+  /** Seconds of WebSocket connections and long-poll sessions, summed over pods. */
+  connectionSeconds: number;
+  /** Highest cluster-wide connections seen at a scrape this day, and when. */
+  peakConnections: number;
+  peakTime?: string;
+  /** Channel-seconds per topic group (spec.topics order), the rest under `_other`. */
+  groups?: { name: string; channelSeconds: number }[];
+}
+// --- end usage ---
+
 export interface PolicyStatus {
   observedGeneration?: number;
   connections?: number;
@@ -134,6 +149,9 @@ export interface PolicyStatus {
   lastScaleTime?: string;
   /** When the operator last wrote this status (at least every minute while it runs): how current the counts are. */
   lastUpdateTime?: string;
+  // --- usage (issue 18) ---
+  usage?: UsageStatus;
+  // --- end usage ---
 }
 
 export interface ConnectionPolicy {

@@ -25,6 +25,7 @@ import { selectorMatches } from "./selector.js";
 import { scrapeTargets, startProblems } from "./target-pods.js";
 import { canonicalJson } from "./canonical-json.js";
 import { setCondition } from "./conditions.js";
+import { UsageMeter } from "./usage.js";
 
 export interface ReconcilerDeps {
   caches: Caches;
@@ -64,6 +65,8 @@ interface PolicyMemory {
   forgotten: boolean;
   /** The last status write's error, told once (log and Event) until a write succeeds. */
   statusWriteError: string | undefined;
+  /** status.usage, summed from the sidecars' counter increases (read back from the status at start). */
+  usage: UsageMeter;
 }
 
 /** Unchanged status is written again after this long, so its lastUpdateTime shows the operator is alive. */
@@ -106,7 +109,8 @@ export class Reconciler {
       const pods = target ? scrapeTargets(this.deps.caches.pods, namespace, target) : [];
       await mem.samples.scrape(pods, (t) => this.fetchStats(t, spec, intervalMs, { namespace, policy: key }), now);
       mem.lastScrapeMs = now;
-      const agg = aggregate(mem.samples.observations(pods, now, intervalMs), spec.topics);
+      const observed = mem.samples.observations(pods, now, intervalMs);
+      const agg = aggregate(observed, spec.topics);
       // Two policies on one workload would push budgets and scale against each other: the older acts, the other meters.
       const older = target ? this.olderPolicyOnTarget(policy) : undefined;
       if (target && !older) await this.pushBudgets(policy, spec, pods, agg, mem, intervalMs, now);
@@ -114,6 +118,9 @@ export class Reconciler {
         : older ? { mode: "policyConflict" as const, current: target.spec?.replicas ?? 1, policy: older }
           : await this.ensureScale(policy, spec, target, pods, agg, mem, now);
       mem.assessment = this.assess(policy, spec, target, pods, agg, scaling, mem, older);
+      const fresh = observed.flatMap((o) => (!o.stale && o.sample?.usage ? [{ pod: o.name, usage: o.sample.usage }] : []));
+      mem.assessment.status.usage = mem.usage.observe(fresh, agg.connections, spec.topics.map((t) => t.match), now);
+      mem.usage.retain(new Set(pods.map((p) => p.name)));
     }
     await this.ensureStatus(policy, mem, now, intervalMs);
     return { requeueAfterMs: Math.max(0, mem.lastScrapeMs + intervalMs - this.deps.clock()) };
@@ -236,7 +243,7 @@ export class Reconciler {
       mem = {
         uid: policy.metadata.uid, generation: undefined, samples: new PodSamples(), lastScrapeMs: -Infinity, history: [], scaleEvents: [],
         lastStatusWriteMs: -Infinity, lastStatusJson: canonicalJson(policy.status ?? {}), topicLabels: [], assessment: undefined,
-        adminPort: 0, forgotten: false, statusWriteError: undefined,
+        adminPort: 0, forgotten: false, statusWriteError: undefined, usage: new UsageMeter(policy.status?.usage, this.deps.clock()),
       };
       this.memory.set(key, mem);
     }
@@ -442,8 +449,11 @@ export class Reconciler {
     const nowIso = new Date(now).toISOString();
     const conditions = a.conditions.reduce((list, c) => setCondition(list, c, generation, nowIso), before ?? []);
     const status: PolicyStatus = { ...a.status, observedGeneration: generation, conditions };
-    const json = canonicalJson(status);
-    const { lastUpdateTime, ...written } = policy.status ?? {};
+    // usage grows every scrape: it rides along with other changes and the heartbeat, so it
+    // adds no status write of its own (it is at most STATUS_HEARTBEAT_MS old).
+    const { usage: _usage, ...counted } = status;
+    const json = canonicalJson(counted);
+    const { lastUpdateTime, usage: _writtenUsage, ...written } = policy.status ?? {};
     // Unchanged counts are still written once a heartbeat, so lastUpdateTime (kubectl's
     // UPDATED column) tells current numbers from the last ones of an operator that is gone.
     const lastUpdateMs = Math.max(mem.lastStatusWriteMs, lastUpdateTime ? Date.parse(lastUpdateTime) : -Infinity);

@@ -859,3 +859,38 @@ describe("Reconciler: a failed scale write", () => {
     expect(w.condition("ScalingActive")).toMatchObject({ status: "True", reason: "ValidMetricFound" });
   });
 });
+
+describe("Reconciler: status.usage (issue 18)", () => {
+  const usage = (since: string, connectionSeconds: number, channelSeconds: Record<string, number> = {}) => ({ since, connectionSeconds, channelSeconds });
+  const BEFORE = "2026-03-01T11:00:00.000Z";
+
+  it("sums the sidecars' increases into status.usage without a status write of its own, and goes on from it after an operator restart", async () => {
+    const w = world({ spec: { topics: [{ match: "room:*" }] } });
+    w.answers.set("198.18.0.1", { ...sample(2, 1, { "room:*": 1 }), usage: usage(BEFORE, 1000, { "room:*": 500 }) });
+    w.answers.set("198.18.0.2", { ...sample(3), usage: usage(BEFORE, 2000) });
+    await w.reconcile();
+    expect(w.policy.status!.usage).toMatchObject({ period: "2026-03-01", connectionSeconds: 0, peakConnections: 5 });
+    const writes = w.statusWrites().length;
+    w.advance(INTERVAL_MS);
+    w.answers.set("198.18.0.1", { ...sample(2, 1, { "room:*": 1 }), usage: usage(BEFORE, 1010, { "room:*": 505 }) });
+    w.answers.set("198.18.0.2", { ...sample(3), usage: usage(BEFORE, 2015) });
+    await w.reconcile();
+    expect(w.statusWrites()).toHaveLength(writes); // only the usage grew: it waits for the heartbeat
+    w.advance(60_000);
+    // chat-b's sidecar restarted: its counter began again at 0
+    w.answers.set("198.18.0.2", { ...sample(3), usage: usage(new Date(T0 + 30_000).toISOString(), 40) });
+    await w.reconcile();
+    expect(w.policy.status!.usage).toMatchObject({ connectionSeconds: 10 + 15 + 40, groups: [{ name: "room:*", channelSeconds: 5 }] });
+
+    // A new operator (restart or failover) reads the written usage back and adds what follows.
+    const after = world({ spec: { topics: [{ match: "room:*" }] } });
+    after.caches.policies.items[0] = { ...after.policy, status: structuredClone(w.policy.status!) };
+    after.advance(70_000);
+    after.answers.set("198.18.0.1", { ...sample(2), usage: usage(BEFORE, 1100, { "room:*": 550 }) });
+    await after.reconcile();
+    after.advance(60_000);
+    after.answers.set("198.18.0.1", { ...sample(2), usage: usage(BEFORE, 1160, { "room:*": 580 }) });
+    await after.reconcile();
+    expect(after.policy.status!.usage).toMatchObject({ connectionSeconds: 65 + 60, groups: [{ name: "room:*", channelSeconds: 35 }] });
+  });
+});
