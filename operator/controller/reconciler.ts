@@ -303,8 +303,9 @@ export class Reconciler {
     const plan = planBudgets(spec, budgetPods, budgetTtlSeconds(intervalMs));
     const ip = new Map(pods.map((p) => [p.name, p.ip]));
     const scope: SidecarScope = { namespace: policy.metadata.namespace, policy: policyKey(policy.metadata.namespace, policy.metadata.name) };
-    const push = async (name: string, config: SidecarConfig): Promise<boolean> => {
+    const push = async (name: string, planned: SidecarConfig): Promise<boolean> => {
       if (mem.forgotten) return false;
+      const config: SidecarConfig = { ...planned, policy: policy.metadata.name };
       const before = mem.samples.pushed(name);
       const at = ip.get(name)!;
       try {

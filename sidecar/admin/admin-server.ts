@@ -148,7 +148,7 @@ export class AdminServer {
     this.sidecar.config.provenance(); // an expired push reverts before the update merges over it
     const update = parseConfigUpdate(body, this.sidecar.admission.current);
     if (!update.ok) return send(res, 400, { error: update.error });
-    this.sidecar.config.push(update.limits, update.topics, update.ttlSeconds);
+    this.sidecar.config.push(update.limits, update.topics, update.ttlSeconds, update.policy);
     this.sidecar.admission.budgetReceived();
     return send(res, 200, this.currentConfig());
   }

@@ -3,10 +3,13 @@ import type { Limits } from "../limits/admission.js";
 import { MAX_TTL_SECONDS } from "./contract.js";
 
 export type ConfigUpdate =
-  | { ok: true; limits: Limits; topics: TopicGroupSpec[] | undefined; ttlSeconds: number | undefined }
+  | { ok: true; limits: Limits; topics: TopicGroupSpec[] | undefined; ttlSeconds: number | undefined; policy?: string }
   | { ok: false; error: string };
 
 export { MAX_TTL_SECONDS };
+
+/** A Kubernetes object name (DNS subdomain). */
+const POLICY_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 const LIMIT_FIELDS = {
   maxConnections: { min: 0, max: 10_000_000 },
@@ -29,7 +32,7 @@ export function parseConfigUpdate(body: string, current: Limits): ConfigUpdate {
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return { ok: false, error: "body must be a JSON object" };
   const input = doc as Record<string, unknown>;
-  const known = new Set([...Object.keys(LIMIT_FIELDS), "connectionBudget", "topics", "ttlSeconds"]);
+  const known = new Set([...Object.keys(LIMIT_FIELDS), "connectionBudget", "topics", "ttlSeconds", "policy"]);
   const unknown = Object.keys(input).filter((k) => !known.has(k));
   if (unknown.length > 0) return { ok: false, error: `unknown field(s) ${unknown.join(", ")}; allowed: ${[...known].join(", ")}` };
   const limits: Limits = { ...current };
@@ -52,9 +55,16 @@ export function parseConfigUpdate(body: string, current: Limits): ConfigUpdate {
   if (ttlSeconds !== undefined && (typeof ttlSeconds !== "number" || !Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > MAX_TTL_SECONDS)) {
     return { ok: false, error: `ttlSeconds must be an integer in 1..${MAX_TTL_SECONDS} (omit it for values that hold until replaced), got ${JSON.stringify(ttlSeconds)}` };
   }
-  if (input.topics === undefined) return { ok: true, limits, topics: undefined, ttlSeconds };
+  // --- usage (issue 18): the pushing policy's name, the `policy` label of connmeter_policy_info ---
+  const policy = input.policy;
+  if (policy !== undefined && (typeof policy !== "string" || !POLICY_NAME.test(policy))) {
+    return { ok: false, error: `policy must be the pushing ConnectionPolicy's name (a DNS subdomain, at most 253 characters), got ${JSON.stringify(policy)}` };
+  }
+  const named = policy === undefined ? {} : { policy };
+  // --- end usage ---
+  if (input.topics === undefined) return { ok: true, limits, topics: undefined, ttlSeconds, ...named };
   const topics = parseTopics(input.topics);
-  return typeof topics === "string" ? { ok: false, error: topics } : { ok: true, limits, topics, ttlSeconds };
+  return typeof topics === "string" ? { ok: false, error: topics } : { ok: true, limits, topics, ttlSeconds, ...named };
 }
 
 /** Topic groups from config or flags; a string is the error. */

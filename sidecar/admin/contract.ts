@@ -64,6 +64,10 @@ export interface ConfigPush {
   topics?: TopicGroupSpec[];
   /** Seconds the pushed values hold without a refresh; then the sidecar falls back to its flags. */
   ttlSeconds: number;
+  // --- usage (issue 18) ---
+  /** The pushing ConnectionPolicy's name: the sidecar exports it as connmeter_policy_info{policy}. */
+  policy?: string;
+  // --- end usage ---
 }
 
 /**

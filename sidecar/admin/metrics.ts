@@ -85,6 +85,17 @@ export function createMetrics(sidecar: Sidecar): Registry {
     [{ transport: "websocket" }, sidecar.connectionSeconds()],
     [{ transport: "longpoll" }, sidecar.ledger.socketSeconds(KIND_LONGPOLL)],
   ]);
+  new Gauge({
+    name: "connmeter_policy_info",
+    help: "1, labelled with the ConnectionPolicy whose pushed values are in force (absent on the flags): recording rules join usage to namespace and policy by it.",
+    labelNames: ["policy"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const policy = sidecar.config.policyName;
+      if (policy !== null) this.set({ policy }, 1);
+    },
+  });
   counterFrom(registry, "connmeter_channel_seconds_total", "Channel-seconds of joined channels by topic group (ungrouped: _other), long-poll ones included; open channels count up to the scrape.", ["group"], () =>
     sidecar.ledger.channelSeconds().map(([group, seconds]) => [{ group }, seconds]),
   );

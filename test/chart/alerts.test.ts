@@ -59,5 +59,17 @@ describe("the connmeter alerts and dashboard", () => {
       const tests = readFileSync(join(root, "test/chart/alerts.promtool.yaml"), "utf8");
       expect(alerts.filter((a) => !tests.includes(`alertname: ${a}`))).toEqual([]);
     });
+
+    // --- usage and protection (issue 18) ---
+    it("passes promtool test rules for the usage recording rules, across a pod restart (counter reset)", () => {
+      const r = promtool(["test", "rules", "usage.promtool.yaml"], join(root, "test/chart"));
+      expect(r.status, r.output).toBe(0);
+      expect(r.output).toMatch(/SUCCESS/);
+      const records = [...readFileSync(ALERTS, "utf8").matchAll(/- record: (\S+)/g)].map((m) => m[1]!);
+      const tests = readFileSync(join(root, "test/chart/usage.promtool.yaml"), "utf8");
+      expect(records.length).toBeGreaterThan(0);
+      expect(records.filter((rec) => !tests.includes(`expr: ${rec}`))).toEqual([]);
+    });
+    // --- end usage and protection ---
   });
 });

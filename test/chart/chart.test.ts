@@ -216,6 +216,17 @@ describe.skipIf(skip)("the connmeter chart", () => {
     expect(JSON.parse(cm.data["connmeter.json"]!)).toEqual(JSON.parse(readFileSync(join(CHART_DIR, "dashboards/connmeter.json"), "utf8")));
   });
 
+  // --- usage (issue 18) ---
+  it("puts usage.costPerConnectionHour and usage.currency into the dashboard's cost variables, and refuses a negative price", () => {
+    const objs = helmTemplate({ "grafanaDashboard.enabled": true, "usage.currency": "EUR" }, ["--set-json", "usage.costPerConnectionHour=0.002"]);
+    const cm = one(objs, "ConfigMap") as unknown as { data: Record<string, string> };
+    const vars = (JSON.parse(cm.data["connmeter.json"]!) as { templating: { list: { name: string; query?: string }[] } }).templating.list;
+    expect(vars.find((v) => v.name === "cost_per_connection_hour")?.query).toBe("0.002");
+    expect(vars.find((v) => v.name === "currency")?.query).toBe("EUR");
+    expect(() => helmTemplate({}, ["--set-json", "usage.costPerConnectionHour=-1"])).toThrow(/costPerConnectionHour/);
+  });
+  // --- end usage ---
+
   it("documents every value in the chart README", () => {
     const readme = readFileSync(join(CHART_DIR, "README.md"), "utf8");
     const values = parseYamlDocs(readFileSync(join(CHART_DIR, "values.yaml"), "utf8"))[0] as unknown as Record<string, unknown>;

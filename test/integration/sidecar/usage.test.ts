@@ -14,6 +14,8 @@ function sample(page: string, series: string): number {
   return Number(line.slice(series.length + 1));
 }
 
+const AUTH = { authorization: "Bearer t0ken" };
+
 describe("usage counters (connection- and channel-seconds)", () => {
   let app: PhoenixServer;
   let sidecar: SidecarHandle;
@@ -25,7 +27,7 @@ describe("usage counters (connection- and channel-seconds)", () => {
 
   beforeAll(async () => {
     app = await startPhoenixServer();
-    sidecar = await startSidecar({ upstream: app.url, topics: [{ match: "room:*" }], now: () => t });
+    sidecar = await startSidecar({ upstream: app.url, topics: [{ match: "room:*" }], now: () => t, adminToken: "t0ken" });
   });
   afterAll(async () => {
     await sidecar?.close();
@@ -58,5 +60,17 @@ describe("usage counters (connection- and channel-seconds)", () => {
     const stats = await sidecar.stats();
     expect(stats.usage).toEqual({ since: "2026-01-01T00:00:00.000Z", connectionSeconds: 150, channelSeconds: { "room:*": 90, _other: 60 } });
     a.disconnect();
+  });
+
+  it("labels its usage with the pushing policy (connmeter_policy_info) while the push holds, and refuses a bad name", async () => {
+    const put = (body: unknown) => fetch(`${sidecar.adminUrl}/config`, { method: "PUT", body: JSON.stringify(body), headers: AUTH });
+    const bad = await put({ policy: "Not A Name", ttlSeconds: 30 });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toMatch(/^policy must be/);
+    expect(await metrics()).not.toContain("connmeter_policy_info{");
+    expect((await put({ policy: "chat-policy", ttlSeconds: 30 })).status).toBe(200);
+    expect(sample(await metrics(), 'connmeter_policy_info{policy="chat-policy"}')).toBe(1);
+    await fetch(`${sidecar.adminUrl}/config`, { method: "DELETE", headers: AUTH });
+    expect(await metrics()).not.toContain("connmeter_policy_info{");
   });
 });
