@@ -105,6 +105,7 @@ export class Sidecar implements ConnectionObserver {
     this.startedAtMs = this.now();
     const awaitBudgetSeconds = options.awaitBudgetSeconds ?? 0;
     this.admission = new Admission(options.limits, this.now, awaitBudgetSeconds);
+    this.ledger.joinThrottle.configure(options.limits);
     this.maxTopicLabels = options.maxTopicLabels;
     const flags = { limits: { ...options.limits }, topics: [...options.topics] };
     const log = options.log ?? logToStdout;
@@ -177,6 +178,7 @@ export class Sidecar implements ConnectionObserver {
   /** Applies limits and topic groups pushed by the operator, without a restart. */
   configure(limits: Limits, topics: TopicGroupSpec[] | undefined, maxTopicLabels?: number): void {
     this.admission.update(limits);
+    this.ledger.joinThrottle.configure(limits);
     if (topics !== undefined) this.ledger.setGroups(new TopicGroups(topics));
     if (maxTopicLabels !== undefined) this.maxTopicLabels = maxTopicLabels;
   }

@@ -62,6 +62,12 @@ export interface LimitsSpec {
   maxConnectionsPerPod?: number;
   maxConnections?: number;
   rejectAtPercent?: number;
+  // --- join floods (issue 18) ---
+  joinRatePerSocket?: number;
+  joinBurstPerSocket?: number;
+  joinRatePerPod?: number;
+  joinBurstPerPod?: number;
+  // --- end join floods ---
 }
 
 /** spec with the CRD's defaults applied (the API server applies them; we apply them again for safety). */

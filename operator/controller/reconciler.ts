@@ -26,6 +26,7 @@ import { scrapeTargets, startProblems } from "./target-pods.js";
 import { canonicalJson } from "./canonical-json.js";
 import { setCondition } from "./conditions.js";
 import { UsageMeter } from "./usage.js";
+import { joinBuckets, liftsABucket } from "./protection.js";
 
 export interface ReconcilerDeps {
   caches: Caches;
@@ -305,7 +306,7 @@ export class Reconciler {
     const scope: SidecarScope = { namespace: policy.metadata.namespace, policy: policyKey(policy.metadata.namespace, policy.metadata.name) };
     const push = async (name: string, planned: SidecarConfig): Promise<boolean> => {
       if (mem.forgotten) return false;
-      const config: SidecarConfig = { ...planned, policy: policy.metadata.name };
+      const config: SidecarConfig = { ...planned, policy: policy.metadata.name, ...joinBuckets(spec) };
       const before = mem.samples.pushed(name);
       const at = ip.get(name)!;
       try {
@@ -499,7 +500,8 @@ function splitKey(key: string): [string, string] {
 function liftsAField(before: SidecarConfig, next: SidecarConfig): boolean {
   return (before.maxConnections !== undefined && next.maxConnections === undefined)
     || (before.rejectAtPercent !== undefined && next.rejectAtPercent === undefined)
-    || (before.topics !== undefined && next.topics === undefined);
+    || (before.topics !== undefined && next.topics === undefined)
+    || liftsABucket(before, next);
 }
 
 export function policyRef(policy: ConnectionPolicy): ObjectRef {

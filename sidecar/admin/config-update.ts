@@ -16,6 +16,10 @@ const LIMIT_FIELDS = {
   rejectAtPercent: { min: 1, max: 100 },
   upgradeRatePerSecond: { min: 0, max: 1_000_000 },
   upgradeBurst: { min: 1, max: 1_000_000 },
+  joinRatePerSecond: { min: 0, max: 1_000_000 },
+  joinBurst: { min: 1, max: 1_000_000 },
+  podJoinRatePerSecond: { min: 0, max: 1_000_000 },
+  podJoinBurst: { min: 1, max: 1_000_000 },
 } as const satisfies Record<Exclude<keyof Limits, "connectionBudget">, { min: number; max: number }>;
 
 /**

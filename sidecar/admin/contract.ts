@@ -68,6 +68,17 @@ export interface ConfigPush {
   /** The pushing ConnectionPolicy's name: the sidecar exports it as connmeter_policy_info{policy}. */
   policy?: string;
   // --- end usage ---
+  // --- join floods and throttling (issue 18): token buckets, in per second and tokens ---
+  /** Per socket (spec.limits.joinRatePerSocket / joinBurstPerSocket). */
+  joinRatePerSecond?: number;
+  joinBurst?: number;
+  /** Per pod (spec.limits.joinRatePerPod / joinBurstPerPod). */
+  podJoinRatePerSecond?: number;
+  podJoinBurst?: number;
+  /** Upgrades per pod (only pushed while the operator throttles a flood). */
+  upgradeRatePerSecond?: number;
+  upgradeBurst?: number;
+  // --- end join floods ---
 }
 
 /**

@@ -2,6 +2,7 @@ import { performance } from "node:perf_hooks";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { END_CAUSES, JOIN_RESULTS, KIND_LONGPOLL, UNDECIDED_REASONS } from "../ledger/channel-ledger.js";
 import type { Sidecar } from "../sidecar.js";
+import { JOIN_LIMIT_SCOPES } from "../limits/join-throttle.js";
 
 /**
  * The sidecar's Prometheus metrics. The data path only bumps plain numbers; every metric
@@ -76,6 +77,9 @@ export function createMetrics(sidecar: Sidecar): Registry {
   ]);
   counterFrom(registry, "connmeter_channel_joins_total", "Channel join outcomes: ok, error (refused by the app), refused (by the sidecar).", ["result"], () =>
     JOIN_RESULTS.map((result, i) => [{ result }, sidecar.ledger.joinsByResult[i]!]),
+  );
+  counterFrom(registry, "connmeter_joins_rate_limited_total", "Channel joins refused with phx_reply error rate_limited (join floods), by the bucket that was empty: socket (--join-rate) or pod (--pod-join-rate). Also counted in connmeter_channel_joins_total{result=\"refused\"}.", ["scope"], () =>
+    JOIN_LIMIT_SCOPES.map((scope, i) => [{ scope }, sidecar.ledger.joinThrottle.refused[i]!]),
   );
   counterFrom(registry, "connmeter_channel_leaves_total", "Joined channels that ended, by cause.", ["cause"], () =>
     END_CAUSES.map((cause, i) => [{ cause }, sidecar.ledger.leavesByCause[i]!]),

@@ -9,6 +9,8 @@ import {
 } from "../phoenix/message.js";
 import { OTHER_TOPICS, type TopicGroups } from "./topic-groups.js";
 import { TimeIntegral } from "./time-integral.js";
+import { JoinThrottle, SocketJoinBucket } from "../limits/join-throttle.js";
+import { DEFAULT_LIMITS } from "../limits/admission.js";
 
 /** Why a joined channel ended; the index into {@link ChannelLedger.leavesByCause}. */
 export const END_LEAVE = 0;
@@ -87,6 +89,8 @@ export class ChannelLedger {
   private readonly socketTime: TimeIntegral[];
   private readonly channelTime: TimeIntegral;
   private groupTime: TimeIntegral[];
+  /** Join rate limits (per socket and per pod); the sidecar configures them. */
+  readonly joinThrottle: JoinThrottle;
 
   constructor(groups: TopicGroups, private readonly now: () => number = Date.now) {
     this.groups = groups;
@@ -96,6 +100,7 @@ export class ChannelLedger {
     this.socketTime = [new TimeIntegral(t), new TimeIntegral(t)];
     this.channelTime = new TimeIntegral(t);
     this.groupTime = Array.from({ length: groups.size }, () => new TimeIntegral(t));
+    this.joinThrottle = new JoinThrottle(DEFAULT_LIMITS, now);
   }
 
   /** Opens the ledger view of one socket. */
@@ -184,9 +189,9 @@ export class ChannelLedger {
     return max === undefined || this.groupCounts[g]! + this.groupPending[g]! < max;
   }
 
-  /** Whether any topic group has a channel budget (joins may be refused). */
+  /** Whether joins may be refused: some topic group has a channel budget, or a join rate limit is on. */
   get hasBudgets(): boolean {
-    return this.groups.hasBudgets;
+    return this.groups.hasBudgets || this.joinThrottle.enabled;
   }
 
   /** @internal */ addChannel(topic: string): void {
@@ -312,6 +317,8 @@ export class SocketChannels {
   /** topic → join_ref of a channel a duplicate join replaced; its phx_close is still due. */
   private replaced: Map<string, string | null> | null = null;
   private closed = false;
+  /** This socket's join bucket, made on its first join while a per-socket rate is on. */
+  private joinBucket: SocketJoinBucket | null = null;
 
   constructor(
     private readonly ledger: ChannelLedger,
@@ -393,7 +400,19 @@ export class SocketChannels {
     return (this.joined?.has(topic) ?? false) || this.ledger.admitsJoin(topic);
   }
 
-  /** The sidecar refused a join over its group's budget; the app never saw it. */
+  /**
+   * Why a join must be refused, or null to let it through: `capacity` (over its group's
+   * budget; decided first, so a refused join spends no rate token) or `rate_limited` (the
+   * socket's or the pod's join bucket is empty).
+   */
+  joinRefusal(topic: string): "capacity" | "rate_limited" | null {
+    if (!this.admitsJoin(topic)) return "capacity";
+    const throttle = this.ledger.joinThrottle;
+    if (!throttle.enabled) return null;
+    return throttle.admit((this.joinBucket ??= new SocketJoinBucket())) ? null : "rate_limited";
+  }
+
+  /** The sidecar refused a join (over its group's budget, or rate limited); the app never saw it. */
   refuseJoin(): void {
     this.ledger.joinsByResult[JOIN_REFUSED]!++;
   }

@@ -894,3 +894,20 @@ describe("Reconciler: status.usage (issue 18)", () => {
     expect(after.policy.status!.usage).toMatchObject({ connectionSeconds: 65 + 60, groups: [{ name: "room:*", channelSeconds: 35 }] });
   });
 });
+
+describe("Reconciler: join buckets from spec.limits (issue 18)", () => {
+  it("pushes them to every sidecar with the policy's name, and resets a sidecar to its flags when the spec drops them", async () => {
+    const w = world({ spec: { limits: { joinRatePerSocket: 5, joinBurstPerSocket: 10, joinRatePerPod: 200 } } });
+    w.answers.set("198.18.0.1", sample(1));
+    w.answers.set("198.18.0.2", sample(1));
+    await w.reconcile();
+    for (const p of w.pushes) expect(p.config).toMatchObject({ policy: "chat-policy", joinRatePerSecond: 5, joinBurst: 10, podJoinRatePerSecond: 200 });
+    expect(w.pushes.map((p) => p.config.podJoinBurst)).toEqual([undefined, undefined]);
+    w.caches.policies.items[0] = { ...w.policy, metadata: { ...w.policy.metadata, generation: 2 }, spec: { ...w.policy.spec, limits: {} } };
+    w.pushes.length = 0;
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.resets.sort()).toEqual(["198.18.0.1", "198.18.0.2"]);
+    expect(w.pushes.every((p) => p.config.joinRatePerSecond === undefined)).toBe(true);
+  });
+});
