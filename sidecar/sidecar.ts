@@ -219,6 +219,10 @@ export class Sidecar implements ConnectionObserver {
       uninspectedConnections: this.counters.uninspectedConnections,
       awaitingBudget: this.admission.isAwaitingBudget,
       usage: this.usage(),
+      attempts: {
+        upgrades: this.counters.accepted + [...this.counters.rejected.values()].reduce((a, b) => a + b, 0),
+        joins: this.ledger.joinsByResult.reduce((a, b) => a + b, 0),
+      },
     };
   }
 

@@ -15,6 +15,8 @@ export interface SidecarSample {
   topics: Record<string, number>;
   /** The sidecar's usage counters (absent from sidecars before issue 18). */
   usage?: SidecarUsage;
+  /** Upgrades and joins attempted since the sidecar started (absent from sidecars before issue 18). */
+  attempts?: { upgrades: number; joins: number };
 }
 
 /** A sidecar's usage counters, checked (contract.ts `Usage`). */

@@ -70,6 +70,20 @@ export interface LimitsSpec {
   // --- end join floods ---
 }
 
+// --- flood detection (issue 18) ---
+/** spec.floodProtection: spike detection on the cluster's upgrade and join rates. */
+export interface FloodProtectionSpec {
+  /** A rate over the last minute above this × the previous hour's rate is a flood. */
+  spikeFactor: number;
+  /** ... and above this floor (per second), so a quiet cluster does not trip. */
+  minRatePerSecond: number;
+  /** The rate must stay under the threshold this long before a flood is over. */
+  cooldownSeconds: number;
+  /** throttle: push tighter upgrade and join buckets to every sidecar during a flood; none: report only. */
+  action: "none" | "throttle";
+}
+// --- end flood detection ---
+
 /** spec with the CRD's defaults applied (the API server applies them; we apply them again for safety). */
 export interface PolicySpec {
   targetRef: { apiVersion: string; kind: TargetKind; name: string };
@@ -78,6 +92,7 @@ export interface PolicySpec {
   topics: TopicGroupSpec[];
   limits: LimitsSpec;
   scaling: ScalingSpec | undefined;
+  floodProtection: FloodProtectionSpec | undefined;
 }
 
 export type ConditionStatus = "True" | "False" | "Unknown";
@@ -174,7 +189,8 @@ export interface ConnectionPolicy {
     finalizers?: string[];
   };
   /** As written: the API server fills in the CRD's defaults, and withDefaults again. */
-  spec: Partial<Omit<PolicySpec, "scaling">> & {
+  spec: Partial<Omit<PolicySpec, "scaling" | "floodProtection">> & {
+    floodProtection?: Partial<FloodProtectionSpec>;
     targetRef: PolicySpec["targetRef"];
     scaling?: Partial<ScalingSpec> & Pick<ScalingSpec, "maxReplicas" | "targetConnectionsPerPod">;
   };
@@ -190,7 +206,18 @@ export const COND_AT_CAPACITY = "AtCapacity";
 export const COND_LIMITS_APPLIED = "LimitsApplied";
 /** The summary `kubectl get connpol` shows: True when the counts are current and the limits and scaling work; else the first problem's reason. */
 export const COND_READY = "Ready";
-export const CONDITION_TYPES = [COND_READY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY, COND_LIMITS_APPLIED] as const;
+// --- flood detection (issue 18) ---
+/** True while the cluster's upgrade or join rate is a spike over its baseline (spec.floodProtection). */
+export const COND_FLOOD_DETECTED = "FloodDetected";
+export const REASON_COLLECTING_BASELINE = "CollectingBaseline";
+export const REASON_RATE_NORMAL = "RateNormal";
+export const REASON_UPGRADE_SPIKE = "UpgradeSpike";
+export const REASON_JOIN_SPIKE = "JoinSpike";
+export const REASON_UPGRADE_AND_JOIN_SPIKE = "UpgradeAndJoinSpike";
+export const EVENT_FLOOD_DETECTED = "FloodDetected";
+export const EVENT_FLOOD_CLEARED = "FloodCleared";
+// --- end flood detection ---
+export const CONDITION_TYPES = [COND_READY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY, COND_LIMITS_APPLIED, COND_FLOOD_DETECTED] as const;
 
 export const REASON_ALL_PODS_SCRAPED = "AllPodsScraped";
 export const REASON_SCRAPE_FAILED = "ScrapeFailed";
@@ -233,6 +260,7 @@ export const EVENT_FINALIZER_FAILED = "FinalizerFailed";
 /** The spec with every default of the CRD filled in. */
 export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {
   const s: Partial<ScalingSpec> | undefined = spec.scaling;
+  const f = spec.floodProtection;
   return {
     targetRef: { ...spec.targetRef, apiVersion: spec.targetRef.apiVersion ?? "apps/v1" },
     sidecar: { adminPort: spec.sidecar?.adminPort ?? 9090 },
@@ -253,6 +281,12 @@ export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {
           scaleDownSelectPolicy: s.scaleDownSelectPolicy ?? "Max",
           connectionAwareScaleDown: s.connectionAwareScaleDown ?? true,
         },
+    floodProtection: f === undefined ? undefined : {
+      spikeFactor: f.spikeFactor ?? 10,
+      minRatePerSecond: f.minRatePerSecond ?? 20,
+      cooldownSeconds: f.cooldownSeconds ?? 300,
+      action: f.action ?? "none",
+    },
   };
 }
 

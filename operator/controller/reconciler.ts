@@ -6,7 +6,7 @@ import { aggregate, type Aggregate } from "../aggregate/aggregate.js";
 import type { OperatorMetrics } from "../admin/metrics.js";
 import {
   API_VERSION, CLEANUP_FINALIZER, DELETION_COST_ANNOTATION, DELETION_COST_OWNER_ANNOTATION, EVENT_CLEANUP_INCOMPLETE,
-  EVENT_FINALIZER_FAILED, EVENT_SCALED_DOWN, EVENT_SCALED_UP, EVENT_STATUS_WRITE_FAILED, KIND, policyKey, withDefaults,
+  EVENT_FINALIZER_FAILED, EVENT_FLOOD_CLEARED, EVENT_FLOOD_DETECTED, EVENT_SCALED_DOWN, EVENT_SCALED_UP, EVENT_STATUS_WRITE_FAILED, KIND, policyKey, withDefaults,
   type ConnectionPolicy, type PolicySpec, type PolicyStatus, type TargetKind,
 } from "../api/types.js";
 import { decideScale, type Recommendation, type ScaleEvent } from "../scale/decide.js";
@@ -19,6 +19,7 @@ import {
 } from "./finalizer.js";
 import { assessCapacity, assessLimits, assessMetering, assessReady, assessScaling, emitTransitionEvents, type Assessment, type ScalingOutcome } from "./assess.js";
 import { PodSamples, type ScrapeTarget } from "./pod-samples.js";
+import type { PodObservation } from "../aggregate/aggregate.js";
 import { budgetTtlSeconds, planBudgets, withoutRaises, type BudgetPod } from "./budget-plan.js";
 import { writeScale, type ScaleWriteResult } from "./scale-write.js";
 import { selectorMatches } from "./selector.js";
@@ -26,7 +27,8 @@ import { scrapeTargets, startProblems } from "./target-pods.js";
 import { canonicalJson } from "./canonical-json.js";
 import { setCondition } from "./conditions.js";
 import { UsageMeter } from "./usage.js";
-import { joinBuckets, liftsABucket } from "./protection.js";
+import { floodCondition, joinBuckets, liftsABucket, throttleBuckets } from "./protection.js";
+import { FloodDetector, describeReading, type AttemptSample, type FloodState } from "./flood.js";
 
 export interface ReconcilerDeps {
   caches: Caches;
@@ -68,6 +70,9 @@ interface PolicyMemory {
   statusWriteError: string | undefined;
   /** status.usage, summed from the sidecars' counter increases (read back from the status at start). */
   usage: UsageMeter;
+  /** Spike detection on upgrade and join rates (spec.floodProtection), and its last verdict. */
+  flood: FloodDetector;
+  floodState: FloodState | undefined;
 }
 
 /** Unchanged status is written again after this long, so its lastUpdateTime shows the operator is alive. */
@@ -112,6 +117,7 @@ export class Reconciler {
       mem.lastScrapeMs = now;
       const observed = mem.samples.observations(pods, now, intervalMs);
       const agg = aggregate(observed, spec.topics);
+      this.checkFlood(policy, spec, observed, pods, mem, now);
       // Two policies on one workload would push budgets and scale against each other: the older acts, the other meters.
       const older = target ? this.olderPolicyOnTarget(policy) : undefined;
       if (target && !older) await this.pushBudgets(policy, spec, pods, agg, mem, intervalMs, now);
@@ -122,6 +128,7 @@ export class Reconciler {
       const fresh = observed.flatMap((o) => (!o.stale && o.sample?.usage ? [{ pod: o.name, usage: o.sample.usage }] : []));
       mem.assessment.status.usage = mem.usage.observe(fresh, agg.connections, spec.topics.map((t) => t.match), now);
       mem.usage.retain(new Set(pods.map((p) => p.name)));
+      if (spec.floodProtection && mem.floodState) mem.assessment.conditions.push(floodCondition(mem.floodState, spec.floodProtection));
     }
     await this.ensureStatus(policy, mem, now, intervalMs);
     return { requeueAfterMs: Math.max(0, mem.lastScrapeMs + intervalMs - this.deps.clock()) };
@@ -245,6 +252,7 @@ export class Reconciler {
         uid: policy.metadata.uid, generation: undefined, samples: new PodSamples(), lastScrapeMs: -Infinity, history: [], scaleEvents: [],
         lastStatusWriteMs: -Infinity, lastStatusJson: canonicalJson(policy.status ?? {}), topicLabels: [], assessment: undefined,
         adminPort: 0, forgotten: false, statusWriteError: undefined, usage: new UsageMeter(policy.status?.usage, this.deps.clock()),
+        flood: new FloodDetector(), floodState: undefined,
       };
       this.memory.set(key, mem);
     }
@@ -306,7 +314,8 @@ export class Reconciler {
     const scope: SidecarScope = { namespace: policy.metadata.namespace, policy: policyKey(policy.metadata.namespace, policy.metadata.name) };
     const push = async (name: string, planned: SidecarConfig): Promise<boolean> => {
       if (mem.forgotten) return false;
-      const config: SidecarConfig = { ...planned, policy: policy.metadata.name, ...joinBuckets(spec) };
+      const throttle = mem.floodState?.phase === "flood" ? mem.floodState.throttle : undefined;
+      const config: SidecarConfig = { ...planned, policy: policy.metadata.name, ...joinBuckets(spec), ...(throttle ? throttleBuckets(spec, throttle) : {}) };
       const before = mem.samples.pushed(name);
       const at = ip.get(name)!;
       try {
@@ -331,6 +340,32 @@ export class Reconciler {
       const config = raiseAllowed ? p.config : withoutRaises(p, mem.samples.inForce(p.name, now));
       return config ? push(p.name, config) : Promise.resolve(false);
     }));
+  }
+
+  /**
+   * Spike detection (spec.floodProtection): feeds the scrape's attempt counters to the
+   * detector; its verdict becomes FloodDetected, an Event when a flood begins or ends, and,
+   * with action throttle, the tighter buckets pushBudgets sends.
+   */
+  private checkFlood(policy: ConnectionPolicy, spec: PolicySpec, observed: readonly PodObservation[], pods: readonly ScrapeTarget[], mem: PolicyMemory, now: number): void {
+    const fp = spec.floodProtection;
+    if (!fp) {
+      mem.floodState = undefined;
+      return;
+    }
+    const samples: AttemptSample[] = observed.flatMap((o) => (!o.stale && o.sample?.attempts && o.sample.usage
+      ? [{ pod: o.name, since: o.sample.usage.since, upgrades: o.sample.attempts.upgrades, joins: o.sample.attempts.joins }] : []));
+    const { state, transition } = mem.flood.observe(samples, pods.length, fp, now);
+    mem.flood.retain(new Set(pods.map((p) => p.name)));
+    mem.floodState = state;
+    if (transition === "started" && state.phase === "flood") {
+      const c = floodCondition(state, fp);
+      this.deps.log(`policy ${policyKey(policy.metadata.namespace, policy.metadata.name)}: ${c.reason}: ${c.message}`);
+      this.deps.events.record(policyRef(policy), "Warning", EVENT_FLOOD_DETECTED, state.throttle ? "Throttle" : "Detect", c.message.slice(0, 1000));
+    } else if (transition === "cleared" && state.phase === "normal") {
+      this.deps.events.record(policyRef(policy), "Normal", EVENT_FLOOD_CLEARED, fp.action === "throttle" ? "Unthrottle" : "Detect",
+        `Flood over: rates under the thresholds for ${fp.cooldownSeconds} s${fp.action === "throttle" ? "; the sidecars' own buckets are back" : ""}. ${describeReading(state.reading, fp)}`.slice(0, 1000));
+    }
   }
 
   /**

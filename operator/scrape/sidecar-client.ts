@@ -222,6 +222,11 @@ export function parseStats(doc: unknown, where: string): SidecarSample {
   }
   const sample: SidecarSample = { connections: count(d, "connections", where, true), channels: count(d, "channels", where, true), longpoll: count(d, "longpoll", where, false), topics };
   if (d.usage !== undefined) sample.usage = parseUsage(d.usage, where);
+  if (d.attempts !== undefined) {
+    const a = d.attempts as Record<string, unknown>;
+    if (typeof a !== "object" || a === null || Array.isArray(a)) throw new SidecarError("bad_stats", `/stats of ${where}: attempts is not an object of counts`);
+    sample.attempts = { upgrades: count(a, "upgrades", where, true), joins: count(a, "joins", where, true) };
+  }
   return sample;
 }
 

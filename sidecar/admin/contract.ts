@@ -34,7 +34,21 @@ export interface Stats {
   /** Usage counters since this sidecar started; absent from sidecars older than issue 18. */
   usage?: Usage;
   // --- end usage ---
+  // --- flood detection (issue 18) ---
+  /** Attempts since the sidecar started (counters; they restart with it, like `usage`). */
+  attempts?: Attempts;
+  // --- end flood detection ---
 }
+
+// --- flood detection (issue 18) ---
+/** Counters of what clients attempted, refused ones included: the operator's spike detector reads their rates. */
+export interface Attempts {
+  /** WebSocket upgrades asked for (proxied or refused, any reason). */
+  upgrades: number;
+  /** Channel joins answered (ok, error by the app, refused by the sidecar). */
+  joins: number;
+}
+// --- end flood detection ---
 
 // --- usage (issue 18) ---
 /**

@@ -911,3 +911,39 @@ describe("Reconciler: join buckets from spec.limits (issue 18)", () => {
     expect(w.pushes.every((p) => p.config.joinRatePerSecond === undefined)).toBe(true);
   });
 });
+
+describe("Reconciler: spec.floodProtection (issue 18)", () => {
+  it("sets FloodDetected with the numbers, records an Event, throttles every sidecar, and lifts it after the cooldown", async () => {
+    const w = world({ spec: { floodProtection: { spikeFactor: 10, minRatePerSecond: 20, cooldownSeconds: 30, action: "throttle" } } });
+    const since = "2026-03-01T11:00:00.000Z";
+    let joins = 0;
+    const answer = () => {
+      for (const ip of ["198.18.0.1", "198.18.0.2"]) {
+        w.answers.set(ip, { ...sample(1), usage: { since, connectionSeconds: 0, channelSeconds: {} }, attempts: { upgrades: 0, joins } });
+      }
+    };
+    const step = async (joinsPerPodPerStep: number) => {
+      joins += joinsPerPodPerStep;
+      answer();
+      w.advance(INTERVAL_MS);
+      await w.reconcile();
+    };
+    answer();
+    await w.reconcile();
+    expect(w.condition("FloodDetected")).toMatchObject({ status: "Unknown", reason: "CollectingBaseline" });
+    for (let i = 0; i < 75; i++) await step(25); // 10 joins/s cluster-wide for 6+ minutes
+    expect(w.condition("FloodDetected")).toMatchObject({ status: "False", reason: "RateNormal" });
+    for (let i = 0; i < 4; i++) await step(2500); // 1000 joins/s
+    expect(w.condition("FloodDetected")).toMatchObject({ status: "True", reason: "JoinSpike" });
+    expect(w.condition("FloodDetected")!.message).toMatch(/threshold 100\/s .*Throttling every pod to 10 upgrades\/s and 50 joins\/s/);
+    expect(w.events.filter((e) => e.reason === "FloodDetected")).toHaveLength(1);
+    expect(w.pushes.at(-1)!.config).toMatchObject({ upgradeRatePerSecond: 10, upgradeBurst: 10, podJoinRatePerSecond: 50, podJoinBurst: 50 });
+    expect(w.condition("Ready")).toMatchObject({ status: "True" }); // a flood is not the policy's own failure
+    w.resets.length = 0;
+    for (let i = 0; i < 20; i++) await step(25); // back to normal: a minute to fall, then the 30 s cooldown
+    expect(w.condition("FloodDetected")).toMatchObject({ status: "False", reason: "RateNormal" });
+    expect(w.events.filter((e) => e.reason === "FloodCleared")).toHaveLength(1);
+    expect(w.resets.sort()).toEqual(["198.18.0.1", "198.18.0.2"]); // the throttle's buckets lifted
+    expect(w.pushes.at(-1)!.config.upgradeRatePerSecond).toBeUndefined();
+  });
+});
