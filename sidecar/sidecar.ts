@@ -2,7 +2,7 @@ import { once } from "node:events";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { ChannelLedger, KIND_LONGPOLL, KIND_WEBSOCKET } from "./ledger/channel-ledger.js";
+import { ChannelLedger, END_SOCKET_CLOSE, JOIN_ERROR, KIND_LONGPOLL, KIND_WEBSOCKET } from "./ledger/channel-ledger.js";
 import { TopicGroups, type TopicGroupSpec } from "./ledger/topic-groups.js";
 import { MAX_TOPIC_NAME_LENGTH, OTHER_TOPICS, type Stats, type Usage } from "./admin/contract.js";
 import { PushedConfig } from "./admin/pushed-config.js";
@@ -222,6 +222,9 @@ export class Sidecar implements ConnectionObserver {
       attempts: {
         upgrades: this.counters.accepted + [...this.counters.rejected.values()].reduce((a, b) => a + b, 0),
         joins: this.ledger.joinsByResult.reduce((a, b) => a + b, 0),
+        joinErrors: this.ledger.joinsByResult[JOIN_ERROR]!,
+        disconnects: this.counters.accepted - this.connections.size,
+        leaves: this.ledger.leavesByCause.reduce((a, b) => a + b, 0) - this.ledger.leavesByCause[END_SOCKET_CLOSE]!,
       },
     };
   }

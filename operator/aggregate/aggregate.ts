@@ -16,7 +16,7 @@ export interface SidecarSample {
   /** The sidecar's usage counters (absent from sidecars before issue 18). */
   usage?: SidecarUsage;
   /** Upgrades and joins attempted since the sidecar started (absent from sidecars before issue 18). */
-  attempts?: { upgrades: number; joins: number };
+  attempts?: { upgrades: number; joins: number; joinErrors?: number; disconnects?: number; leaves?: number };
 }
 
 /** A sidecar's usage counters, checked (contract.ts `Usage`). */

@@ -84,6 +84,40 @@ export interface FloodProtectionSpec {
 }
 // --- end flood detection ---
 
+// --- rollout guard (issue 18) ---
+/** spec.rolloutGuard: compare the churn of a rollout's new pods with the old ones'. */
+export interface RolloutGuardSpec {
+  /** New > this × old (churn per connection-minute, or join errors per join) sets RolloutChurn True. */
+  maxChurnRatio: number;
+  /** Connection-minutes each side needs before churn is judged. */
+  minConnectionMinutes: number;
+  /** Joins each side needs before join errors are judged. */
+  minJoins: number;
+}
+
+export interface RolloutRevisionStatus {
+  /** pod-template-hash (Deployment) or controller-revision-hash (StatefulSet) values. */
+  revisions: string[];
+  pods: number;
+  connectionMinutes: number;
+  disconnects: number;
+  leaves: number;
+  joins: number;
+  joinErrors: number;
+  /** (disconnects + leaves) / connection-minutes, as a decimal string. */
+  churnPerConnectionMinute: string;
+  /** joinErrors / joins, as a decimal string. */
+  joinErrorRatio: string;
+}
+
+/** status.rollout: while two revisions of the target run side by side. */
+export interface RolloutStatus {
+  since: string;
+  new: RolloutRevisionStatus;
+  old: RolloutRevisionStatus;
+}
+// --- end rollout guard ---
+
 /** spec with the CRD's defaults applied (the API server applies them; we apply them again for safety). */
 export interface PolicySpec {
   targetRef: { apiVersion: string; kind: TargetKind; name: string };
@@ -93,6 +127,7 @@ export interface PolicySpec {
   limits: LimitsSpec;
   scaling: ScalingSpec | undefined;
   floodProtection: FloodProtectionSpec | undefined;
+  rolloutGuard: RolloutGuardSpec | undefined;
 }
 
 export type ConditionStatus = "True" | "False" | "Unknown";
@@ -173,6 +208,9 @@ export interface PolicyStatus {
   // --- usage (issue 18) ---
   usage?: UsageStatus;
   // --- end usage ---
+  // --- rollout guard (issue 18) ---
+  rollout?: RolloutStatus;
+  // --- end rollout guard ---
 }
 
 export interface ConnectionPolicy {
@@ -189,8 +227,9 @@ export interface ConnectionPolicy {
     finalizers?: string[];
   };
   /** As written: the API server fills in the CRD's defaults, and withDefaults again. */
-  spec: Partial<Omit<PolicySpec, "scaling" | "floodProtection">> & {
+  spec: Partial<Omit<PolicySpec, "scaling" | "floodProtection" | "rolloutGuard">> & {
     floodProtection?: Partial<FloodProtectionSpec>;
+    rolloutGuard?: Partial<RolloutGuardSpec>;
     targetRef: PolicySpec["targetRef"];
     scaling?: Partial<ScalingSpec> & Pick<ScalingSpec, "maxReplicas" | "targetConnectionsPerPod">;
   };
@@ -217,7 +256,16 @@ export const REASON_UPGRADE_AND_JOIN_SPIKE = "UpgradeAndJoinSpike";
 export const EVENT_FLOOD_DETECTED = "FloodDetected";
 export const EVENT_FLOOD_CLEARED = "FloodCleared";
 // --- end flood detection ---
-export const CONDITION_TYPES = [COND_READY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY, COND_LIMITS_APPLIED, COND_FLOOD_DETECTED] as const;
+// --- rollout guard (issue 18) ---
+/** True while a rollout's new pods churn over spec.rolloutGuard.maxChurnRatio × the old pods'. */
+export const COND_ROLLOUT_CHURN = "RolloutChurn";
+export const REASON_NO_ROLLOUT = "NoRollout";
+export const REASON_COLLECTING_SAMPLE = "CollectingSample";
+export const REASON_CHURN_WITHIN_RATIO = "ChurnWithinRatio";
+export const REASON_CHURN_ABOVE_OLD = "ChurnAboveOld";
+export const EVENT_ROLLOUT_CHURN = "RolloutChurn";
+// --- end rollout guard ---
+export const CONDITION_TYPES = [COND_READY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY, COND_LIMITS_APPLIED, COND_FLOOD_DETECTED, COND_ROLLOUT_CHURN] as const;
 
 export const REASON_ALL_PODS_SCRAPED = "AllPodsScraped";
 export const REASON_SCRAPE_FAILED = "ScrapeFailed";
@@ -261,6 +309,7 @@ export const EVENT_FINALIZER_FAILED = "FinalizerFailed";
 export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {
   const s: Partial<ScalingSpec> | undefined = spec.scaling;
   const f = spec.floodProtection;
+  const g = spec.rolloutGuard;
   return {
     targetRef: { ...spec.targetRef, apiVersion: spec.targetRef.apiVersion ?? "apps/v1" },
     sidecar: { adminPort: spec.sidecar?.adminPort ?? 9090 },
@@ -286,6 +335,11 @@ export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {
       minRatePerSecond: f.minRatePerSecond ?? 20,
       cooldownSeconds: f.cooldownSeconds ?? 300,
       action: f.action ?? "none",
+    },
+    rolloutGuard: g === undefined ? undefined : {
+      maxChurnRatio: g.maxChurnRatio ?? 2,
+      minConnectionMinutes: g.minConnectionMinutes ?? 60,
+      minJoins: g.minJoins ?? 100,
     },
   };
 }

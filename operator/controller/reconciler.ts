@@ -6,7 +6,7 @@ import { aggregate, type Aggregate } from "../aggregate/aggregate.js";
 import type { OperatorMetrics } from "../admin/metrics.js";
 import {
   API_VERSION, CLEANUP_FINALIZER, DELETION_COST_ANNOTATION, DELETION_COST_OWNER_ANNOTATION, EVENT_CLEANUP_INCOMPLETE,
-  EVENT_FINALIZER_FAILED, EVENT_FLOOD_CLEARED, EVENT_FLOOD_DETECTED, EVENT_SCALED_DOWN, EVENT_SCALED_UP, EVENT_STATUS_WRITE_FAILED, KIND, policyKey, withDefaults,
+  EVENT_FINALIZER_FAILED, EVENT_FLOOD_CLEARED, EVENT_FLOOD_DETECTED, EVENT_ROLLOUT_CHURN, EVENT_SCALED_DOWN, EVENT_SCALED_UP, EVENT_STATUS_WRITE_FAILED, KIND, policyKey, withDefaults,
   type ConnectionPolicy, type PolicySpec, type PolicyStatus, type TargetKind,
 } from "../api/types.js";
 import { decideScale, type Recommendation, type ScaleEvent } from "../scale/decide.js";
@@ -29,6 +29,7 @@ import { setCondition } from "./conditions.js";
 import { UsageMeter } from "./usage.js";
 import { floodCondition, joinBuckets, liftsABucket, throttleBuckets } from "./protection.js";
 import { FloodDetector, describeReading, type AttemptSample, type FloodState } from "./flood.js";
+import { RolloutGuard, rolloutCondition, type ChurnSample } from "./rollout.js";
 
 export interface ReconcilerDeps {
   caches: Caches;
@@ -73,6 +74,9 @@ interface PolicyMemory {
   /** Spike detection on upgrade and join rates (spec.floodProtection), and its last verdict. */
   flood: FloodDetector;
   floodState: FloodState | undefined;
+  /** Churn of a rollout's new pods against the old (spec.rolloutGuard); the message of its last True verdict. */
+  rollout: RolloutGuard;
+  rolloutWhy: string | undefined;
 }
 
 /** Unchanged status is written again after this long, so its lastUpdateTime shows the operator is alive. */
@@ -129,6 +133,7 @@ export class Reconciler {
       mem.assessment.status.usage = mem.usage.observe(fresh, agg.connections, spec.topics.map((t) => t.match), now);
       mem.usage.retain(new Set(pods.map((p) => p.name)));
       if (spec.floodProtection && mem.floodState) mem.assessment.conditions.push(floodCondition(mem.floodState, spec.floodProtection));
+      if (spec.rolloutGuard) this.checkRollout(policy, spec.rolloutGuard, observed, mem, now);
     }
     await this.ensureStatus(policy, mem, now, intervalMs);
     return { requeueAfterMs: Math.max(0, mem.lastScrapeMs + intervalMs - this.deps.clock()) };
@@ -252,7 +257,7 @@ export class Reconciler {
         uid: policy.metadata.uid, generation: undefined, samples: new PodSamples(), lastScrapeMs: -Infinity, history: [], scaleEvents: [],
         lastStatusWriteMs: -Infinity, lastStatusJson: canonicalJson(policy.status ?? {}), topicLabels: [], assessment: undefined,
         adminPort: 0, forgotten: false, statusWriteError: undefined, usage: new UsageMeter(policy.status?.usage, this.deps.clock()),
-        flood: new FloodDetector(), floodState: undefined,
+        flood: new FloodDetector(), floodState: undefined, rollout: new RolloutGuard(), rolloutWhy: undefined,
       };
       this.memory.set(key, mem);
     }
@@ -365,6 +370,34 @@ export class Reconciler {
     } else if (transition === "cleared" && state.phase === "normal") {
       this.deps.events.record(policyRef(policy), "Normal", EVENT_FLOOD_CLEARED, fp.action === "throttle" ? "Unthrottle" : "Detect",
         `Flood over: rates under the thresholds for ${fp.cooldownSeconds} s${fp.action === "throttle" ? "; the sidecars' own buckets are back" : ""}. ${describeReading(state.reading, fp)}`.slice(0, 1000));
+    }
+  }
+
+  /**
+   * Rollout guard (spec.rolloutGuard): the pods' churn counters by revision (pod-template-hash,
+   * or controller-revision-hash) into status.rollout and RolloutChurn, with an Event when the
+   * new pods' churn first exceeds the ratio. It only reports: rolling back is the user's call.
+   */
+  private checkRollout(policy: ConnectionPolicy, guard: NonNullable<PolicySpec["rolloutGuard"]>, observed: readonly PodObservation[], mem: PolicyMemory, now: number): void {
+    const samples: ChurnSample[] = observed.flatMap((o) => {
+      const labels = this.deps.caches.pods.get(policy.metadata.namespace, o.name)?.metadata?.labels;
+      const revision = labels?.["pod-template-hash"] ?? labels?.["controller-revision-hash"];
+      const a = o.sample?.attempts;
+      const u = o.sample?.usage;
+      if (o.stale || !revision || !a || !u) return [];
+      return [{ pod: o.name, revision, since: u.since, connectionSeconds: u.connectionSeconds, disconnects: a.disconnects ?? 0, leaves: a.leaves ?? 0, joins: a.joins, joinErrors: a.joinErrors ?? 0 }];
+    });
+    const verdict = mem.rollout.observe(samples, guard, now);
+    const wasTrue = mem.rolloutWhy !== undefined;
+    mem.rolloutWhy = verdict?.exceeded === true ? mem.rolloutWhy ?? verdict.why : undefined;
+    const assessment = mem.assessment!;
+    if (verdict) assessment.status.rollout = verdict.status;
+    assessment.conditions.push(rolloutCondition(verdict, guard, mem.rolloutWhy));
+    if (!wasTrue && mem.rolloutWhy !== undefined) {
+      const { kind, name } = policy.spec.targetRef;
+      const undo = `kubectl rollout undo ${kind.toLowerCase()}/${name} -n ${policy.metadata.namespace}`;
+      this.deps.events.record(policyRef(policy), "Warning", EVENT_ROLLOUT_CHURN, "Compare",
+        `${mem.rolloutWhy}. connmeter does not roll back; to stop the rollout: kubectl rollout pause ${kind.toLowerCase()}/${name} -n ${policy.metadata.namespace}, to roll back: ${undo}`.slice(0, 1000));
     }
   }
 
@@ -488,9 +521,9 @@ export class Reconciler {
     const status: PolicyStatus = { ...a.status, observedGeneration: generation, conditions };
     // usage grows every scrape: it rides along with other changes and the heartbeat, so it
     // adds no status write of its own (it is at most STATUS_HEARTBEAT_MS old).
-    const { usage: _usage, ...counted } = status;
+    const { usage: _usage, rollout: _rollout, ...counted } = status;
     const json = canonicalJson(counted);
-    const { lastUpdateTime, usage: _writtenUsage, ...written } = policy.status ?? {};
+    const { lastUpdateTime, usage: _writtenUsage, rollout: _writtenRollout, ...written } = policy.status ?? {};
     // Unchanged counts are still written once a heartbeat, so lastUpdateTime (kubectl's
     // UPDATED column) tells current numbers from the last ones of an operator that is gone.
     const lastUpdateMs = Math.max(mem.lastStatusWriteMs, lastUpdateTime ? Date.parse(lastUpdateTime) : -Infinity);
@@ -498,7 +531,7 @@ export class Reconciler {
     if (!heartbeatDue && (json === mem.lastStatusJson || json === canonicalJson(written))) return;
     const generationChanged = policy.status?.observedGeneration !== generation;
     if (!generationChanged && now - mem.lastStatusWriteMs < intervalMs - 100) return;
-    const patch: Record<string, unknown> = { ...status, capacity: status.capacity ?? null, lastUpdateTime: nowIso };
+    const patch: Record<string, unknown> = { ...status, capacity: status.capacity ?? null, rollout: status.rollout ?? null, lastUpdateTime: nowIso };
     try {
       await this.deps.writer.patchPolicyStatus(policy.metadata.namespace, policy.metadata.name, patch);
     } catch (err) {

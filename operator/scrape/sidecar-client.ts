@@ -226,6 +226,7 @@ export function parseStats(doc: unknown, where: string): SidecarSample {
     const a = d.attempts as Record<string, unknown>;
     if (typeof a !== "object" || a === null || Array.isArray(a)) throw new SidecarError("bad_stats", `/stats of ${where}: attempts is not an object of counts`);
     sample.attempts = { upgrades: count(a, "upgrades", where, true), joins: count(a, "joins", where, true) };
+    for (const f of ["joinErrors", "disconnects", "leaves"] as const) if (a[f] !== undefined) sample.attempts[f] = count(a, f, where, false);
   }
   return sample;
 }

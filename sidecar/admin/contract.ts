@@ -47,6 +47,14 @@ export interface Attempts {
   upgrades: number;
   /** Channel joins answered (ok, error by the app, refused by the sidecar). */
   joins: number;
+  // --- rollout guard (issue 18): churn ---
+  /** Joins the app answered with an error. */
+  joinErrors?: number;
+  /** WebSocket connections that closed. */
+  disconnects?: number;
+  /** Joined channels that ended while their socket stayed (leave, close, error, duplicate). */
+  leaves?: number;
+  // --- end rollout guard ---
 }
 // --- end flood detection ---
 

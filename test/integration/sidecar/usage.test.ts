@@ -60,7 +60,7 @@ describe("usage counters (connection- and channel-seconds)", () => {
     const stats = await sidecar.stats();
     expect(stats.usage).toEqual({ since: "2026-01-01T00:00:00.000Z", connectionSeconds: 150, channelSeconds: { "room:*": 90, _other: 60 } });
     // what the operator's spike detector reads: upgrades asked for and joins answered
-    expect(stats.attempts).toEqual({ upgrades: 2, joins: 2 });
+    expect(stats.attempts).toEqual({ upgrades: 2, joins: 2, joinErrors: 0, disconnects: 1, leaves: 0 });
     a.disconnect();
   });
 

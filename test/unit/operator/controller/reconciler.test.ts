@@ -947,3 +947,45 @@ describe("Reconciler: spec.floodProtection (issue 18)", () => {
     expect(w.pushes.at(-1)!.config.upgradeRatePerSecond).toBeUndefined();
   });
 });
+
+describe("Reconciler: spec.rolloutGuard (issue 18)", () => {
+  it("shows the churn of a rollout's new pods beside the old in status.rollout, and turns RolloutChurn True with an Event when the new pods drop clients", async () => {
+    const labelled = (name: string, ip: string, hash: string) => {
+      const p = pod(name, ip, "node-1");
+      p.metadata!.labels = { app: "chat", "pod-template-hash": hash };
+      return p;
+    };
+    const w = world({ pods: [labelled("chat-a", "198.18.0.1", "old1")], spec: { rolloutGuard: { maxChurnRatio: 2, minConnectionMinutes: 10, minJoins: 1000 } } });
+    const counters = new Map<string, { cs: number; drops: number }>([["198.18.0.1", { cs: 0, drops: 0 }], ["198.18.0.2", { cs: 0, drops: 0 }]]);
+    const answer = (ip: string, connections: number, dropsPerStep: number) => {
+      const c = counters.get(ip)!;
+      c.cs += connections * (INTERVAL_MS / 1000);
+      c.drops += dropsPerStep;
+      w.answers.set(ip, { ...sample(connections), usage: { since: "2026-03-01T11:00:00.000Z", connectionSeconds: c.cs, channelSeconds: {} }, attempts: { upgrades: 0, joins: 0, joinErrors: 0, disconnects: c.drops, leaves: 0 } });
+    };
+    answer("198.18.0.1", 60, 0);
+    await w.reconcile();
+    expect(w.condition("RolloutChurn")).toMatchObject({ status: "False", reason: "NoRollout" });
+    w.caches.pods.items.push(labelled("chat-b", "198.18.0.2", "new2"));
+    for (let i = 0; i < 30; i++) {
+      answer("198.18.0.1", 60, i % 6 === 0 ? 1 : 0); // about 0.03 per connection-minute
+      answer("198.18.0.2", 60, 3); // about 0.6 per connection-minute
+      w.advance(INTERVAL_MS);
+      await w.reconcile();
+    }
+    expect(w.condition("RolloutChurn")).toMatchObject({ status: "True", reason: "ChurnAboveOld" });
+    expect(w.policy.status!.rollout).toMatchObject({ new: { revisions: ["new2"], pods: 1 }, old: { revisions: ["old1"], pods: 1 } });
+    const events = w.events.filter((e) => e.reason === "RolloutChurn");
+    expect(events).toHaveLength(1);
+    expect(events[0]!.note).toMatch(/kubectl rollout undo deployment\/chat -n shop/);
+    // the old pods are gone: the rollout is over
+    w.caches.pods.items.splice(0, 1);
+    answer("198.18.0.2", 60, 0);
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.condition("RolloutChurn")).toMatchObject({ status: "False", reason: "NoRollout" });
+    w.advance(60_000);
+    await w.reconcile();
+    expect(w.policy.status!.rollout).toBeUndefined();
+  });
+});
