@@ -35,6 +35,12 @@ const FLAGS = {
   "reject-at-percent": { env: "CONNMETER_REJECT_AT_PERCENT", default: "90", help: "/readyz turns 503 at this % of --max-connections" },
   "upgrade-rate": { env: "CONNMETER_UPGRADE_RATE", default: "0", help: "sustained upgrades per second admitted (0 = unlimited)" },
   "upgrade-burst": { env: "CONNMETER_UPGRADE_BURST", default: "100", help: "upgrades admitted in a burst above --upgrade-rate" },
+  // --- join floods (issue 18) ---
+  "join-rate": { env: "CONNMETER_JOIN_RATE", default: "0", help: "sustained channel joins per second one socket may send; more get phx_reply error rate_limited (0 = unlimited)" },
+  "join-burst": { env: "CONNMETER_JOIN_BURST", default: "20", help: "joins one socket may send in a burst above --join-rate" },
+  "pod-join-rate": { env: "CONNMETER_POD_JOIN_RATE", default: "0", help: "sustained channel joins per second over all sockets of the pod (0 = unlimited)" },
+  "pod-join-burst": { env: "CONNMETER_POD_JOIN_BURST", default: "200", help: "joins the pod admits in a burst above --pod-join-rate" },
+  // --- end join floods ---
   "topic-group": { env: "CONNMETER_TOPIC_GROUPS", default: "", help: "topic group glob[=maxChannels], repeatable (env: comma-separated)" },
   "max-topic-labels": { env: "CONNMETER_MAX_TOPIC_LABELS", default: "100", help: "ungrouped topics named in /stats and metrics before `_other`" },
   "drain-seconds": { env: "CONNMETER_DRAIN_SECONDS", default: "25", help: "on SIGTERM, how long open sockets may stay before a 1001 close" },
@@ -71,6 +77,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConfi
       rejectAtPercent: parseInteger("reject-at-percent", get("reject-at-percent"), 1, 100),
       upgradeRatePerSecond: parseInteger("upgrade-rate", get("upgrade-rate"), 0),
       upgradeBurst: parseInteger("upgrade-burst", get("upgrade-burst"), 1),
+      joinRatePerSecond: parseInteger("join-rate", get("join-rate"), 0, 1_000_000),
+      joinBurst: parseInteger("join-burst", get("join-burst"), 1, 1_000_000),
+      podJoinRatePerSecond: parseInteger("pod-join-rate", get("pod-join-rate"), 0, 1_000_000),
+      podJoinBurst: parseInteger("pod-join-burst", get("pod-join-burst"), 1, 1_000_000),
     },
     topics: groups.map(parseTopicGroup),
     maxTopicLabels: parseInteger("max-topic-labels", get("max-topic-labels"), 0, MAX_NAMED_TOPICS),

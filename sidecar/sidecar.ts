@@ -2,9 +2,9 @@ import { once } from "node:events";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { ChannelLedger, KIND_LONGPOLL, KIND_WEBSOCKET } from "./ledger/channel-ledger.js";
+import { ChannelLedger, END_SOCKET_CLOSE, JOIN_ERROR, KIND_LONGPOLL, KIND_WEBSOCKET } from "./ledger/channel-ledger.js";
 import { TopicGroups, type TopicGroupSpec } from "./ledger/topic-groups.js";
-import { MAX_TOPIC_NAME_LENGTH, OTHER_TOPICS, type Stats } from "./admin/contract.js";
+import { MAX_TOPIC_NAME_LENGTH, OTHER_TOPICS, type Stats, type Usage } from "./admin/contract.js";
 import { PushedConfig } from "./admin/pushed-config.js";
 import type { HostPort } from "./cli-flags.js";
 import { Admission, REFUSE_REASONS, REFUSE_UPSTREAM, type Limits, type Refusal } from "./limits/admission.js";
@@ -116,6 +116,8 @@ export class Sidecar implements ConnectionObserver {
   readonly inflateBudget: InflateBudget;
   private readonly tapOptions: TapOptions;
   readonly now: () => number;
+  /** When the usage counters started (this process's start): a reader of /stats sees a restart by it. */
+  readonly startedAtMs: number;
 
   constructor(private readonly options: SidecarOptions) {
     this.now = options.now ?? Date.now;
@@ -129,9 +131,11 @@ export class Sidecar implements ConnectionObserver {
       maxInflatedMessageBytes: options.maxInflatedMessageBytes ?? MAX_INFLATED_MESSAGE_BYTES,
       virtual: this.occupancy,
     };
-    this.ledger = new ChannelLedger(new TopicGroups(options.topics));
+    this.ledger = new ChannelLedger(new TopicGroups(options.topics), this.now);
+    this.startedAtMs = this.now();
     const awaitBudgetSeconds = options.awaitBudgetSeconds ?? 0;
     this.admission = new Admission(options.limits, this.now, awaitBudgetSeconds);
+    this.ledger.joinThrottle.configure(options.limits);
     this.maxTopicLabels = options.maxTopicLabels;
     const flags = { limits: { ...options.limits }, topics: [...options.topics] };
     const log = options.log ?? logToStdout;
@@ -183,10 +187,19 @@ export class Sidecar implements ConnectionObserver {
     return this.connections.size;
   }
 
-  /** Connection-seconds of every connection so far, open ones up to now (billing). */
+  /** Connection-seconds of every WebSocket connection so far, open ones up to now (billing). */
   connectionSeconds(): number {
     const openMs = this.connections.size * this.now() - this.openedAtSumMs;
     return this.counters.connectionSecondsClosed + openMs / 1000;
+  }
+
+  /** Connection-seconds of WebSockets and long-poll sessions, and channel-seconds, so far (GET /stats). */
+  usage(): Usage {
+    return {
+      since: new Date(this.startedAtMs).toISOString(),
+      connectionSeconds: this.connectionSeconds() + this.ledger.socketSeconds(KIND_LONGPOLL),
+      channelSeconds: Object.fromEntries(this.ledger.channelSeconds()),
+    };
   }
 
   isReady(): boolean {
@@ -196,6 +209,7 @@ export class Sidecar implements ConnectionObserver {
   /** Applies limits and topic groups pushed by the operator, without a restart. */
   configure(limits: Limits, topics: TopicGroupSpec[] | undefined, maxTopicLabels?: number): void {
     this.admission.update(limits);
+    this.ledger.joinThrottle.configure(limits);
     if (topics !== undefined) this.ledger.setGroups(new TopicGroups(topics));
     if (maxTopicLabels !== undefined) this.maxTopicLabels = maxTopicLabels;
   }
@@ -236,6 +250,14 @@ export class Sidecar implements ConnectionObserver {
       uninspectedConnections: this.counters.uninspectedConnections,
       awaitingBudget: this.admission.isAwaitingBudget,
       ...this.occupancyStats(),
+      usage: this.usage(),
+      attempts: {
+        upgrades: this.counters.accepted + [...this.counters.rejected.values()].reduce((a, b) => a + b, 0),
+        joins: this.ledger.joinsByResult.reduce((a, b) => a + b, 0),
+        joinErrors: this.ledger.joinsByResult[JOIN_ERROR]!,
+        disconnects: this.counters.accepted - this.connections.size,
+        leaves: this.ledger.leavesByCause.reduce((a, b) => a + b, 0) - this.ledger.leavesByCause[END_SOCKET_CLOSE]!,
+      },
     };
   }
 

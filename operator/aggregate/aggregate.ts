@@ -15,6 +15,17 @@ export interface SidecarSample {
   topics: Record<string, number>;
   /** Joined channels per exposed glob and matching topic (spec.occupancy), once the sidecar was told the globs. */
   occupancy?: Record<string, number>;
+  /** The sidecar's usage counters (absent from sidecars before issue 18). */
+  usage?: SidecarUsage;
+  /** Upgrades and joins attempted since the sidecar started (absent from sidecars before issue 18). */
+  attempts?: { upgrades: number; joins: number; joinErrors?: number; disconnects?: number; leaves?: number };
+}
+
+/** A sidecar's usage counters, checked (contract.ts `Usage`). */
+export interface SidecarUsage {
+  since: string;
+  connectionSeconds: number;
+  channelSeconds: Record<string, number>;
 }
 
 /** One pod of the target as the reconciler sees it. */

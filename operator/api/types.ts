@@ -62,6 +62,12 @@ export interface LimitsSpec {
   maxConnectionsPerPod?: number;
   maxConnections?: number;
   rejectAtPercent?: number;
+  // --- join floods (issue 18) ---
+  joinRatePerSocket?: number;
+  joinBurstPerSocket?: number;
+  joinRatePerPod?: number;
+  joinBurstPerPod?: number;
+  // --- end join floods ---
 }
 
 // --- spec.occupancy (issue 17) ---
@@ -88,6 +94,53 @@ export function occupancyWithDefaults(o: OccupancySpec | undefined, scrapeInterv
   return { expose: [...(o.expose ?? [])], totals: o.totals ?? false, intervalSeconds: o.intervalSeconds ?? scrapeIntervalSeconds };
 }
 // --- end spec.occupancy ---
+// --- flood detection (issue 18) ---
+/** spec.floodProtection: spike detection on the cluster's upgrade and join rates. */
+export interface FloodProtectionSpec {
+  /** A rate over the last minute above this × the previous hour's rate is a flood. */
+  spikeFactor: number;
+  /** ... and above this floor (per second), so a quiet cluster does not trip. */
+  minRatePerSecond: number;
+  /** The rate must stay under the threshold this long before a flood is over. */
+  cooldownSeconds: number;
+  /** throttle: push tighter upgrade and join buckets to every sidecar during a flood; none: report only. */
+  action: "none" | "throttle";
+}
+// --- end flood detection ---
+
+// --- rollout guard (issue 18) ---
+/** spec.rolloutGuard: compare the churn of a rollout's new pods with the old ones'. */
+export interface RolloutGuardSpec {
+  /** New > this × old (churn per connection-minute, or join errors per join) sets RolloutChurn True. */
+  maxChurnRatio: number;
+  /** Connection-minutes each side needs before churn is judged. */
+  minConnectionMinutes: number;
+  /** Joins each side needs before join errors are judged. */
+  minJoins: number;
+}
+
+export interface RolloutRevisionStatus {
+  /** pod-template-hash (Deployment) or controller-revision-hash (StatefulSet) values. */
+  revisions: string[];
+  pods: number;
+  connectionMinutes: number;
+  disconnects: number;
+  leaves: number;
+  joins: number;
+  joinErrors: number;
+  /** (disconnects + leaves) / connection-minutes, as a decimal string. */
+  churnPerConnectionMinute: string;
+  /** joinErrors / joins, as a decimal string. */
+  joinErrorRatio: string;
+}
+
+/** status.rollout: while two revisions of the target run side by side. */
+export interface RolloutStatus {
+  since: string;
+  new: RolloutRevisionStatus;
+  old: RolloutRevisionStatus;
+}
+// --- end rollout guard ---
 
 /** spec with the CRD's defaults applied (the API server applies them; we apply them again for safety). */
 export interface PolicySpec {
@@ -99,6 +152,8 @@ export interface PolicySpec {
   scaling: ScalingSpec | undefined;
   /** spec.occupancy (issue 17); absent = the virtual topic and GET /occupancy reveal nothing. */
   occupancy?: OccupancyPolicy;
+  floodProtection: FloodProtectionSpec | undefined;
+  rolloutGuard: RolloutGuardSpec | undefined;
 }
 
 export type ConditionStatus = "True" | "False" | "Unknown";
@@ -144,6 +199,21 @@ export interface CapacityStatus {
   usedPercent: number;
 }
 
+// --- usage (issue 18) ---
+/** status.usage: what the policy's pods used since the start of the UTC day. */
+export interface UsageStatus {
+  /** The UTC day counted, `YYYY-MM-DD`. */
+  period: string;
+  /** Seconds of WebSocket connections and long-poll sessions, summed over pods. */
+  connectionSeconds: number;
+  /** Highest cluster-wide connections seen at a scrape this day, and when. */
+  peakConnections: number;
+  peakTime?: string;
+  /** Channel-seconds per topic group (spec.topics order), the rest under `_other`. */
+  groups?: { name: string; channelSeconds: number }[];
+}
+// --- end usage ---
+
 export interface PolicyStatus {
   observedGeneration?: number;
   connections?: number;
@@ -163,6 +233,12 @@ export interface PolicyStatus {
   lastUpdateTime?: string;
   /** Injection (issue 16): pods of the target running without the sidecar (not metered), at most 50. */
   podsWithoutSidecar?: string[];
+  // --- usage (issue 18) ---
+  usage?: UsageStatus;
+  // --- end usage ---
+  // --- rollout guard (issue 18) ---
+  rollout?: RolloutStatus;
+  // --- end rollout guard ---
 }
 
 export interface ConnectionPolicy {
@@ -179,8 +255,10 @@ export interface ConnectionPolicy {
     finalizers?: string[];
   };
   /** As written: the API server fills in the CRD's defaults, and withDefaults again. */
-  spec: Partial<Omit<PolicySpec, "scaling" | "occupancy">> & {
+  spec: Partial<Omit<PolicySpec, "scaling" | "occupancy" | "floodProtection" | "rolloutGuard">> & {
     occupancy?: OccupancySpec;
+    floodProtection?: Partial<FloodProtectionSpec>;
+    rolloutGuard?: Partial<RolloutGuardSpec>;
     targetRef: PolicySpec["targetRef"];
     scaling?: Partial<ScalingSpec> & Pick<ScalingSpec, "maxReplicas" | "targetConnectionsPerPod">;
     /** Injection (issue 16). */
@@ -198,7 +276,27 @@ export const COND_AT_CAPACITY = "AtCapacity";
 export const COND_LIMITS_APPLIED = "LimitsApplied";
 /** The summary `kubectl get connpol` shows: True when the counts are current and the limits and scaling work; else the first problem's reason. */
 export const COND_READY = "Ready";
-export const CONDITION_TYPES = [COND_READY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY, COND_LIMITS_APPLIED, "Injected"] as const;
+// --- flood detection (issue 18) ---
+/** True while the cluster's upgrade or join rate is a spike over its baseline (spec.floodProtection). */
+export const COND_FLOOD_DETECTED = "FloodDetected";
+export const REASON_COLLECTING_BASELINE = "CollectingBaseline";
+export const REASON_RATE_NORMAL = "RateNormal";
+export const REASON_UPGRADE_SPIKE = "UpgradeSpike";
+export const REASON_JOIN_SPIKE = "JoinSpike";
+export const REASON_UPGRADE_AND_JOIN_SPIKE = "UpgradeAndJoinSpike";
+export const EVENT_FLOOD_DETECTED = "FloodDetected";
+export const EVENT_FLOOD_CLEARED = "FloodCleared";
+// --- end flood detection ---
+// --- rollout guard (issue 18) ---
+/** True while a rollout's new pods churn over spec.rolloutGuard.maxChurnRatio × the old pods'. */
+export const COND_ROLLOUT_CHURN = "RolloutChurn";
+export const REASON_NO_ROLLOUT = "NoRollout";
+export const REASON_COLLECTING_SAMPLE = "CollectingSample";
+export const REASON_CHURN_WITHIN_RATIO = "ChurnWithinRatio";
+export const REASON_CHURN_ABOVE_OLD = "ChurnAboveOld";
+export const EVENT_ROLLOUT_CHURN = "RolloutChurn";
+// --- end rollout guard ---
+export const CONDITION_TYPES = [COND_READY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY, COND_LIMITS_APPLIED, "Injected", COND_FLOOD_DETECTED, COND_ROLLOUT_CHURN] as const;
 
 export const REASON_ALL_PODS_SCRAPED = "AllPodsScraped";
 export const REASON_SCRAPE_FAILED = "ScrapeFailed";
@@ -278,6 +376,8 @@ export const EVENT_PODS_WITHOUT_SIDECAR = "PodsWithoutSidecar";
 /** The spec with every default of the CRD filled in. */
 export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {
   const s: Partial<ScalingSpec> | undefined = spec.scaling;
+  const f = spec.floodProtection;
+  const g = spec.rolloutGuard;
   return {
     targetRef: { ...spec.targetRef, apiVersion: spec.targetRef.apiVersion ?? "apps/v1" },
     sidecar: { adminPort: spec.sidecar?.adminPort ?? 9090 },
@@ -299,6 +399,17 @@ export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {
           scaleDownSelectPolicy: s.scaleDownSelectPolicy ?? "Max",
           connectionAwareScaleDown: s.connectionAwareScaleDown ?? true,
         },
+    floodProtection: f === undefined ? undefined : {
+      spikeFactor: f.spikeFactor ?? 10,
+      minRatePerSecond: f.minRatePerSecond ?? 20,
+      cooldownSeconds: f.cooldownSeconds ?? 300,
+      action: f.action ?? "none",
+    },
+    rolloutGuard: g === undefined ? undefined : {
+      maxChurnRatio: g.maxChurnRatio ?? 2,
+      minConnectionMinutes: g.minConnectionMinutes ?? 60,
+      minJoins: g.minJoins ?? 100,
+    },
   };
 }
 

@@ -6,7 +6,7 @@ import { aggregate, type Aggregate } from "../aggregate/aggregate.js";
 import type { OperatorMetrics } from "../admin/metrics.js";
 import {
   API_VERSION, CLEANUP_FINALIZER, DELETION_COST_ANNOTATION, DELETION_COST_OWNER_ANNOTATION, EVENT_CLEANUP_INCOMPLETE,
-  EVENT_FINALIZER_FAILED, EVENT_SCALED_DOWN, EVENT_SCALED_UP, EVENT_STATUS_WRITE_FAILED, KIND, policyKey, withDefaults,
+  EVENT_FINALIZER_FAILED, EVENT_FLOOD_CLEARED, EVENT_FLOOD_DETECTED, EVENT_ROLLOUT_CHURN, EVENT_SCALED_DOWN, EVENT_SCALED_UP, EVENT_STATUS_WRITE_FAILED, KIND, policyKey, withDefaults,
   type ConnectionPolicy, type PolicySpec, type PolicyStatus, type TargetKind,
 } from "../api/types.js";
 import { decideScale, type Recommendation, type ScaleEvent } from "../scale/decide.js";
@@ -19,6 +19,7 @@ import {
 } from "./finalizer.js";
 import { assessCapacity, assessLimits, assessMetering, assessReady, assessScaling, emitTransitionEvents, type Assessment, type ScalingOutcome } from "./assess.js";
 import { PodSamples, type ScrapeTarget } from "./pod-samples.js";
+import type { PodObservation } from "../aggregate/aggregate.js";
 import { budgetTtlSeconds, planBudgets, withoutRaises, type BudgetPod } from "./budget-plan.js";
 import { writeScale, type ScaleWriteResult } from "./scale-write.js";
 import { selectorMatches } from "./selector.js";
@@ -29,6 +30,10 @@ import { occupancyPush, occupancySnapshot } from "../aggregate/occupancy.js";
 import type { OccupancyPush } from "../../sidecar/admin/contract.js";
 import { setCondition } from "./conditions.js";
 import type { NamespaceMarker } from "./namespace-marker.js";
+import { UsageMeter } from "./usage.js";
+import { floodCondition, joinBuckets, liftsABucket, throttleBuckets } from "./protection.js";
+import { FloodDetector, describeReading, type AttemptSample, type FloodState } from "./flood.js";
+import { RolloutGuard, rolloutCondition, type ChurnSample } from "./rollout.js";
 
 export interface ReconcilerDeps {
   caches: Caches;
@@ -70,6 +75,14 @@ interface PolicyMemory {
   forgotten: boolean;
   /** The last status write's error, told once (log and Event) until a write succeeds. */
   statusWriteError: string | undefined;
+  /** status.usage, summed from the sidecars' counter increases (read back from the status at start). */
+  usage: UsageMeter;
+  /** Spike detection on upgrade and join rates (spec.floodProtection), and its last verdict. */
+  flood: FloodDetector;
+  floodState: FloodState | undefined;
+  /** Churn of a rollout's new pods against the old (spec.rolloutGuard); the message of its last True verdict. */
+  rollout: RolloutGuard;
+  rolloutWhy: string | undefined;
 }
 
 /** Unchanged status is written again after this long, so its lastUpdateTime shows the operator is alive. */
@@ -113,10 +126,11 @@ export class Reconciler {
       const pods = target ? scrapeTargets(this.deps.caches.pods, namespace, target) : [];
       await mem.samples.scrape(pods, (t) => this.fetchStats(t, spec, intervalMs, { namespace, policy: key }), now);
       mem.lastScrapeMs = now;
-      const observations = mem.samples.observations(pods, now, intervalMs);
-      const agg = aggregate(observations, spec.topics);
+      const observed = mem.samples.observations(pods, now, intervalMs);
+      const agg = aggregate(observed, spec.topics);
+      this.checkFlood(policy, spec, observed, pods, mem, now);
       // spec.occupancy (issue 17): the exposed part of this scrape's counts goes out with the push, so sidecars are at most one interval plus one push behind.
-      const occupancy = spec.occupancy && occupancyPush(spec.occupancy, occupancySnapshot(spec.occupancy, observations, agg, new Date(now)));
+      const occupancy = spec.occupancy && occupancyPush(spec.occupancy, occupancySnapshot(spec.occupancy, observed, agg, new Date(now)));
       // Two policies on one workload would push budgets and scale against each other: the older acts, the other meters.
       const older = target ? this.olderPolicyOnTarget(policy) : undefined;
       if (target && !older) await this.pushBudgets(policy, spec, pods, agg, mem, intervalMs, now, occupancy);
@@ -124,6 +138,11 @@ export class Reconciler {
         : older ? { mode: "policyConflict" as const, current: target.spec?.replicas ?? 1, policy: older }
           : await this.ensureScale(policy, spec, target, pods, agg, mem, now);
       mem.assessment = this.assess(policy, spec, target, pods, agg, scaling, mem, older);
+      const fresh = observed.flatMap((o) => (!o.stale && o.sample?.usage ? [{ pod: o.name, usage: o.sample.usage }] : []));
+      mem.assessment.status.usage = mem.usage.observe(fresh, agg.connections, spec.topics.map((t) => t.match), now);
+      mem.usage.retain(new Set(pods.map((p) => p.name)));
+      if (spec.floodProtection && mem.floodState) mem.assessment.conditions.push(floodCondition(mem.floodState, spec.floodProtection));
+      if (spec.rolloutGuard) this.checkRollout(policy, spec.rolloutGuard, observed, mem, now);
     }
     await this.ensureStatus(policy, mem, now, intervalMs);
     return { requeueAfterMs: Math.max(0, mem.lastScrapeMs + intervalMs - this.deps.clock()) };
@@ -248,7 +267,8 @@ export class Reconciler {
       mem = {
         uid: policy.metadata.uid, generation: undefined, samples: new PodSamples(), lastScrapeMs: -Infinity, history: [], scaleEvents: [],
         lastStatusWriteMs: -Infinity, lastStatusJson: canonicalJson(policy.status ?? {}), topicLabels: [], assessment: undefined,
-        adminPort: 0, forgotten: false, statusWriteError: undefined,
+        adminPort: 0, forgotten: false, statusWriteError: undefined, usage: new UsageMeter(policy.status?.usage, this.deps.clock()),
+        flood: new FloodDetector(), floodState: undefined, rollout: new RolloutGuard(), rolloutWhy: undefined,
       };
       this.memory.set(key, mem);
     }
@@ -309,8 +329,10 @@ export class Reconciler {
       .map((p) => (occupancy ? { ...p, config: { ...p.config, occupancy } } : p));
     const ip = new Map(pods.map((p) => [p.name, p.ip]));
     const scope: SidecarScope = { namespace: policy.metadata.namespace, policy: policyKey(policy.metadata.namespace, policy.metadata.name) };
-    const push = async (name: string, config: SidecarConfig): Promise<boolean> => {
+    const push = async (name: string, planned: SidecarConfig): Promise<boolean> => {
       if (mem.forgotten) return false;
+      const throttle = mem.floodState?.phase === "flood" ? mem.floodState.throttle : undefined;
+      const config: SidecarConfig = { ...planned, policy: policy.metadata.name, ...joinBuckets(spec), ...(throttle ? throttleBuckets(spec, throttle) : {}) };
       const before = mem.samples.pushed(name);
       const at = ip.get(name)!;
       try {
@@ -335,6 +357,60 @@ export class Reconciler {
       const config = raiseAllowed ? p.config : withoutRaises(p, mem.samples.inForce(p.name, now));
       return config ? push(p.name, config) : Promise.resolve(false);
     }));
+  }
+
+  /**
+   * Spike detection (spec.floodProtection): feeds the scrape's attempt counters to the
+   * detector; its verdict becomes FloodDetected, an Event when a flood begins or ends, and,
+   * with action throttle, the tighter buckets pushBudgets sends.
+   */
+  private checkFlood(policy: ConnectionPolicy, spec: PolicySpec, observed: readonly PodObservation[], pods: readonly ScrapeTarget[], mem: PolicyMemory, now: number): void {
+    const fp = spec.floodProtection;
+    if (!fp) {
+      mem.floodState = undefined;
+      return;
+    }
+    const samples: AttemptSample[] = observed.flatMap((o) => (!o.stale && o.sample?.attempts && o.sample.usage
+      ? [{ pod: o.name, since: o.sample.usage.since, upgrades: o.sample.attempts.upgrades, joins: o.sample.attempts.joins }] : []));
+    const { state, transition } = mem.flood.observe(samples, pods.length, fp, now);
+    mem.flood.retain(new Set(pods.map((p) => p.name)));
+    mem.floodState = state;
+    if (transition === "started" && state.phase === "flood") {
+      const c = floodCondition(state, fp);
+      this.deps.log(`policy ${policyKey(policy.metadata.namespace, policy.metadata.name)}: ${c.reason}: ${c.message}`);
+      this.deps.events.record(policyRef(policy), "Warning", EVENT_FLOOD_DETECTED, state.throttle ? "Throttle" : "Detect", c.message.slice(0, 1000));
+    } else if (transition === "cleared" && state.phase === "normal") {
+      this.deps.events.record(policyRef(policy), "Normal", EVENT_FLOOD_CLEARED, fp.action === "throttle" ? "Unthrottle" : "Detect",
+        `Flood over: rates under the thresholds for ${fp.cooldownSeconds} s${fp.action === "throttle" ? "; the sidecars' own buckets are back" : ""}. ${describeReading(state.reading, fp)}`.slice(0, 1000));
+    }
+  }
+
+  /**
+   * Rollout guard (spec.rolloutGuard): the pods' churn counters by revision (pod-template-hash,
+   * or controller-revision-hash) into status.rollout and RolloutChurn, with an Event when the
+   * new pods' churn first exceeds the ratio. It only reports: rolling back is the user's call.
+   */
+  private checkRollout(policy: ConnectionPolicy, guard: NonNullable<PolicySpec["rolloutGuard"]>, observed: readonly PodObservation[], mem: PolicyMemory, now: number): void {
+    const samples: ChurnSample[] = observed.flatMap((o) => {
+      const labels = this.deps.caches.pods.get(policy.metadata.namespace, o.name)?.metadata?.labels;
+      const revision = labels?.["pod-template-hash"] ?? labels?.["controller-revision-hash"];
+      const a = o.sample?.attempts;
+      const u = o.sample?.usage;
+      if (o.stale || !revision || !a || !u) return [];
+      return [{ pod: o.name, revision, since: u.since, connectionSeconds: u.connectionSeconds, disconnects: a.disconnects ?? 0, leaves: a.leaves ?? 0, joins: a.joins, joinErrors: a.joinErrors ?? 0 }];
+    });
+    const verdict = mem.rollout.observe(samples, guard, now);
+    const wasTrue = mem.rolloutWhy !== undefined;
+    mem.rolloutWhy = verdict?.exceeded === true ? mem.rolloutWhy ?? verdict.why : undefined;
+    const assessment = mem.assessment!;
+    if (verdict) assessment.status.rollout = verdict.status;
+    assessment.conditions.push(rolloutCondition(verdict, guard, mem.rolloutWhy));
+    if (!wasTrue && mem.rolloutWhy !== undefined) {
+      const { kind, name } = policy.spec.targetRef;
+      const undo = `kubectl rollout undo ${kind.toLowerCase()}/${name} -n ${policy.metadata.namespace}`;
+      this.deps.events.record(policyRef(policy), "Warning", EVENT_ROLLOUT_CHURN, "Compare",
+        `${mem.rolloutWhy}. connmeter does not roll back; to stop the rollout: kubectl rollout pause ${kind.toLowerCase()}/${name} -n ${policy.metadata.namespace}, to roll back: ${undo}`.slice(0, 1000));
+    }
   }
 
   /**
@@ -458,8 +534,11 @@ export class Reconciler {
     const nowIso = new Date(now).toISOString();
     const conditions = a.conditions.reduce((list, c) => setCondition(list, c, generation, nowIso), before ?? []);
     const status: PolicyStatus = { ...a.status, observedGeneration: generation, conditions };
-    const json = canonicalJson(status);
-    const { lastUpdateTime, ...written } = policy.status ?? {};
+    // usage grows every scrape: it rides along with other changes and the heartbeat, so it
+    // adds no status write of its own (it is at most STATUS_HEARTBEAT_MS old).
+    const { usage: _usage, rollout: _rollout, ...counted } = status;
+    const json = canonicalJson(counted);
+    const { lastUpdateTime, usage: _writtenUsage, rollout: _writtenRollout, ...written } = policy.status ?? {};
     // Unchanged counts are still written once a heartbeat, so lastUpdateTime (kubectl's
     // UPDATED column) tells current numbers from the last ones of an operator that is gone.
     const lastUpdateMs = Math.max(mem.lastStatusWriteMs, lastUpdateTime ? Date.parse(lastUpdateTime) : -Infinity);
@@ -467,7 +546,7 @@ export class Reconciler {
     if (!heartbeatDue && (json === mem.lastStatusJson || json === canonicalJson(written))) return;
     const generationChanged = policy.status?.observedGeneration !== generation;
     if (!generationChanged && now - mem.lastStatusWriteMs < intervalMs - 100) return;
-    const patch: Record<string, unknown> = { ...status, capacity: status.capacity ?? null, podsWithoutSidecar: status.podsWithoutSidecar ?? null, lastUpdateTime: nowIso };
+    const patch: Record<string, unknown> = { ...status, capacity: status.capacity ?? null, podsWithoutSidecar: status.podsWithoutSidecar ?? null, rollout: status.rollout ?? null, lastUpdateTime: nowIso };
     try {
       await this.deps.writer.patchPolicyStatus(policy.metadata.namespace, policy.metadata.name, patch);
     } catch (err) {
@@ -506,7 +585,8 @@ function liftsAField(before: SidecarConfig, next: SidecarConfig): boolean {
   return (before.maxConnections !== undefined && next.maxConnections === undefined)
     || (before.rejectAtPercent !== undefined && next.rejectAtPercent === undefined)
     || (before.topics !== undefined && next.topics === undefined)
-    || (before.occupancy !== undefined && before.occupancy !== null && next.occupancy === undefined);
+    || (before.occupancy !== undefined && before.occupancy !== null && next.occupancy === undefined)
+    || liftsABucket(before, next);
 }
 
 export function policyRef(policy: ConnectionPolicy): ObjectRef {

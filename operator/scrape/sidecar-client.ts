@@ -7,7 +7,7 @@ import { Agent, type Dispatcher } from "undici";
 import {
   MAX_STATS_BYTES, MAX_STATS_TOPICS, MAX_TOPIC_NAME_LENGTH, OTHER_TOPICS, bearer, isCount, parseOccupancyCounts, type ConfigPush,
 } from "../../sidecar/admin/contract.js";
-import type { SidecarSample } from "../aggregate/aggregate.js";
+import type { SidecarSample, SidecarUsage } from "../aggregate/aggregate.js";
 import { DeadEndpoints } from "./dead-endpoints.js";
 import { FairLimiter } from "./limiter.js";
 
@@ -270,5 +270,37 @@ export function parseStats(doc: unknown, where: string): SidecarSample {
     if (typeof occupancy === "string") throw new SidecarError("bad_stats", occupancy);
     sample.occupancy = occupancy;
   }
+  if (d.usage !== undefined) sample.usage = parseUsage(d.usage, where);
+  if (d.attempts !== undefined) {
+    const a = d.attempts as Record<string, unknown>;
+    if (typeof a !== "object" || a === null || Array.isArray(a)) throw new SidecarError("bad_stats", `/stats of ${where}: attempts is not an object of counts`);
+    sample.attempts = { upgrades: count(a, "upgrades", where, true), joins: count(a, "joins", where, true) };
+    for (const f of ["joinErrors", "disconnects", "leaves"] as const) if (a[f] !== undefined) sample.attempts[f] = count(a, f, where, false);
+  }
   return sample;
 }
+
+// --- usage (issue 18) ---
+/** `usage` of a /stats answer: `since` a time, seconds finite and non-negative, at most {@link MAX_STATS_TOPICS} groups. */
+function parseUsage(v: unknown, where: string): SidecarUsage {
+  const bad = (what: string) => new SidecarError("bad_usage", `/stats of ${where}: usage.${what}`);
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw bad("is not an object");
+  const u = v as Record<string, unknown>;
+  if (typeof u.since !== "string" || Number.isNaN(Date.parse(u.since))) throw bad(`since is ${JSON.stringify(u.since)}, not an ISO 8601 time`);
+  if (!isSeconds(u.connectionSeconds)) throw bad(`connectionSeconds is ${JSON.stringify(u.connectionSeconds)}, not a non-negative number`);
+  const channelSeconds = Object.create(null) as Record<string, number>;
+  const groups = u.channelSeconds ?? {};
+  if (typeof groups !== "object" || groups === null || Array.isArray(groups)) throw bad("channelSeconds is not an object of seconds");
+  const entries = Object.entries(groups);
+  if (entries.length > MAX_STATS_TOPICS) throw bad(`channelSeconds has ${entries.length} groups, over ${MAX_STATS_TOPICS}`);
+  for (const [name, s] of entries) {
+    if (!isSeconds(s)) throw bad(`channelSeconds[${JSON.stringify(name.slice(0, 80))}] is ${JSON.stringify(s)}, not a non-negative number`);
+    channelSeconds[name] = s;
+  }
+  return { since: u.since, connectionSeconds: u.connectionSeconds, channelSeconds };
+}
+
+function isSeconds(v: unknown): v is number {
+  return typeof v === "number" && Number.isFinite(v) && v >= 0;
+}
+// --- end usage ---

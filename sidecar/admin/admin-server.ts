@@ -169,7 +169,7 @@ export class AdminServer {
     this.sidecar.config.provenance(); // an expired push reverts before the update merges over it
     const update = parseConfigUpdate(body, this.sidecar.admission.current);
     if (!update.ok) return send(res, 400, { error: update.error });
-    this.sidecar.config.push(update.limits, update.topics, update.ttlSeconds);
+    this.sidecar.config.push(update.limits, update.topics, update.ttlSeconds, update.policy);
     if (update.occupancy !== undefined) this.sidecar.occupancy.configure(update.occupancy, update.ttlSeconds);
     this.sidecar.admission.budgetReceived();
     return send(res, 200, this.currentConfig());

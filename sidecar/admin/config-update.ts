@@ -4,16 +4,23 @@ import { parseOccupancyPush } from "../occupancy/occupancy-push.js";
 import { MAX_TTL_SECONDS, type OccupancyPush } from "./contract.js";
 
 export type ConfigUpdate =
-  | { ok: true; limits: Limits; topics: TopicGroupSpec[] | undefined; ttlSeconds: number | undefined; occupancy?: OccupancyPush | null }
+  | { ok: true; limits: Limits; topics: TopicGroupSpec[] | undefined; ttlSeconds: number | undefined; occupancy?: OccupancyPush | null; policy?: string }
   | { ok: false; error: string };
 
 export { MAX_TTL_SECONDS };
+
+/** A Kubernetes object name (DNS subdomain). */
+const POLICY_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 const LIMIT_FIELDS = {
   maxConnections: { min: 0, max: 10_000_000 },
   rejectAtPercent: { min: 1, max: 100 },
   upgradeRatePerSecond: { min: 0, max: 1_000_000 },
   upgradeBurst: { min: 1, max: 1_000_000 },
+  joinRatePerSecond: { min: 0, max: 1_000_000 },
+  joinBurst: { min: 1, max: 1_000_000 },
+  podJoinRatePerSecond: { min: 0, max: 1_000_000 },
+  podJoinBurst: { min: 1, max: 1_000_000 },
 } as const satisfies Record<Exclude<keyof Limits, "connectionBudget">, { min: number; max: number }>;
 
 /**
@@ -30,7 +37,7 @@ export function parseConfigUpdate(body: string, current: Limits): ConfigUpdate {
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return { ok: false, error: "body must be a JSON object" };
   const input = doc as Record<string, unknown>;
-  const known = new Set([...Object.keys(LIMIT_FIELDS), "connectionBudget", "topics", "ttlSeconds", "occupancy"]);
+  const known = new Set([...Object.keys(LIMIT_FIELDS), "connectionBudget", "topics", "ttlSeconds", "occupancy", "policy"]);
   const unknown = Object.keys(input).filter((k) => !known.has(k));
   if (unknown.length > 0) return { ok: false, error: `unknown field(s) ${unknown.join(", ")}; allowed: ${[...known].join(", ")}` };
   const limits: Limits = { ...current };
@@ -57,9 +64,16 @@ export function parseConfigUpdate(body: string, current: Limits): ConfigUpdate {
   const occupancy = input.occupancy === undefined ? undefined : parseOccupancyPush(input.occupancy);
   if (typeof occupancy === "string") return { ok: false, error: occupancy };
   const withOccupancy = occupancy === undefined ? {} : { occupancy };
-  if (input.topics === undefined) return { ok: true, limits, topics: undefined, ttlSeconds, ...withOccupancy };
+  // --- usage (issue 18): the pushing policy's name, the `policy` label of connmeter_policy_info ---
+  const policy = input.policy;
+  if (policy !== undefined && (typeof policy !== "string" || !POLICY_NAME.test(policy))) {
+    return { ok: false, error: `policy must be the pushing ConnectionPolicy's name (a DNS subdomain, at most 253 characters), got ${JSON.stringify(policy)}` };
+  }
+  const named = policy === undefined ? {} : { policy };
+  // --- end usage ---
+  if (input.topics === undefined) return { ok: true, limits, topics: undefined, ttlSeconds, ...withOccupancy, ...named };
   const topics = parseTopics(input.topics);
-  return typeof topics === "string" ? { ok: false, error: topics } : { ok: true, limits, topics, ttlSeconds, ...withOccupancy };
+  return typeof topics === "string" ? { ok: false, error: topics } : { ok: true, limits, topics, ttlSeconds, ...withOccupancy, ...named };
 }
 
 /** Topic groups from config or flags; a string is the error. */

@@ -39,7 +39,49 @@ export interface Stats {
    * `occupancy`. The operator sums them into the cluster counts it pushes back.
    */
   occupancy?: Record<string, number>;
+  // --- usage (issue 18) ---
+  /** Usage counters since this sidecar started; absent from sidecars older than issue 18. */
+  usage?: Usage;
+  // --- end usage ---
+  // --- flood detection (issue 18) ---
+  /** Attempts since the sidecar started (counters; they restart with it, like `usage`). */
+  attempts?: Attempts;
+  // --- end flood detection ---
 }
+
+// --- flood detection (issue 18) ---
+/** Counters of what clients attempted, refused ones included: the operator's spike detector reads their rates. */
+export interface Attempts {
+  /** WebSocket upgrades asked for (proxied or refused, any reason). */
+  upgrades: number;
+  /** Channel joins answered (ok, error by the app, refused by the sidecar). */
+  joins: number;
+  // --- rollout guard (issue 18): churn ---
+  /** Joins the app answered with an error. */
+  joinErrors?: number;
+  /** WebSocket connections that closed. */
+  disconnects?: number;
+  /** Joined channels that ended while their socket stayed (leave, close, error, duplicate). */
+  leaves?: number;
+  // --- end rollout guard ---
+}
+// --- end flood detection ---
+
+// --- usage (issue 18) ---
+/**
+ * A sidecar's usage counters (`GET /stats` `usage`), the same values as its
+ * `connmeter_connection_seconds_total` and `connmeter_channel_seconds_total` at this instant.
+ * They restart at 0 with the sidecar: a reader sums increases and tells a restart by `since`.
+ */
+export interface Usage {
+  /** ISO 8601 time the counters started at 0 (the sidecar's start). */
+  since: string;
+  /** Seconds of WebSocket connections and long-poll sessions, open ones up to now. */
+  connectionSeconds: number;
+  /** Channel-seconds per topic group, ungrouped channels under {@link OTHER_TOPICS}. */
+  channelSeconds: Record<string, number>;
+}
+// --- end usage ---
 
 /** `PUT /config`: what the operator pushes to one sidecar; every field but `ttlSeconds` optional. */
 export interface ConfigPush {
@@ -55,6 +97,21 @@ export interface ConfigPush {
   ttlSeconds: number;
   /** spec.occupancy and the newest cluster counts (issue 17); null lifts it, absent keeps it. */
   occupancy?: OccupancyPush | null;
+  // --- usage (issue 18) ---
+  /** The pushing ConnectionPolicy's name: the sidecar exports it as connmeter_policy_info{policy}. */
+  policy?: string;
+  // --- end usage ---
+  // --- join floods and throttling (issue 18): token buckets, in per second and tokens ---
+  /** Per socket (spec.limits.joinRatePerSocket / joinBurstPerSocket). */
+  joinRatePerSecond?: number;
+  joinBurst?: number;
+  /** Per pod (spec.limits.joinRatePerPod / joinBurstPerPod). */
+  podJoinRatePerSecond?: number;
+  podJoinBurst?: number;
+  /** Upgrades per pod (only pushed while the operator throttles a flood). */
+  upgradeRatePerSecond?: number;
+  upgradeBurst?: number;
+  // --- end join floods ---
 }
 
 // --- occupancy (issue 17): what the operator pushes for the virtual topic and GET /occupancy ---

@@ -3,6 +3,7 @@ import { performance } from "node:perf_hooks";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { END_CAUSES, JOIN_RESULTS, KIND_LONGPOLL, UNDECIDED_REASONS } from "../ledger/channel-ledger.js";
 import type { Sidecar } from "../sidecar.js";
+import { JOIN_LIMIT_SCOPES } from "../limits/join-throttle.js";
 
 /**
  * The sidecar's Prometheus metrics. The data path only bumps plain numbers; every metric
@@ -98,12 +99,31 @@ export function createMetrics(sidecar: Sidecar): Registry {
   counterFrom(registry, "connmeter_channel_joins_total", "Channel join outcomes: ok, error (refused by the app), refused (by the sidecar).", ["result"], () =>
     JOIN_RESULTS.map((result, i) => [{ result }, sidecar.ledger.joinsByResult[i]!]),
   );
+  counterFrom(registry, "connmeter_joins_rate_limited_total", "Channel joins refused with phx_reply error rate_limited (join floods), by the bucket that was empty: socket (--join-rate) or pod (--pod-join-rate). Also counted in connmeter_channel_joins_total{result=\"refused\"}.", ["scope"], () =>
+    JOIN_LIMIT_SCOPES.map((scope, i) => [{ scope }, sidecar.ledger.joinThrottle.refused[i]!]),
+  );
   counterFrom(registry, "connmeter_channel_leaves_total", "Joined channels that ended, by cause.", ["cause"], () =>
     END_CAUSES.map((cause, i) => [{ cause }, sidecar.ledger.leavesByCause[i]!]),
   );
-  counterFrom(registry, "connmeter_connection_seconds_total", "Connection-seconds of WebSocket connections (billing, cost attribution).", [], () => [
-    [{}, sidecar.connectionSeconds()],
+  // Usage (issue 18): exact to the collection instant, open sockets and channels included.
+  counterFrom(registry, "connmeter_connection_seconds_total", "Connection-seconds (billing, cost attribution), by transport; open connections and long-poll sessions count up to the scrape.", ["transport"], () => [
+    [{ transport: "websocket" }, sidecar.connectionSeconds()],
+    [{ transport: "longpoll" }, sidecar.ledger.socketSeconds(KIND_LONGPOLL)],
   ]);
+  new Gauge({
+    name: "connmeter_policy_info",
+    help: "1, labelled with the ConnectionPolicy whose pushed values are in force (absent on the flags): recording rules join usage to namespace and policy by it.",
+    labelNames: ["policy"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const policy = sidecar.config.policyName;
+      if (policy !== null) this.set({ policy }, 1);
+    },
+  });
+  counterFrom(registry, "connmeter_channel_seconds_total", "Channel-seconds of joined channels by topic group (ungrouped: _other), long-poll ones included; open channels count up to the scrape.", ["group"], () =>
+    sidecar.ledger.channelSeconds().map(([group, seconds]) => [{ group }, seconds]),
+  );
   counterFrom(registry, "connmeter_unparsed_messages_total", "Messages relayed untouched that were not readable Phoenix messages, by direction.", ["direction"], () => [
     [{ direction: "client_to_server" }, sidecar.counters.unparsedFromClient],
     [{ direction: "server_to_client" }, sidecar.counters.unparsedFromServer],

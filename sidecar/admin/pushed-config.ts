@@ -36,6 +36,8 @@ export class PushedConfig {
   private expiresAtMs: number | null = null;
   private ttlSeconds: number | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /** The ConnectionPolicy whose values are in force (the push names it); null on the flags. */
+  private policy: string | null = null;
 
   constructor(
     private readonly target: ConfigTarget,
@@ -49,10 +51,16 @@ export class PushedConfig {
     return this.source === "pushed";
   }
 
+  /** The name of the ConnectionPolicy whose pushed values are in force, if the push named one. */
+  get policyName(): string | null {
+    return this.isPushed ? this.policy : null;
+  }
+
   /** Applies a validated PUT: the values now, and the lease for them. */
-  push(limits: Limits, topics: TopicGroupSpec[] | undefined, ttlSeconds: number | undefined): void {
+  push(limits: Limits, topics: TopicGroupSpec[] | undefined, ttlSeconds: number | undefined, policy?: string): void {
     this.clearTimer();
     this.target.configure(limits, topics);
+    this.policy = policy ?? null;
     const wasPushed = this.source === "pushed";
     this.source = "pushed";
     this.ttlSeconds = ttlSeconds ?? null;

@@ -7,7 +7,10 @@ import {
   COMPLEX_REF,
   type PhoenixMessage,
 } from "../phoenix/message.js";
-import type { TopicGroups } from "./topic-groups.js";
+import { OTHER_TOPICS, type TopicGroups } from "./topic-groups.js";
+import { TimeIntegral } from "./time-integral.js";
+import { JoinThrottle, SocketJoinBucket } from "../limits/join-throttle.js";
+import { DEFAULT_LIMITS } from "../limits/admission.js";
 
 /** Why a joined channel ended; the index into {@link ChannelLedger.leavesByCause}. */
 export const END_LEAVE = 0;
@@ -82,21 +85,40 @@ export class ChannelLedger {
   private groupCounts: Float64Array;
   private groupPending: Float64Array;
   private groups: TopicGroups;
+  /** Usage (billing): socket-seconds by kind, channel-seconds in all and per topic group. */
+  private readonly socketTime: TimeIntegral[];
+  private readonly channelTime: TimeIntegral;
+  private groupTime: TimeIntegral[];
+  /** Join rate limits (per socket and per pod); the sidecar configures them. */
+  readonly joinThrottle: JoinThrottle;
 
-  constructor(groups: TopicGroups) {
+  constructor(groups: TopicGroups, private readonly now: () => number = Date.now) {
     this.groups = groups;
     this.groupCounts = new Float64Array(groups.size);
     this.groupPending = new Float64Array(groups.size);
+    const t = now();
+    this.socketTime = [new TimeIntegral(t), new TimeIntegral(t)];
+    this.channelTime = new TimeIntegral(t);
+    this.groupTime = Array.from({ length: groups.size }, () => new TimeIntegral(t));
+    this.joinThrottle = new JoinThrottle(DEFAULT_LIMITS, now);
   }
 
   /** Opens the ledger view of one socket. */
   openSocket(kind: number): SocketChannels {
     this.sockets[kind]!++;
+    this.socketTime[kind]!.add(1, this.now());
     return new SocketChannels(this, kind);
   }
 
-  /** Swaps topic groups (a PUT /config); group counts are rebuilt from the per-topic counts. */
+  /**
+   * Swaps topic groups (a PUT /config); group counts are rebuilt from the per-topic counts. A
+   * group kept by name keeps its channel-seconds; a dropped group's seconds fold into
+   * {@link OTHER_TOPICS} (every series stays monotonic).
+   */
   setGroups(groups: TopicGroups): void {
+    const t = this.now();
+    const kept = new Map<string, number>();
+    for (let g = 0; g < this.groups.size; g++) kept.set(this.groups.name(g), this.groupTime[g]!.secondsAt(t));
     this.groups = groups;
     this.groupCounts = new Float64Array(groups.size);
     this.groupPending = new Float64Array(groups.size);
@@ -104,6 +126,34 @@ export class ChannelLedger {
       entry.group = groups.groupOf(topic);
       if (entry.group >= 0) this.groupCounts[entry.group]! += entry.channels;
     }
+    this.groupTime = Array.from({ length: groups.size }, (_, g) => {
+      const integral = new TimeIntegral(t, kept.get(groups.name(g)) ?? 0);
+      integral.add(this.groupCounts[g]!, t);
+      return integral;
+    });
+  }
+
+  /** Seconds that sockets of `kind` were open, open ones up to now (long-poll sessions: until they lapse). */
+  socketSeconds(kind: number): number {
+    return this.socketTime[kind]!.secondsAt(this.now());
+  }
+
+  /**
+   * Channel-seconds per topic group, exact to this instant (open channels included), and the
+   * channels outside every group under {@link OTHER_TOPICS}: bounded labels that sum to the
+   * sidecar's total.
+   */
+  channelSeconds(): [group: string, seconds: number][] {
+    const t = this.now();
+    const out: [string, number][] = [];
+    let grouped = 0;
+    for (let g = 0; g < this.groups.size; g++) {
+      const s = this.groupTime[g]!.secondsAt(t);
+      grouped += s;
+      out.push([this.groups.name(g), s]);
+    }
+    out.push([OTHER_TOPICS, Math.max(0, this.channelTime.secondsAt(t) - grouped)]);
+    return out;
   }
 
   get topicGroups(): TopicGroups {
@@ -139,26 +189,41 @@ export class ChannelLedger {
     return max === undefined || this.groupCounts[g]! + this.groupPending[g]! < max;
   }
 
-  /** Whether any topic group has a channel budget (joins may be refused). */
+  /** Whether joins may be refused: some topic group has a channel budget, or a join rate limit is on. */
   get hasBudgets(): boolean {
-    return this.groups.hasBudgets;
+    return this.groups.hasBudgets || this.joinThrottle.enabled;
   }
 
   /** @internal */ addChannel(topic: string): void {
+    const t = this.now();
     this.channels++;
+    this.channelTime.add(1, t);
     let entry = this.topicEntries.get(topic);
     if (entry === undefined) this.topicEntries.set(topic, (entry = { channels: 0, group: this.groups.groupOf(topic) }));
     entry.channels++;
-    if (entry.group >= 0) this.groupCounts[entry.group]!++;
+    if (entry.group >= 0) {
+      this.groupCounts[entry.group]!++;
+      this.groupTime[entry.group]!.add(1, t);
+    }
+  }
+
+  /** @internal */ closeSocket(kind: number): void {
+    this.sockets[kind]!--;
+    this.socketTime[kind]!.add(-1, this.now());
   }
 
   /** @internal */ removeChannel(topic: string, cause: number): void {
     this.leavesByCause[cause]!++;
     const entry = this.topicEntries.get(topic);
     if (entry === undefined) return; // unreachable while the ledger is consistent
+    const t = this.now();
     this.channels--;
+    this.channelTime.add(-1, t);
     if (--entry.channels <= 0) this.topicEntries.delete(topic);
-    if (entry.group >= 0 && this.groupCounts[entry.group]! > 0) this.groupCounts[entry.group]!--;
+    if (entry.group >= 0 && this.groupCounts[entry.group]! > 0) {
+      this.groupCounts[entry.group]!--;
+      this.groupTime[entry.group]!.add(-1, t);
+    }
   }
 
   /** @internal */ trackPending(topic: string, delta: number): void {
@@ -252,6 +317,8 @@ export class SocketChannels {
   /** topic → join_ref of a channel a duplicate join replaced; its phx_close is still due. */
   private replaced: Map<string, string | null> | null = null;
   private closed = false;
+  /** This socket's join bucket, made on its first join while a per-socket rate is on. */
+  private joinBucket: SocketJoinBucket | null = null;
 
   constructor(
     private readonly ledger: ChannelLedger,
@@ -333,7 +400,19 @@ export class SocketChannels {
     return (this.joined?.has(topic) ?? false) || this.ledger.admitsJoin(topic);
   }
 
-  /** The sidecar refused a join over its group's budget; the app never saw it. */
+  /**
+   * Why a join must be refused, or null to let it through: `capacity` (over its group's
+   * budget; decided first, so a refused join spends no rate token) or `rate_limited` (the
+   * socket's or the pod's join bucket is empty).
+   */
+  joinRefusal(topic: string): "capacity" | "rate_limited" | null {
+    if (!this.admitsJoin(topic)) return "capacity";
+    const throttle = this.ledger.joinThrottle;
+    if (!throttle.enabled) return null;
+    return throttle.admit((this.joinBucket ??= new SocketJoinBucket())) ? null : "rate_limited";
+  }
+
+  /** The sidecar refused a join (over its group's budget, or rate limited); the app never saw it. */
   refuseJoin(): void {
     this.ledger.joinsByResult[JOIN_REFUSED]!++;
   }
@@ -352,7 +431,7 @@ export class SocketChannels {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.ledger.sockets[this.kind]!--;
+    this.ledger.closeSocket(this.kind);
     if (this.joins !== null) for (const p of this.joins.values()) this.ledger.trackPending(p.topic, -1);
     if (this.joined !== null) {
       for (const topic of this.joined.keys()) this.ledger.removeChannel(topic, END_SOCKET_CLOSE);

@@ -1,5 +1,7 @@
+import type { JoinLimits } from "./join-throttle.js";
+
 /** Per-pod limits: the operator pushes new values with PUT /config, flags set the first ones. */
-export interface Limits {
+export interface Limits extends JoinLimits {
   /** Open WebSocket connections this pod admits; 0 = no cap. */
   maxConnections: number;
   /**
@@ -21,6 +23,10 @@ export const DEFAULT_LIMITS: Limits = {
   rejectAtPercent: 90,
   upgradeRatePerSecond: 0,
   upgradeBurst: 100,
+  joinRatePerSecond: 0,
+  joinBurst: 20,
+  podJoinRatePerSecond: 0,
+  podJoinBurst: 200,
 };
 
 /**
@@ -82,8 +88,11 @@ export class Admission {
   }
 
   update(limits: Limits): void {
+    // The operator pushes every interval: only a changed rate or burst resets the bucket, else
+    // each push would hand out a fresh burst (and a throttle could never hold).
+    const changed = limits.upgradeRatePerSecond !== this.limits.upgradeRatePerSecond || limits.upgradeBurst !== this.limits.upgradeBurst;
     this.limits = { ...limits };
-    this.bucket.configure(limits.upgradeRatePerSecond, limits.upgradeBurst);
+    if (changed) this.bucket.configure(limits.upgradeRatePerSecond, limits.upgradeBurst);
   }
 
   /** Turns readiness off for good and refuses every new upgrade. */

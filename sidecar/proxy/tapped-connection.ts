@@ -196,11 +196,12 @@ export class TappedConnection implements PhoenixMessageHandler {
       if (this.pausedForJoins && this.channels.fewPendingJoins) this.resumeAfterJoins();
       return;
     }
-    if (msg.event === EVENT_JOIN && !this.channels.admitsJoin(msg.topic)) {
+    const refusal = msg.event === EVENT_JOIN ? this.channels.joinRefusal(msg.topic) : null;
+    if (refusal !== null) {
       if (this.gate !== null && this.gate.canDropEndedMessage()) {
         this.gate.dropEndedMessage();
         this.channels.refuseJoin();
-        this.injectToClient(encodeTextFrame(capacityReply(msg, this.vsn), false));
+        this.injectToClient(encodeTextFrame(refusalReply(msg, this.vsn, refusal), false));
         return;
       }
       // Over budget but it cannot be cut out: it reaches the app (and is counted); say so.
@@ -485,8 +486,8 @@ export class TappedConnection implements PhoenixMessageHandler {
 }
 
 /** The `phx_reply` a refused join gets, in the client's serializer, as the app would write it. */
-function capacityReply(join: PhoenixMessage, vsn: PhoenixVsn): string {
-  const payload = { response: { reason: "capacity" }, status: "error" };
+function refusalReply(join: PhoenixMessage, vsn: PhoenixVsn, reason: "capacity" | "rate_limited"): string {
+  const payload = { response: { reason }, status: "error" };
   if (vsn === VSN_2) return JSON.stringify([join.joinRef, join.ref, join.topic, "phx_reply", payload]);
   return JSON.stringify({ event: "phx_reply", payload, ref: join.ref, topic: join.topic });
 }

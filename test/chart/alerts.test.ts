@@ -10,6 +10,8 @@ import { CHART_DIR, dashboardExprs, findPromtool, promtool, skipWithoutTool } fr
 const root = findRepoRoot();
 const ALERTS = join(CHART_DIR, "files/alerts.yaml");
 const DASHBOARD = join(CHART_DIR, "dashboards/connmeter.json");
+/** promtool test files of the rules; every alert is tested in one of them. */
+const PROMTOOL_FILES = ["alerts.promtool.yaml", "usage.promtool.yaml", "protection.promtool.yaml"];
 
 /** Metric names the code registers (name: "connmeter_..." in the metrics sources). */
 function exportedMetrics(): Set<string> {
@@ -56,8 +58,23 @@ describe("the connmeter alerts and dashboard", () => {
       expect(r.output).toMatch(/SUCCESS/);
       // every alert of the file has a test
       const alerts = [...readFileSync(ALERTS, "utf8").matchAll(/- alert: (\w+)/g)].map((m) => m[1]!);
-      const tests = readFileSync(join(root, "test/chart/alerts.promtool.yaml"), "utf8");
+      const tests = PROMTOOL_FILES.map((f) => readFileSync(join(root, "test/chart", f), "utf8")).join("\n");
       expect(alerts.filter((a) => !tests.includes(`alertname: ${a}`))).toEqual([]);
     });
+
+    // --- usage and protection (issue 18) ---
+    it.each(["usage.promtool.yaml", "protection.promtool.yaml"])("passes promtool test rules %s (usage rules across a pod restart; flood alerts)", (file) => {
+      const r = promtool(["test", "rules", file], join(root, "test/chart"));
+      expect(r.status, r.output).toBe(0);
+      expect(r.output).toMatch(/SUCCESS/);
+    });
+
+    it("tests every recording rule", () => {
+      const records = [...readFileSync(ALERTS, "utf8").matchAll(/- record: (\S+)/g)].map((m) => m[1]!);
+      const tests = readFileSync(join(root, "test/chart/usage.promtool.yaml"), "utf8");
+      expect(records.length).toBeGreaterThan(0);
+      expect(records.filter((rec) => !tests.includes(`expr: ${rec}`))).toEqual([]);
+    });
+    // --- end usage and protection ---
   });
 });

@@ -276,6 +276,16 @@ describe.skipIf(skip)("the connmeter chart", () => {
     expect(cmArgs).toContain("--webhook-manage-certificate=false");
   });
   // --- end injection ---
+  // --- usage (issue 18) ---
+  it("puts usage.costPerConnectionHour and usage.currency into the dashboard's cost variables, and refuses a negative price", () => {
+    const objs = helmTemplate({ "grafanaDashboard.enabled": true, "usage.currency": "EUR" }, ["--set-json", "usage.costPerConnectionHour=0.002"]);
+    const cm = one(objs, "ConfigMap") as unknown as { data: Record<string, string> };
+    const vars = (JSON.parse(cm.data["connmeter.json"]!) as { templating: { list: { name: string; query?: string }[] } }).templating.list;
+    expect(vars.find((v) => v.name === "cost_per_connection_hour")?.query).toBe("0.002");
+    expect(vars.find((v) => v.name === "currency")?.query).toBe("EUR");
+    expect(() => helmTemplate({}, ["--set-json", "usage.costPerConnectionHour=-1"])).toThrow(/costPerConnectionHour/);
+  });
+  // --- end usage ---
 
   it("documents every value in the chart README", () => {
     const readme = readFileSync(join(CHART_DIR, "README.md"), "utf8");

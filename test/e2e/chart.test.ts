@@ -204,7 +204,7 @@ describe.skipIf(skipAll)("the connmeter Helm chart on the local cluster", () => 
       const substitute = (e: string) => e
         .replace(/^label_values\((.*), \w+\)$/, "$1")
         .replaceAll("$__rate_interval", "10s").replaceAll("$__range", "1m")
-        .replaceAll("$namespace", ".*").replaceAll("$policy", ".*");
+        .replaceAll("$namespace", ".*").replaceAll("$policy", ".*").replaceAll("$cost_per_connection_hour", "1");
       const empty: string[] = [];
       const byPanel = new Map<string, number>();
       for (const { title, expr } of dashboardExprs()) {

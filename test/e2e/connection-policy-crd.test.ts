@@ -134,9 +134,36 @@ describe("valid ConnectionPolicies", () => {
     expect(back.metadata.generation).toBe(1);
 
     const table = await getTable(`/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}/${name}`);
-    expect(table.columnDefinitions.map((c) => c.name)).toEqual(["Name", "Target", "Ready", "Reason", "Connections", "Channels", "Pods", "Replicas", "Desired", "Updated", "Age"]);
+    expect(table.columnDefinitions.map((c) => c.name)).toEqual(["Name", "Target", "Ready", "Reason", "Connections", "Channels", "Pods", "Replicas", "Desired", "Updated", "Conn-Seconds-Today", "Peak-Today", "Age"]);
     expect(table.rows[0]?.cells.slice(0, 9)).toEqual([name, "chat", "True", "Metered", 12, 30, 3, 3, 4]);
   });
+
+  // --- usage, join floods, flood detection, rollout guard (issue 18) ---
+  it("fills in floodProtection's and rolloutGuard's defaults, keeps the join buckets, and stores status.usage and status.rollout (wide columns)", async () => {
+    const { name } = await create({
+      targetRef: target, limits: { joinRatePerSocket: 5, joinBurstPerSocket: 10, joinRatePerPod: 500, joinBurstPerPod: 1000 }, floodProtection: {}, rolloutGuard: { maxChurnRatio: 1.5 },
+    });
+    const back = await readBack(name);
+    expect(back.spec.limits).toEqual({ joinRatePerSocket: 5, joinBurstPerSocket: 10, joinRatePerPod: 500, joinBurstPerPod: 1000 });
+    expect(back.spec.floodProtection).toEqual({ spikeFactor: 10, minRatePerSecond: 20, cooldownSeconds: 300, action: "none" });
+    expect(back.spec.rolloutGuard).toEqual({ maxChurnRatio: 1.5, minConnectionMinutes: 60, minJoins: 100 });
+    const side = (revision: string) => ({
+      revisions: [revision], pods: 2, connectionMinutes: 120, disconnects: 3, leaves: 1, joins: 400, joinErrors: 2, churnPerConnectionMinute: "0.0333", joinErrorRatio: "0.0050",
+    });
+    const status = {
+      usage: { period: "2026-03-01", connectionSeconds: 7200, peakConnections: 40, peakTime: "2026-03-01T10:00:00Z", groups: [{ name: "room:*", channelSeconds: 3600 }, { name: "_other", channelSeconds: 10 }] },
+      rollout: { since: "2026-03-01T10:00:00Z", new: side("5d8f9c7b6d"), old: side("7c9d8b5f4a") },
+    };
+    await kube().custom.patchNamespacedCustomObjectStatus(
+      { group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name, body: { status } },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
+    expect((await readBack(name)).status).toEqual(status);
+    const table = await getTable(`/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}/${name}`);
+    const col = (n: string) => table.columnDefinitions.findIndex((c) => c.name === n);
+    expect([table.rows[0]?.cells[col("Conn-Seconds-Today")], table.rows[0]?.cells[col("Peak-Today")]]).toEqual([7200, 40]);
+  });
+  // --- end issue 18 ---
 });
 
 interface RefusalCase {
@@ -177,6 +204,12 @@ const refusals: RefusalCase[] = [
   { name: "65 topic groups", spec: { targetRef: target, topics: Array.from({ length: 65 }, (_, i) => ({ match: `t${i}` })) }, message: ["spec.topics", "must have at most 64 items"] },
   { name: "an admin port above 65535", spec: { targetRef: target, sidecar: { adminPort: 70000 } }, message: ["spec.sidecar.adminPort", "less than or equal to 65535"] },
   { name: "a zero scrape interval", spec: { targetRef: target, scrapeIntervalSeconds: 0 }, message: ["spec.scrapeIntervalSeconds", "greater than or equal to 1"] },
+  // --- issue 18 ---
+  { name: "a zero join rate per socket", spec: { targetRef: target, limits: { joinRatePerSocket: 0 } }, message: ["spec.limits.joinRatePerSocket", "greater than or equal to 1"] },
+  { name: "a spike factor of 1", spec: { targetRef: target, floodProtection: { spikeFactor: 1 } }, message: ["spec.floodProtection.spikeFactor", "greater than or equal to 2"] },
+  { name: "an unknown flood action", spec: { targetRef: target, floodProtection: { action: "block" } }, message: ["spec.floodProtection.action", 'Unsupported value: "block"'] },
+  { name: "a churn ratio under 1", spec: { targetRef: target, rolloutGuard: { maxChurnRatio: 0.5 } }, message: ["spec.rolloutGuard.maxChurnRatio", "greater than or equal to 1"] },
+  // --- end issue 18 ---
   { name: "a string where a number belongs", spec: { targetRef: target, limits: { maxConnections: "lots" } }, message: ["spec.limits.maxConnections", "must be of type integer"] },
   {
     name: "an unknown field (strict field validation)", spec: { targetRef: target, maxConnection: 5 }, fieldValidation: "Strict",

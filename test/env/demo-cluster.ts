@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { Socket } from "phoenix";
+import type { UsageStatus } from "../../operator/api/types.js";
 import { connected, phoenixSocket } from "../support/phoenix-client.js";
 import { clusterUp, releaseCluster } from "./cluster.js";
 import { findRepoRoot } from "./config.js";
@@ -63,6 +64,7 @@ function pods(): Pod[] {
 
 interface Status {
   connections?: number; channels?: number; replicas?: number; desiredReplicas?: number;
+  usage?: UsageStatus;
   topics?: { name: string; channels: number; maxChannels?: number }[];
   pods?: { name: string; node?: string; connections?: number; channels?: number; ready: boolean }[];
   nodes?: { name: string; pods: number; connections: number; channels: number }[];
@@ -244,6 +246,14 @@ spec:
   breakdown();
   const stillConnected = [a, c].flatMap((p) => sockets.get(p.name) ?? []).filter((s) => s.isConnected()).length;
   console.log(`\n  pods left: ${left.join(", ")}; ${b.name} (empty) is gone; ${stillConnected} of 6 remaining clients are still connected`);
+
+  // --- usage (issue 18) ---
+  step("Step 5: usage so far: status.usage since 00:00 UTC, summed from the sidecars' counters (kubectl get connpol -o wide)");
+  show(["get", "connpol", "-n", NS, "-o", "wide"]);
+  const u = status().usage;
+  const groups = (u?.groups ?? []).map((g) => `${g.name} ${(g.channelSeconds / 3600).toFixed(3)} h`).join(", ");
+  console.log(`  status.usage: ${((u?.connectionSeconds ?? 0) / 3600).toFixed(3)} connection-hours today (${u?.connectionSeconds ?? 0} s), peak ${u?.peakConnections ?? 0} connections; channel-hours: ${groups || "none yet"}`);
+  // --- end usage ---
 }
 
 async function cleanup(): Promise<void> {

@@ -27,6 +27,8 @@ export async function startSidecar(opts: {
   maxHandshakes?: number;
   handshakeTimeoutSeconds?: number;
   awaitBudgetSeconds?: number;
+  /** The sidecar's clock (ms); default Date.now. */
+  now?: () => number;
 }): Promise<SidecarHandle> {
   const sidecar = new Sidecar({
     listen: { host: "127.0.0.1", port: 0 },
@@ -39,6 +41,7 @@ export async function startSidecar(opts: {
     maxHandshakes: opts.maxHandshakes,
     handshakeTimeoutSeconds: opts.handshakeTimeoutSeconds,
     awaitBudgetSeconds: opts.awaitBudgetSeconds,
+    now: opts.now,
   });
   const admin = new AdminServer(sidecar, createMetrics(sidecar), opts.adminToken);
   const pub = await sidecar.start();

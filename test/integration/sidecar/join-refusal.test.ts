@@ -3,6 +3,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startPhoenixServer, type PhoenixServer } from "../../support/phoenix-server/index.js";
 import { connected, negotiatedExtensions, phoenixSocket } from "../../support/phoenix-client.js";
 import { startSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
+import { sleep } from "../../support/wait.js";
+
+const rateLimited = (rs: { status: string; response: unknown }[]) => rs.filter((r) => r.status === "error" && JSON.stringify(r.response) === '{"reason":"rate_limited"}').length;
+
+async function metrics(sidecar: SidecarHandle): Promise<string> {
+  await sleep(1100); // past the /metrics render cache
+  return (await fetch(`${sidecar.adminUrl}/metrics`)).text();
+}
 
 /** Joins and resolves with the status and the response the client got. */
 function joinResult(socket: Socket, topic: string): Promise<{ status: string; response: unknown }> {
@@ -16,10 +24,19 @@ function joinResult(socket: Socket, topic: string): Promise<{ status: string; re
   });
 }
 
-describe.each(["2.0.0", "1.0.0"] as const)("joins over a topic group's budget (vsn %s)", (vsn) => {
+describe.each(["2.0.0", "1.0.0"] as const)("joins the sidecar refuses: over a topic group's budget, or past a join rate (vsn %s)", (vsn) => {
   let app: PhoenixServer;
   let sidecar: SidecarHandle;
   const sockets: Socket[] = [];
+  // The sidecar's clock for the join-rate tests: buckets refill only when the test says so.
+  let t = 1_000_000;
+  const now = () => t;
+  const open = async (v: typeof vsn) => {
+    const s = phoenixSocket(sidecar.url, { vsn: v });
+    sockets.push(s);
+    await connected(s);
+    return s;
+  };
 
   beforeAll(async () => {
     app = await startPhoenixServer();
@@ -67,6 +84,42 @@ describe.each(["2.0.0", "1.0.0"] as const)("joins over a topic group's budget (v
     expect((await joinResult(s, "room:3")).status).toBe("ok");
     expect(app.countByTopic()).toEqual({ "room:3": 1 });
   });
+
+  // --- join floods (issue 18) ---
+  it("refuses one socket's joins past --join-burst with rate_limited; the socket stays open and others are unaffected", async () => {
+    sidecar = await startSidecar({ upstream: app.url, limits: { joinRatePerSecond: 1, joinBurst: 5 }, now });
+    const flooder = await open(vsn);
+    const other = await open(vsn);
+    const flood = await Promise.all(Array.from({ length: 20 }, (_, i) => joinResult(flooder, `room:f${i}`)));
+    expect(flood.filter((r) => r.status === "ok")).toHaveLength(5);
+    expect(rateLimited(flood)).toBe(15);
+    expect(app.count()).toBe(5); // the app never saw the refused joins
+    const calm = await Promise.all(Array.from({ length: 5 }, (_, i) => joinResult(other, `room:o${i}`)));
+    expect(calm.every((r) => r.status === "ok")).toBe(true);
+    // still open: after a token comes back, the flooder joins again
+    t += 1000;
+    expect((await joinResult(flooder, "room:later")).status).toBe("ok");
+    expect(rateLimited([await joinResult(flooder, "room:too-soon")])).toBe(1);
+    expect(await sidecar.stats()).toMatchObject({ connections: 2, channels: 11 });
+    const page = await metrics(sidecar);
+    expect(page).toContain('connmeter_joins_rate_limited_total{scope="socket"} 16');
+    expect(page).toContain('connmeter_channel_joins_total{result="refused"} 16');
+  });
+
+  it("caps the pod's joins over all sockets with limits pushed by PUT /config", async () => {
+    sidecar = await startSidecar({ upstream: app.url, adminToken: "t", now });
+    const put = await fetch(`${sidecar.adminUrl}/config`, {
+      method: "PUT", headers: { authorization: "Bearer t" }, body: JSON.stringify({ podJoinRatePerSecond: 1, podJoinBurst: 6, ttlSeconds: 60 }),
+    });
+    expect(put.status).toBe(200);
+    const a = await open(vsn);
+    const b = await open(vsn);
+    const results = await Promise.all([a, b].flatMap((s, k) => Array.from({ length: 5 }, (_, i) => joinResult(s, `room:${k}-${i}`))));
+    expect(results.filter((r) => r.status === "ok")).toHaveLength(6);
+    expect(rateLimited(results)).toBe(4);
+    expect(await metrics(sidecar)).toContain('connmeter_joins_rate_limited_total{scope="pod"} 4');
+  });
+  // --- end join floods ---
 });
 
 describe("joins over budget on compressed sockets", () => {

@@ -891,3 +891,132 @@ describe("Reconciler: occupancy", () => {
   });
 });
 // --- end spec.occupancy ---
+describe("Reconciler: status.usage (issue 18)", () => {
+  const usage = (since: string, connectionSeconds: number, channelSeconds: Record<string, number> = {}) => ({ since, connectionSeconds, channelSeconds });
+  const BEFORE = "2026-03-01T11:00:00.000Z";
+
+  it("sums the sidecars' increases into status.usage without a status write of its own, and goes on from it after an operator restart", async () => {
+    const w = world({ spec: { topics: [{ match: "room:*" }] } });
+    w.answers.set("198.18.0.1", { ...sample(2, 1, { "room:*": 1 }), usage: usage(BEFORE, 1000, { "room:*": 500 }) });
+    w.answers.set("198.18.0.2", { ...sample(3), usage: usage(BEFORE, 2000) });
+    await w.reconcile();
+    expect(w.policy.status!.usage).toMatchObject({ period: "2026-03-01", connectionSeconds: 0, peakConnections: 5 });
+    const writes = w.statusWrites().length;
+    w.advance(INTERVAL_MS);
+    w.answers.set("198.18.0.1", { ...sample(2, 1, { "room:*": 1 }), usage: usage(BEFORE, 1010, { "room:*": 505 }) });
+    w.answers.set("198.18.0.2", { ...sample(3), usage: usage(BEFORE, 2015) });
+    await w.reconcile();
+    expect(w.statusWrites()).toHaveLength(writes); // only the usage grew: it waits for the heartbeat
+    w.advance(60_000);
+    // chat-b's sidecar restarted: its counter began again at 0
+    w.answers.set("198.18.0.2", { ...sample(3), usage: usage(new Date(T0 + 30_000).toISOString(), 40) });
+    await w.reconcile();
+    expect(w.policy.status!.usage).toMatchObject({ connectionSeconds: 10 + 15 + 40, groups: [{ name: "room:*", channelSeconds: 5 }] });
+
+    // A new operator (restart or failover) reads the written usage back and adds what follows.
+    const after = world({ spec: { topics: [{ match: "room:*" }] } });
+    after.caches.policies.items[0] = { ...after.policy, status: structuredClone(w.policy.status!) };
+    after.advance(70_000);
+    after.answers.set("198.18.0.1", { ...sample(2), usage: usage(BEFORE, 1100, { "room:*": 550 }) });
+    await after.reconcile();
+    after.advance(60_000);
+    after.answers.set("198.18.0.1", { ...sample(2), usage: usage(BEFORE, 1160, { "room:*": 580 }) });
+    await after.reconcile();
+    expect(after.policy.status!.usage).toMatchObject({ connectionSeconds: 65 + 60, groups: [{ name: "room:*", channelSeconds: 35 }] });
+  });
+});
+
+describe("Reconciler: join buckets from spec.limits (issue 18)", () => {
+  it("pushes them to every sidecar with the policy's name, and resets a sidecar to its flags when the spec drops them", async () => {
+    const w = world({ spec: { limits: { joinRatePerSocket: 5, joinBurstPerSocket: 10, joinRatePerPod: 200 } } });
+    w.answers.set("198.18.0.1", sample(1));
+    w.answers.set("198.18.0.2", sample(1));
+    await w.reconcile();
+    for (const p of w.pushes) expect(p.config).toMatchObject({ policy: "chat-policy", joinRatePerSecond: 5, joinBurst: 10, podJoinRatePerSecond: 200 });
+    expect(w.pushes.map((p) => p.config.podJoinBurst)).toEqual([undefined, undefined]);
+    w.caches.policies.items[0] = { ...w.policy, metadata: { ...w.policy.metadata, generation: 2 }, spec: { ...w.policy.spec, limits: {} } };
+    w.pushes.length = 0;
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.resets.sort()).toEqual(["198.18.0.1", "198.18.0.2"]);
+    expect(w.pushes.every((p) => p.config.joinRatePerSecond === undefined)).toBe(true);
+  });
+});
+
+describe("Reconciler: spec.floodProtection (issue 18)", () => {
+  it("sets FloodDetected with the numbers, records an Event, throttles every sidecar, and lifts it after the cooldown", async () => {
+    const w = world({ spec: { floodProtection: { spikeFactor: 10, minRatePerSecond: 20, cooldownSeconds: 30, action: "throttle" } } });
+    const since = "2026-03-01T11:00:00.000Z";
+    let joins = 0;
+    const answer = () => {
+      for (const ip of ["198.18.0.1", "198.18.0.2"]) {
+        w.answers.set(ip, { ...sample(1), usage: { since, connectionSeconds: 0, channelSeconds: {} }, attempts: { upgrades: 0, joins } });
+      }
+    };
+    const step = async (joinsPerPodPerStep: number) => {
+      joins += joinsPerPodPerStep;
+      answer();
+      w.advance(INTERVAL_MS);
+      await w.reconcile();
+    };
+    answer();
+    await w.reconcile();
+    expect(w.condition("FloodDetected")).toMatchObject({ status: "Unknown", reason: "CollectingBaseline" });
+    for (let i = 0; i < 75; i++) await step(25); // 10 joins/s cluster-wide for 6+ minutes
+    expect(w.condition("FloodDetected")).toMatchObject({ status: "False", reason: "RateNormal" });
+    for (let i = 0; i < 4; i++) await step(2500); // 1000 joins/s
+    expect(w.condition("FloodDetected")).toMatchObject({ status: "True", reason: "JoinSpike" });
+    expect(w.condition("FloodDetected")!.message).toMatch(/threshold 100\/s .*Throttling every pod to 10 upgrades\/s and 50 joins\/s/);
+    expect(w.events.filter((e) => e.reason === "FloodDetected")).toHaveLength(1);
+    expect(w.pushes.at(-1)!.config).toMatchObject({ upgradeRatePerSecond: 10, upgradeBurst: 10, podJoinRatePerSecond: 50, podJoinBurst: 50 });
+    expect(w.condition("Ready")).toMatchObject({ status: "True" }); // a flood is not the policy's own failure
+    w.resets.length = 0;
+    for (let i = 0; i < 20; i++) await step(25); // back to normal: a minute to fall, then the 30 s cooldown
+    expect(w.condition("FloodDetected")).toMatchObject({ status: "False", reason: "RateNormal" });
+    expect(w.events.filter((e) => e.reason === "FloodCleared")).toHaveLength(1);
+    expect(w.resets.sort()).toEqual(["198.18.0.1", "198.18.0.2"]); // the throttle's buckets lifted
+    expect(w.pushes.at(-1)!.config.upgradeRatePerSecond).toBeUndefined();
+  });
+});
+
+describe("Reconciler: spec.rolloutGuard (issue 18)", () => {
+  it("shows the churn of a rollout's new pods beside the old in status.rollout, and turns RolloutChurn True with an Event when the new pods drop clients", async () => {
+    const labelled = (name: string, ip: string, hash: string) => {
+      const p = pod(name, ip, "node-1");
+      p.metadata!.labels = { app: "chat", "pod-template-hash": hash };
+      return p;
+    };
+    const w = world({ pods: [labelled("chat-a", "198.18.0.1", "old1")], spec: { rolloutGuard: { maxChurnRatio: 2, minConnectionMinutes: 10, minJoins: 1000 } } });
+    const counters = new Map<string, { cs: number; drops: number }>([["198.18.0.1", { cs: 0, drops: 0 }], ["198.18.0.2", { cs: 0, drops: 0 }]]);
+    const answer = (ip: string, connections: number, dropsPerStep: number) => {
+      const c = counters.get(ip)!;
+      c.cs += connections * (INTERVAL_MS / 1000);
+      c.drops += dropsPerStep;
+      w.answers.set(ip, { ...sample(connections), usage: { since: "2026-03-01T11:00:00.000Z", connectionSeconds: c.cs, channelSeconds: {} }, attempts: { upgrades: 0, joins: 0, joinErrors: 0, disconnects: c.drops, leaves: 0 } });
+    };
+    answer("198.18.0.1", 60, 0);
+    await w.reconcile();
+    expect(w.condition("RolloutChurn")).toMatchObject({ status: "False", reason: "NoRollout" });
+    w.caches.pods.items.push(labelled("chat-b", "198.18.0.2", "new2"));
+    for (let i = 0; i < 30; i++) {
+      answer("198.18.0.1", 60, i % 6 === 0 ? 1 : 0); // about 0.03 per connection-minute
+      answer("198.18.0.2", 60, 3); // about 0.6 per connection-minute
+      w.advance(INTERVAL_MS);
+      await w.reconcile();
+    }
+    expect(w.condition("RolloutChurn")).toMatchObject({ status: "True", reason: "ChurnAboveOld" });
+    expect(w.policy.status!.rollout).toMatchObject({ new: { revisions: ["new2"], pods: 1 }, old: { revisions: ["old1"], pods: 1 } });
+    const events = w.events.filter((e) => e.reason === "RolloutChurn");
+    expect(events).toHaveLength(1);
+    expect(events[0]!.note).toMatch(/kubectl rollout undo deployment\/chat -n shop/);
+    // the old pods are gone: the rollout is over
+    w.caches.pods.items.splice(0, 1);
+    answer("198.18.0.2", 60, 0);
+    w.advance(INTERVAL_MS);
+    await w.reconcile();
+    expect(w.condition("RolloutChurn")).toMatchObject({ status: "False", reason: "NoRollout" });
+    w.advance(60_000);
+    await w.reconcile();
+    expect(w.policy.status!.rollout).toBeUndefined();
+  });
+});

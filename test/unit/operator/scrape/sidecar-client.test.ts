@@ -28,6 +28,21 @@ describe("parseStats", () => {
     expect(parseStats({ connections: 3, channels: 5 }, "x")).toEqual({ connections: 3, channels: 5, longpoll: 0, topics: {} });
   });
 
+  it("reads attempt counters and refuses a bad one with code bad_count", () => {
+    expect(parseStats({ connections: 1, channels: 1, attempts: { upgrades: 7, joins: 9 } }, "x").attempts).toEqual({ upgrades: 7, joins: 9 });
+    expect(errorOf(() => parseStats({ connections: 1, channels: 1, attempts: { upgrades: -1, joins: 0 } }, "x")).code).toBe("bad_count");
+    expect(errorOf(() => parseStats({ connections: 1, channels: 1, attempts: 5 }, "x")).code).toBe("bad_stats");
+  });
+
+  it("reads usage counters (seconds may be fractional) and refuses bad ones with code bad_usage", () => {
+    const usage = { since: "2026-03-01T00:00:00.000Z", connectionSeconds: 12.5, channelSeconds: { "room:*": 3.25 } };
+    expect(parseStats({ connections: 1, channels: 1, usage }, "x").usage).toEqual(usage);
+    for (const bad of [{ ...usage, since: "yesterday" }, { ...usage, connectionSeconds: -1 }, { ...usage, channelSeconds: { a: "1" } }, [usage]]) {
+      const err = errorOf(() => parseStats({ connections: 1, channels: 1, usage: bad }, "x"));
+      expect(err.code).toBe("bad_usage");
+    }
+  });
+
   it.each([-1, "2", null, Infinity, 1.5, 2 ** 60])("refuses a topic count of %s with code bad_count, naming the topic", (v) => {
     const err = errorOf(() => parseStats({ connections: 0, channels: 0, topics: { "room:1": v, d: 2 } }, "x"));
     expect(err.code).toBe("bad_count");
