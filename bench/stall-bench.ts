@@ -41,7 +41,7 @@ function rssLine(metrics: string): string {
 
 function table(rows: Row[]): string {
   const lines = [
-    `Worst stall of others while one client misbehaves (bound in tests: ${BOUND_MS} ms)`,
+    `Worst stall of others while one client misbehaves (reference bound ${BOUND_MS} ms; stalls.test.ts asserts progress, not a time)`,
     "scenario          worst echo ms  echo round trips  worst /healthz ms  detail",
   ];
   for (const r of rows) {
