@@ -26,7 +26,7 @@ const DRIBBLERS = Number(process.env.BENCH_DRIBBLERS ?? 1000);
 const CROWD_BOMB_MIB = Number(process.env.BENCH_CROWD_BOMB_MIB ?? 256);
 /** Issue 15's goal for the crowd: other sockets' worst stall. */
 const CROWD_GOAL_MS = 50;
-/** What the stall tests assert (a behavioural bound for a loaded 2-core machine). */
+/** A reference for the worst stall (what the stall tests bounded before they asserted progress instead). */
 const BOUND_MS = 250;
 
 interface Row extends StallReport {
