@@ -9,7 +9,12 @@
 // on top of the I/O it cannot avoid. A second baseline makes the same calls with node:http (a
 // keep-alive Agent, as the client used before it moved to undici), to show what that move saves.
 //
-// Knobs (env): BENCH_OP_PODS (1000), BENCH_OP_CYCLES (10), BENCH_OP_CONCURRENCY (64),
+// The operator pushes a config only when the sidecar does not already hold it (its /stats reports
+// the revision of the last push) or its refresh is due, between 6 and 13 intervals after the last
+// push at the default 5 s: the cycles measured (30 by default) cover that, so the mean includes
+// the refreshes; the first two cycles (all pushed: a new leader's) are the warm-up.
+//
+// Knobs (env): BENCH_OP_PODS (1000), BENCH_OP_CYCLES (30), BENCH_OP_CONCURRENCY (64),
 // BENCH_OP_PROFILE=1 (the cycles only, no baselines: for `node --cpu-prof`).
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -22,10 +27,10 @@ import type { Caches, ClusterWriter, HpaLike, Lister, PodLike, WorkloadLike } fr
 import { Reconciler } from "../operator/controller/reconciler.js";
 import { NotLeadingError, guardMethods } from "../operator/k8s/leader-election.js";
 import { SidecarClient, staticTokens } from "../operator/scrape/sidecar-client.js";
-import { fakePodIp } from "./fake-sidecars.js";
+import { BASELINE_PUT, fakePodIp } from "./fake-sidecars.js";
 
 const PODS = Number(process.env.BENCH_OP_PODS ?? 1000);
-const CYCLES = Number(process.env.BENCH_OP_CYCLES ?? 10);
+const CYCLES = Number(process.env.BENCH_OP_CYCLES ?? 30);
 const CONCURRENCY = Number(process.env.BENCH_OP_CONCURRENCY ?? 64);
 const PROFILE = process.env.BENCH_OP_PROFILE === "1";
 const PORT = 19090;
@@ -74,7 +79,7 @@ async function measure(run: () => Promise<void>): Promise<Sample> {
   return { cpuMs: (used.user + used.system) / 1000, wallMs };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 async function main(): Promise<void> {
   const script = fileURLToPath(new URL("./fake-sidecars.js", import.meta.url));
@@ -92,13 +97,24 @@ async function main(): Promise<void> {
   // Writes and budget pushes go through the lease guard as operator/main.ts wires them; the
   // check costs what LeaderElector.assertLeading() does (one monotonic clock read).
   const renewedAt = performance.now();
+  const calls = { stats: 0, pushes: 0 };
   const requireLease = () => {
     if (performance.now() - renewedAt >= 3_600_000) throw new NotLeadingError("not leading");
   };
   const reconciler = new Reconciler({
     caches, metrics: new OperatorMetrics(), clock: () => clock, log: () => {},
     events: { record: () => {} },
-    sidecars: guardMethods(sidecars, requireLease, ["pushConfig", "resetConfig"]),
+    sidecars: guardMethods({
+      stats: (...a: Parameters<SidecarClient["stats"]>) => {
+        calls.stats++;
+        return sidecars.stats(...a);
+      },
+      pushConfig: (...a: Parameters<SidecarClient["pushConfig"]>) => {
+        calls.pushes++;
+        return sidecars.pushConfig(...a);
+      },
+      resetConfig: (...a: Parameters<SidecarClient["resetConfig"]>) => sidecars.resetConfig(...a),
+    }, requireLease, ["pushConfig", "resetConfig"]),
     writer: guardMethods<ClusterWriter>({
       patchPolicyStatus: async (_ns, _name, status) => { lastStatus = status; statusWrites++; },
       patchPolicyFinalizers: async () => {},
@@ -117,7 +133,7 @@ async function main(): Promise<void> {
   const fanOut = () => measure(async () => {
     await Promise.all(Array.from({ length: PODS }, async (_, p) => {
       await sidecars.stats(fakePodIp(p), PORT, 2000, scope);
-      await sidecars.pushConfig(fakePodIp(p), PORT, { ttlSeconds: 15 }, 2000, scope);
+      await sidecars.pushConfig(fakePodIp(p), PORT, JSON.parse(BASELINE_PUT) as { ttlSeconds: number }, 2000, scope);
     }));
   });
   // The same fan-out with node:http, 64 in flight.
@@ -138,7 +154,7 @@ async function main(): Promise<void> {
       while (next < PODS) {
         const ip = fakePodIp(next++);
         JSON.parse(await nodeCall(ip, "GET", "/stats"));
-        await nodeCall(ip, "PUT", "/config", JSON.stringify({ ttlSeconds: 15 }));
+        await nodeCall(ip, "PUT", "/config", BASELINE_PUT);
       }
     }));
   });
@@ -148,7 +164,9 @@ async function main(): Promise<void> {
   const cycles: Sample[] = [];
   const baseline: Sample[] = [];
   const nodeHttp: Sample[] = [];
+  let measuredCalls = { stats: 0, pushes: 0 };
   for (let i = 0; i < CYCLES + 2; i++) {
+    if (i === 2) measuredCalls = { ...calls };
     const c = await cycle();
     if (PROFILE) {
       if (i >= 2) cycles.push(c);
@@ -161,30 +179,35 @@ async function main(): Promise<void> {
     baseline.push(b);
     nodeHttp.push(n);
   }
+  const statsPerCycle = (calls.stats - measuredCalls.stats) / CYCLES;
+  const pushesPerCycle = (calls.pushes - measuredCalls.pushes) / CYCLES;
   nodeAgent.destroy();
   sidecars.close();
   child.stdin!.end();
   child.kill();
   if (PROFILE) {
-    console.log(`[bench] operator: CPU per cycle ${median(cycles.map((c) => c.cpuMs)).toFixed(1)} ms (BENCH_OP_PROFILE=1: no baselines)`);
+    console.log(`[bench] operator: CPU per cycle ${mean(cycles.map((c) => c.cpuMs)).toFixed(1)} ms mean (BENCH_OP_PROFILE=1: no baselines)`);
     return;
   }
 
   const statusBytes = Buffer.byteLength(JSON.stringify(lastStatus));
-  const cpu = median(cycles.map((c) => c.cpuMs));
-  const wall = median(cycles.map((c) => c.wallMs));
-  const baseCpu = median(baseline.map((c) => c.cpuMs));
-  const baseWall = median(baseline.map((c) => c.wallMs));
-  const nodeCpu = median(nodeHttp.map((c) => c.cpuMs));
+  // The mean, not the median: cycles with refreshes cost more, and all of them are paid.
+  const cpu = mean(cycles.map((c) => c.cpuMs));
+  const cpuMax = Math.max(...cycles.map((c) => c.cpuMs));
+  const wall = mean(cycles.map((c) => c.wallMs));
+  const baseCpu = mean(baseline.map((c) => c.cpuMs));
+  const baseWall = mean(baseline.map((c) => c.wallMs));
+  const nodeCpu = mean(nodeHttp.map((c) => c.cpuMs));
   const row = (name: string, value: string, note = "") => console.log(`| ${name.padEnd(44)} | ${value.padStart(16)} | ${note}`);
-  console.log(`\n| operator: one reconcile cycle, ${PODS} pods ${"".padEnd(13)} | median of ${CYCLES} |`);
+  console.log(`\n| operator: one reconcile cycle, ${PODS} pods ${"".padEnd(13)} | mean of ${CYCLES} |`);
   console.log(`|${"-".repeat(46)}|${"-".repeat(18)}|`);
   row("CPU per cycle", `${cpu.toFixed(1)} ms`, `target < 250 ms: ${cpu < 250 ? "met" : "NOT met"}`);
+  row("CPU of the dearest cycle", `${cpuMax.toFixed(1)} ms`, `target < 250 ms: ${cpuMax < 250 ? "met" : "NOT met"}`);
   row("wall time per cycle", `${wall.toFixed(1)} ms`);
   row("baseline: bare fan-out, CPU", `${baseCpu.toFixed(1)} ms`, `(cycle = ${(cpu / baseCpu).toFixed(2)}× the bare fan-out)`);
   row("baseline: bare fan-out, wall", `${baseWall.toFixed(1)} ms`, `(cycle = ${(wall / baseWall).toFixed(2)}×)`);
   row("baseline: the same fan-out with node:http, CPU", `${nodeCpu.toFixed(1)} ms`, `(undici's = ${(baseCpu / nodeCpu).toFixed(2)}× it)`);
-  row("sidecar calls per cycle", `${2 * PODS}`, `GET /stats + PUT /config, ≤ ${CONCURRENCY} in flight`);
+  row("sidecar calls per cycle", `${(statsPerCycle + pushesPerCycle).toFixed(0)}`, `${statsPerCycle.toFixed(0)} GET /stats + ${pushesPerCycle.toFixed(1)} PUT /config (the rest held already), ≤ ${CONCURRENCY} in flight`);
   row("status size", `${(statusBytes / 1024).toFixed(1)} KiB`, `target well under 256 KiB: ${statusBytes < 128 * 1024 ? "met" : "NOT met"}`);
   row("status writes", `${statusWrites}`, `over ${CYCLES + 2} cycles (only when something changed)`);
 }

@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ChannelLedger, END_SOCKET_CLOSE, JOIN_ERROR, KIND_LONGPOLL, KIND_WEBSOCKET } from "./ledger/channel-ledger.js";
 import { TopicGroups, type TopicGroupSpec } from "./ledger/topic-groups.js";
-import { MAX_TOPIC_NAME_LENGTH, OTHER_TOPICS, type Stats, type Usage } from "./admin/contract.js";
+import { MAX_TOPIC_NAME_LENGTH, OTHER_TOPICS, type HeldConfig, type Stats, type Usage } from "./admin/contract.js";
 import { PushedConfig } from "./admin/pushed-config.js";
 import type { HostPort } from "./cli-flags.js";
 import { Admission, REFUSE_REASONS, REFUSE_UPSTREAM, type Limits, type Refusal } from "./limits/admission.js";
@@ -258,7 +258,13 @@ export class Sidecar implements ConnectionObserver {
         disconnects: this.counters.accepted - this.connections.size,
         leaves: this.ledger.leavesByCause.reduce((a, b) => a + b, 0) - this.ledger.leavesByCause[END_SOCKET_CLOSE]!,
       },
+      config: this.heldConfig(),
     };
+  }
+
+  private heldConfig(): HeldConfig {
+    const { source, revision } = this.config.provenance();
+    return { source, revision };
   }
 
   /** The virtual topic's part of /stats: its subscribers apart, and this pod's exposed counts. */

@@ -37,6 +37,11 @@ export class OperatorMetrics {
     help: "PUT or DELETE /config calls to sidecars that failed.",
     registers: [this.registry],
   });
+  readonly configPushesUnchanged = new Counter({
+    name: "connmeter_operator_config_pushes_unchanged_total",
+    help: "PUT /config calls not made because the sidecar reported holding exactly that config, pushed less than a refresh period ago.",
+    registers: [this.registry],
+  });
   readonly statusWrites = new Counter({
     name: "connmeter_operator_status_writes_total",
     help: "Status patches written to ConnectionPolicies (none is written when nothing changed).",

@@ -2,7 +2,7 @@
 // Whatever the sidecars report, what comes out fits the CRD's status schema (names within its
 // length limit, whole non-negative counts), so a status write is never refused for its content.
 import { createHash } from "node:crypto";
-import { OTHER_TOPICS, TopicGroups } from "../../sidecar/admin/contract.js";
+import { OTHER_TOPICS, TopicGroups, type HeldConfig } from "../../sidecar/admin/contract.js";
 import type { NodeStatus, PodStatus, TopicGroupSpec, TopicStatus } from "../api/types.js";
 
 /** What a sidecar's `GET /stats` answered (the fields the operator uses). */
@@ -19,6 +19,8 @@ export interface SidecarSample {
   usage?: SidecarUsage;
   /** Upgrades and joins attempted since the sidecar started (absent from sidecars before issue 18). */
   attempts?: { upgrades: number; joins: number; joinErrors?: number; disconnects?: number; leaves?: number };
+  /** What the sidecar enforces now (contract.ts `HeldConfig`; absent from older sidecars). */
+  config?: HeldConfig;
 }
 
 /** A sidecar's usage counters, checked (contract.ts `Usage`). */

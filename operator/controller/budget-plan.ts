@@ -15,17 +15,50 @@ export const LEASE_DURATION_SECONDS = 15;
 export const API_OUTAGE_TOLERANCE_SECONDS = 30;
 
 /**
- * How long pushed values hold in a sidecar without a refresh, in seconds. The worst gap between
- * two pushes is an unclean failover while the API server is away: the leader cannot renew and
- * stops acting, and a standby, once the API server answers again, must see the Lease unchanged
- * for a whole lease duration before it takes it. So: two lease durations, the outage tolerated
- * (30 s), and two intervals (the successor's first scrape and push); never under 3 intervals.
- * 64 s at a 2 s interval, 70 s at the default 5 s. A dead operator's budgets end after that;
- * until then they keep the cluster cap, the safe side of stale.
+ * The longest gap between two pushes that budgets must outlast, in seconds: an unclean
+ * failover while the API server is away. The leader cannot renew and stops acting, and a
+ * standby, once the API server answers again, must see the Lease unchanged for a whole lease
+ * duration before it takes it. So: two lease durations, the outage tolerated (30 s), and two
+ * intervals (the successor's first scrape and push); never under 3 intervals. 64 s at a 2 s
+ * interval, 70 s at the default 5 s.
  */
-export function budgetTtlSeconds(intervalMs: number): number {
+export function failoverGapSeconds(intervalMs: number): number {
   const intervalS = intervalMs / 1000;
   return Math.ceil(Math.max(3 * intervalS, 2 * LEASE_DURATION_SECONDS + API_OUTAGE_TOLERANCE_SECONDS + 2 * intervalS));
+}
+
+/**
+ * How long pushed values hold in a sidecar without a refresh, in seconds: two failover gaps
+ * (140 s at the default 5 s interval), so that a config the sidecar already holds need not be
+ * pushed again every interval. The leader refreshes it once {@link refreshAfterMs} has passed,
+ * which leaves at least one failover gap of it whenever the leader dies. A dead operator's
+ * budgets end after the TTL; until then they keep the cluster cap, the safe side of stale.
+ */
+export function budgetTtlSeconds(intervalMs: number): number {
+  return 2 * failoverGapSeconds(intervalMs);
+}
+
+/**
+ * Age, in ms, at which an unchanged config is pushed again: late enough to spare most
+ * intervals' pushes, early enough that, with the interval it may take to notice, a failover
+ * gap of the TTL is always left (TTL − gap − interval).
+ */
+export function refreshAfterMs(intervalMs: number): number {
+  return (budgetTtlSeconds(intervalMs) - failoverGapSeconds(intervalMs)) * 1000 - intervalMs;
+}
+
+/**
+ * The age at which pod `name`'s unchanged config is refreshed: between half and all of
+ * {@link refreshAfterMs}, fixed per pod by a hash of its name. Pods pushed together (a new
+ * leader's first interval, a rollout) then come due over several intervals, not all in one.
+ */
+export function refreshDueMs(name: string, intervalMs: number): number {
+  let h = 0x811c9dc5; // FNV-1a, 32 bits, then murmur3's finalizer (names differ in their last characters)
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  h ^= h >>> 16;
+  return Math.floor(refreshAfterMs(intervalMs) * (0.5 + 0.5 * ((h >>> 0) / 2 ** 32)));
 }
 
 /** One pod of the target as the budget split sees it. */
@@ -67,15 +100,17 @@ export interface PlannedPush {
  */
 export function planBudgets(spec: PolicySpec, pods: readonly BudgetPod[], ttlSeconds: number): PlannedPush[] {
   const { limits } = spec;
-  const connectionBudgets = limits.maxConnections === undefined ? undefined : splitCap(
+  const connectionBudgets = limits.maxConnections === undefined ? undefined : split(
     limits.maxConnections,
     pods.map((p) => claim(p, p.connections, p.inForce ? budgetOf(p.inForce.connectionBudget) : undefined)),
+    pods.map((p) => p.inForce?.connectionBudget),
     limits.maxConnectionsPerPod ?? Infinity,
   );
-  const groupBudgets = spec.topics.map((g, i) => g.maxChannels === undefined ? undefined : splitCap(
+  const groupBudgets = spec.topics.map((g, i) => g.maxChannels === undefined ? undefined : split(
     g.maxChannels,
     // By glob, not position: a reordered spec.topics must not charge a pod another group's budget.
     pods.map((p) => claim(p, p.groupChannels?.[i], p.inForce?.topics?.find((t) => t.match === g.match)?.maxChannels)),
+    pods.map((p) => p.inForce?.topics?.find((t) => t.match === g.match)?.maxChannels),
   ));
   const out: PlannedPush[] = [];
   for (const p of pods) {
@@ -122,6 +157,48 @@ export function withoutRaises(push: PlannedPush, inForce: SidecarConfig | undefi
   });
   return { ...c, connectionBudget, ...(topics ? { topics } : {}) };
 }
+
+/**
+ * The split, with budgets that still serve kept as they are: a pod whose budget in force is
+ * at least what it holds and at least {@link KEEP_HEADROOM} of the headroom the fresh split
+ * would give it keeps it, as long as the kept budgets, the fresh ones of the other pods and the
+ * reservations still sum within the cap (otherwise the kept budgets furthest above their fresh
+ * share are replaced first). Counts move every interval, and so would every fresh share: kept
+ * budgets mean a pod is pushed only when its budget must change, not at every wobble.
+ */
+function split(cap: number, claims: readonly BudgetClaim[], held: readonly (number | null | undefined)[], perPodCap = Infinity): Map<string, number> {
+  const fresh = splitCap(cap, claims, perPodCap);
+  const reserved = claims.reduce((sum, c) => sum + (c.reserved === undefined ? 0 : Math.max(c.reserved, c.used)), 0);
+  const out = new Map(fresh);
+  const kept: { name: string; over: number }[] = [];
+  claims.forEach((c, i) => {
+    const f = fresh.get(c.name);
+    const b = held[i];
+    if (f === undefined || c.noHeadroom || typeof b !== "number" || b > perPodCap || b < c.used) return;
+    if (b < f - Math.floor(KEEP_HEADROOM_SLACK * Math.max(0, f - c.used))) return;
+    out.set(c.name, b);
+    kept.push({ name: c.name, over: b - f });
+  });
+  let total = reserved;
+  for (const b of out.values()) total += b;
+  // Over the cap: give back the kept budgets that exceed their fresh share most (each step
+  // lowers the total by `over` > 0; with none kept the total is the fresh split's, within it).
+  kept.sort((a, b) => b.over - a.over || a.name.localeCompare(b.name));
+  for (const k of kept) {
+    if (total <= Math.floor(cap) || k.over <= 0) break;
+    out.set(k.name, fresh.get(k.name)!);
+    total -= k.over;
+  }
+  return out;
+}
+
+/**
+ * A budget in force is kept while it leaves its pod at least this share of the headroom the
+ * fresh split would (1 − 1/4): a pod filling up gets more before it runs short, and a small
+ * drift of the counts moves nothing.
+ */
+const KEEP_HEADROOM = 0.75;
+const KEEP_HEADROOM_SLACK = 1 - KEEP_HEADROOM;
 
 function claim(p: BudgetPod, used: number | undefined, inForce: number | undefined): BudgetClaim {
   const holds = used ?? 0;

@@ -1,6 +1,7 @@
 // Per policy: what each metered pod's sidecar last answered, and what was last pushed to it.
 import type { PodObservation, SidecarSample } from "../aggregate/aggregate.js";
 import type { SidecarConfig } from "../scrape/sidecar-client.js";
+import { canonicalJson } from "./canonical-json.js";
 
 /** A stale pod's last known counts are used for at most this many scrape intervals. */
 export const STALE_INTERVALS = 3;
@@ -25,6 +26,10 @@ interface PodMemory {
   /** The config last pushed and accepted, if any, and when (its TTL runs from then). */
   pushed: SidecarConfig | undefined;
   pushedAtMs: number;
+  /** `pushed` as canonical JSON, to tell an unchanged config without a push. */
+  pushedJson: string | undefined;
+  /** The revision the sidecar answered to that PUT (undefined from older sidecars). */
+  pushedRevision: string | undefined;
   /** Why the last PUT /config to this pod failed; undefined once one succeeds. */
   pushError: PushError | undefined;
 }
@@ -48,7 +53,7 @@ export class PodSamples {
     await Promise.all(targets.map(async (t) => {
       let m = this.pods.get(t.name);
       if (!m || m.ip !== t.ip) {
-        m = { ip: t.ip, sample: undefined, lastGoodMs: -Infinity, fresh: false, lastError: undefined, pushed: undefined, pushedAtMs: -Infinity, pushError: undefined };
+        m = { ip: t.ip, sample: undefined, lastGoodMs: -Infinity, fresh: false, lastError: undefined, pushed: undefined, pushedAtMs: -Infinity, pushedJson: undefined, pushedRevision: undefined, pushError: undefined };
         this.pods.set(t.name, m);
       }
       try {
@@ -99,13 +104,29 @@ export class PodSamples {
     return m.pushed;
   }
 
-  /** Records an accepted PUT /config (clearing any earlier push error). */
-  setPushed(name: string, config: SidecarConfig, nowMs: number): void {
+  /** Records an accepted PUT /config (clearing any earlier push error) and the revision the sidecar answered. */
+  setPushed(name: string, config: SidecarConfig, nowMs: number, revision?: string): void {
     const m = this.pods.get(name);
     if (!m) return;
     m.pushed = config;
     m.pushedAtMs = nowMs;
+    m.pushedJson = canonicalJson(config);
+    m.pushedRevision = revision;
     m.pushError = undefined;
+  }
+
+  /**
+   * Whether pushing `config` now would change nothing: it equals the last accepted push, that
+   * push is younger than `refreshAfterMs`, and this interval's `/stats` reports the revision
+   * the push produced (so the sidecar has not restarted, expired it, or been told otherwise
+   * since). A sidecar that reports no revision is always pushed.
+   */
+  holds(name: string, config: SidecarConfig, nowMs: number, refreshAfterMs: number): boolean {
+    const m = this.pods.get(name);
+    if (!m?.fresh || m.pushedRevision === undefined || m.pushError !== undefined) return false;
+    const held = m.sample?.config;
+    return held?.source === "pushed" && held.revision === m.pushedRevision
+      && nowMs - m.pushedAtMs < refreshAfterMs && m.pushedJson === canonicalJson(config);
   }
 
   /** Records a failed PUT /config: the pod keeps what it last accepted, until its TTL. */

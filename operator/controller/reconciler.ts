@@ -20,7 +20,7 @@ import {
 import { assessCapacity, assessLimits, assessMetering, assessReady, assessScaling, emitTransitionEvents, type Assessment, type ScalingOutcome } from "./assess.js";
 import { PodSamples, type ScrapeTarget } from "./pod-samples.js";
 import type { PodObservation } from "../aggregate/aggregate.js";
-import { budgetTtlSeconds, planBudgets, withoutRaises, type BudgetPod } from "./budget-plan.js";
+import { budgetTtlSeconds, planBudgets, refreshDueMs, withoutRaises, type BudgetPod } from "./budget-plan.js";
 import { writeScale, type ScaleWriteResult } from "./scale-write.js";
 import { selectorMatches } from "./selector.js";
 import { podsWithoutSidecar, scrapeTargets, startProblems } from "./target-pods.js";
@@ -310,7 +310,8 @@ export class Reconciler {
   /**
    * Pushes every answering sidecar its config: the pod cap and readiness threshold from the
    * spec, its share of the cluster cap and of each group's cap (budget-plan.ts), and a TTL
-   * that outlasts a failover. Lowered budgets land before raised ones; a field the spec no
+   * that outlasts a failover. A sidecar that reports holding exactly that config already is
+   * skipped until its refresh is due (PodSamples.holds). Lowered budgets land before raised ones; a field the spec no
    * longer sets is lifted by resetting the sidecar to its flags first. A failed push is
    * remembered (the pod's budget stays reserved, and LimitsApplied says so).
    */
@@ -333,12 +334,17 @@ export class Reconciler {
       if (mem.forgotten) return false;
       const throttle = mem.floodState?.phase === "flood" ? mem.floodState.throttle : undefined;
       const config: SidecarConfig = { ...planned, policy: policy.metadata.name, ...joinBuckets(spec), ...(throttle ? throttleBuckets(spec, throttle) : {}) };
+      // What it holds already need not be sent again until its refresh is due.
+      if (mem.samples.holds(name, config, now, refreshDueMs(name, intervalMs))) {
+        this.deps.metrics.configPushesUnchanged.inc();
+        return true;
+      }
       const before = mem.samples.pushed(name);
       const at = ip.get(name)!;
       try {
         if (before && liftsAField(before, config)) await this.deps.sidecars.resetConfig(at, spec.sidecar.adminPort, scrapeTimeoutMs(intervalMs), scope);
-        await this.deps.sidecars.pushConfig(at, spec.sidecar.adminPort, config, scrapeTimeoutMs(intervalMs), scope);
-        mem.samples.setPushed(name, config, now);
+        const revision = await this.deps.sidecars.pushConfig(at, spec.sidecar.adminPort, config, scrapeTimeoutMs(intervalMs), scope);
+        mem.samples.setPushed(name, config, now, revision);
         return true;
       } catch (err) {
         const code = (err as { code?: string }).code ?? "error";

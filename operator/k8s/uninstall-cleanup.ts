@@ -4,7 +4,7 @@
 // be deleted), and the deletion-cost annotations it wrote on pods. Other tools' finalizers and
 // annotations are never touched: the finalizer list is written back with the resourceVersion it
 // was read at, and re-read on a conflict. Budgets pushed to sidecars need nothing: their TTL
-// (70 s by default) returns every sidecar to its own flags.
+// (140 s by default) returns every sidecar to its own flags.
 //
 // The operator still runs while a pre-delete hook does, and would add its finalizer back at the
 // next reconcile. So the cleanup first takes the operator's leader Lease for itself (the leader

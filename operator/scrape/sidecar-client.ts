@@ -92,9 +92,17 @@ export class SidecarClient {
     return parseStats(doc, `${ip}:${port}`);
   }
 
-  /** PUT /config: push limits, budgets and topic groups with a TTL. */
-  async pushConfig(ip: string, port: number, config: SidecarConfig, timeoutMs: number, scope: SidecarScope): Promise<void> {
-    await this.authorized("PUT", ip, port, "/config", JSON.stringify(config), timeoutMs, scope);
+  /**
+   * PUT /config: push limits, budgets and topic groups with a TTL. Resolves with the revision
+   * the sidecar answered (contract.ts `HeldConfig`), undefined from a sidecar older than it.
+   */
+  async pushConfig(ip: string, port: number, config: SidecarConfig, timeoutMs: number, scope: SidecarScope): Promise<string | undefined> {
+    const answer = await this.authorized("PUT", ip, port, "/config", JSON.stringify(config), timeoutMs, scope);
+    try {
+      return revisionOf((JSON.parse(answer) as Record<string, unknown> | null)?.revision);
+    } catch {
+      return undefined; // accepted all the same; without a revision it is pushed every interval
+    }
   }
 
   /** DELETE /config: drop pushed values at once, back to the sidecar's flags. */
@@ -271,6 +279,10 @@ export function parseStats(doc: unknown, where: string): SidecarSample {
     sample.occupancy = occupancy;
   }
   if (d.usage !== undefined) sample.usage = parseUsage(d.usage, where);
+  const held = d.config as Record<string, unknown> | undefined;
+  const revision = revisionOf(held?.revision);
+  // A hint, not a count: one that cannot be read only means the config is pushed again.
+  if (revision !== undefined && (held?.source === "flags" || held?.source === "pushed")) sample.config = { source: held.source, revision };
   if (d.attempts !== undefined) {
     const a = d.attempts as Record<string, unknown>;
     if (typeof a !== "object" || a === null || Array.isArray(a)) throw new SidecarError("bad_stats", `/stats of ${where}: attempts is not an object of counts`);
@@ -278,6 +290,11 @@ export function parseStats(doc: unknown, where: string): SidecarSample {
     for (const f of ["joinErrors", "disconnects", "leaves"] as const) if (a[f] !== undefined) sample.attempts[f] = count(a, f, where, false);
   }
   return sample;
+}
+
+/** A config revision as a sidecar reports it: a short string, else undefined. */
+function revisionOf(v: unknown): string | undefined {
+  return typeof v === "string" && v.length > 0 && v.length <= 64 ? v : undefined;
 }
 
 // --- usage (issue 18) ---

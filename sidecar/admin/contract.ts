@@ -47,6 +47,20 @@ export interface Stats {
   /** Attempts since the sidecar started (counters; they restart with it, like `usage`). */
   attempts?: Attempts;
   // --- end flood detection ---
+  /** What the sidecar enforces now; absent from sidecars older than it (the operator then pushes every interval). */
+  config?: HeldConfig;
+}
+
+/**
+ * `GET /stats` `config`: where the values in force come from, and their revision. The revision
+ * changes with every PUT, DELETE and expiry and with every start of the sidecar; `PUT /config`
+ * answers with the one it produced. While `/stats` reports that same revision, the sidecar
+ * holds exactly what was pushed, so an unchanged config need not be pushed again before its
+ * refresh is due (operator/controller/push-skip.ts).
+ */
+export interface HeldConfig {
+  source: "flags" | "pushed";
+  revision: string;
 }
 
 // --- flood detection (issue 18) ---

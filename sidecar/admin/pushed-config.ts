@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { TopicGroupSpec } from "../ledger/topic-groups.js";
 import type { Limits } from "../limits/admission.js";
 
@@ -11,6 +12,12 @@ export interface ConfigProvenance {
   expiresAt: string | null;
   /** The TTL of the last PUT; null when it carried none (or the flags are in force). */
   ttlSeconds: number | null;
+  /**
+   * Changes with every change of source or values (a PUT, a DELETE, an expiry) and with every
+   * start of the process: the operator remembers the revision its PUT produced and, while
+   * `/stats` reports the same one, knows the sidecar still holds exactly what it pushed.
+   */
+  revision: string;
 }
 
 /** Limits plus topic groups: what a PUT /config replaces and what the flags set first. */
@@ -38,6 +45,9 @@ export class PushedConfig {
   private timer: NodeJS.Timeout | null = null;
   /** The ConnectionPolicy whose values are in force (the push names it); null on the flags. */
   private policy: string | null = null;
+  /** Random per process, so a restarted sidecar never repeats a revision of its predecessor. */
+  private readonly boot = randomBytes(6).toString("base64url");
+  private changes = 0;
 
   constructor(
     private readonly target: ConfigTarget,
@@ -60,6 +70,7 @@ export class PushedConfig {
   push(limits: Limits, topics: TopicGroupSpec[] | undefined, ttlSeconds: number | undefined, policy?: string): void {
     this.clearTimer();
     this.target.configure(limits, topics);
+    this.changes++;
     this.policy = policy ?? null;
     const wasPushed = this.source === "pushed";
     this.source = "pushed";
@@ -80,6 +91,7 @@ export class PushedConfig {
     if (this.source !== "pushed") return;
     this.clearTimer();
     this.source = "flags";
+    this.changes++;
     this.expiresAtMs = null;
     this.ttlSeconds = null;
     this.target.configure(this.flags.limits, this.flags.topics);
@@ -92,6 +104,7 @@ export class PushedConfig {
       source: this.source,
       expiresAt: this.expiresAtMs === null ? null : new Date(this.expiresAtMs).toISOString(),
       ttlSeconds: this.ttlSeconds,
+      revision: `${this.boot}.${this.changes}`,
     };
   }
 
@@ -109,6 +122,7 @@ export class PushedConfig {
     const ttl = this.ttlSeconds;
     this.clearTimer();
     this.source = "flags";
+    this.changes++;
     this.expiresAtMs = null;
     this.ttlSeconds = null;
     this.target.configure(this.flags.limits, this.flags.topics);

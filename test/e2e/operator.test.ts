@@ -350,7 +350,7 @@ describe("the connmeter operator", () => {
       const configs = await Promise.all(pods.map((p) => sidecarJson(p, "/config")));
       return configs.every((c) => c.source === "flags" && c.connectionBudget === null);
     }, 5_000);
-    // The TTL outlasts a failover (64 s at a 2 s interval): this was the delete, not the expiry.
+    // The TTL outlasts two failovers (128 s at a 2 s interval): this was the delete, not the expiry.
     expect(Date.now() - deletedAt).toBeLessThan(15_000);
   });
 });

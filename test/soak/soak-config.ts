@@ -11,7 +11,7 @@ export interface SoakConfig {
   churnCycles: number;
   /** Every n-th churn cycle holds its policy with another tool's finalizer while it is deleted. */
   finalizerEvery: number;
-  /** Scrape interval of the soak's policies, seconds (budget TTL: 3 of them). */
+  /** Scrape interval of the soak's policies, seconds (budget TTL: operator/controller/budget-plan.ts). */
   intervalSeconds: number;
   /** Quiet time after the faults stop, before status is compared with the sidecars, seconds. */
   settleSeconds: number;

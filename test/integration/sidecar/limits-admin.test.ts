@@ -142,12 +142,15 @@ describe("limits and the admin port", () => {
       source: "flags",
       expiresAt: null,
       ttlSeconds: null,
+      revision: expect.any(String),
     });
     const before = Date.now();
     const res = await put({ maxConnections: 1, topics: [{ match: "room:*", maxChannels: 5 }], ttlSeconds: 1 });
     expect(res.status).toBe(200);
     const pushed = (await res.json()) as Record<string, unknown>;
     expect(pushed).toMatchObject({ maxConnections: 1, topics: [{ match: "room:*", maxChannels: 5 }], source: "pushed", ttlSeconds: 1 });
+    // /stats reports the revision the PUT answered: the operator then knows what the sidecar holds.
+    expect((await sidecar.stats()).config).toEqual({ source: "pushed", revision: pushed.revision });
     const expiresAt = Date.parse(pushed.expiresAt as string);
     expect(expiresAt).toBeGreaterThanOrEqual(before + 1000);
     expect(expiresAt).toBeLessThanOrEqual(Date.now() + 1000);
@@ -165,6 +168,9 @@ describe("limits and the admin port", () => {
 
     const back = await waitFor(getConfig, (c) => c.source === "flags", "the pushed config to expire", 5000);
     expect(back).toMatchObject({ maxConnections: 50, topics: [], expiresAt: null, ttlSeconds: null });
+    const held = (await sidecar.stats()).config!;
+    expect(held.source).toBe("flags");
+    expect(held.revision).not.toBe(pushed.revision);
     const again = await tryUpgrade(sidecar.url);
     expect(again.status).toBe(101); // the flags' cap of 50 is back
     open.push(again.ws!);

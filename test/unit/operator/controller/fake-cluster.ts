@@ -148,8 +148,10 @@ export class FakeCluster {
       if (a instanceof Error) throw a;
       return structuredClone(a);
     },
-    pushConfig: async (ip: string, _port: number, config: SidecarConfig): Promise<void> => {
+    // Answers no revision, as a sidecar older than HeldConfig: every interval pushes.
+    pushConfig: async (ip: string, _port: number, config: SidecarConfig): Promise<string | undefined> => {
       this.pushes.push({ ip, config: structuredClone(config) });
+      return undefined;
     },
     resetConfig: async (ip: string): Promise<void> => {
       this.resets.push(ip);

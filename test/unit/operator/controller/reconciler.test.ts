@@ -6,6 +6,7 @@ import { OperatorMetrics } from "../../../../operator/admin/metrics.js";
 import type { SidecarSample } from "../../../../operator/aggregate/aggregate.js";
 import type { ConnectionPolicy, PolicyStatus, TargetKind } from "../../../../operator/api/types.js";
 import type { ClusterWriter, EventSink, HpaLike, Lister, ObjectRef, PodLike, WorkloadLike } from "../../../../operator/controller/cluster.js";
+import { refreshDueMs } from "../../../../operator/controller/budget-plan.js";
 import { Reconciler } from "../../../../operator/controller/reconciler.js";
 import type { SidecarConfig } from "../../../../operator/scrape/sidecar-client.js";
 import { SidecarError } from "../../../../operator/scrape/sidecar-client.js";
@@ -108,6 +109,8 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
   const pushes: { ip: string; config: SidecarConfig }[] = [];
   /** What PUT /config of a sidecar (by IP) throws, if anything. */
   const pushErrors = new Map<string, Error>();
+  /** The revision PUT /config of a sidecar (by IP) answers; none = an older sidecar. */
+  const revisions = new Map<string, string>();
   const resets: string[] = [];
   const scrapes: string[] = [];
   const sidecars = {
@@ -117,10 +120,12 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
       if (a instanceof Error) throw a;
       return structuredClone(a);
     },
-    async pushConfig(ip: string, _port: number, config: SidecarConfig): Promise<void> {
+    // No revision, as a sidecar older than HeldConfig: every interval pushes (see "unchanged configs").
+    async pushConfig(ip: string, _port: number, config: SidecarConfig): Promise<string | undefined> {
       const e = pushErrors.get(ip);
       if (e) throw e;
       pushes.push({ ip, config: structuredClone(config) });
+      return revisions.get(ip);
     },
     async resetConfig(ip: string): Promise<void> {
       resets.push(ip);
@@ -130,7 +135,7 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
   return {
     /** The policy as the cache holds it now. */
     get policy(): ConnectionPolicy { return caches.policies.items[0]!; },
-    deployment, caches, writes, events, answers, pushes, pushErrors, statusFailure, resets, scrapes, reconciler,
+    deployment, caches, writes, events, answers, pushes, pushErrors, revisions, statusFailure, resets, scrapes, reconciler,
     advance(ms: number) { now += ms; },
     reconcile: () => reconciler.reconcile(KEY),
     statusWrites: () => writes.filter((w): w is Extract<Write, { op: "status" }> => w.op === "status"),
@@ -513,8 +518,8 @@ describe("Reconciler: budgets", () => {
     await w.reconcile();
     expect(w.pushes.map((p) => p.ip).sort()).toEqual(["198.18.0.1", "198.18.0.2", "198.18.0.3"]);
     for (const { config } of w.pushes) {
-      // 2 leases of 15 s + 30 s of API server outage + 2 intervals of 5 s: a successor pushes before anything lapses.
-      expect(config).toMatchObject({ maxConnections: 60, rejectAtPercent: 90, ttlSeconds: 70 });
+      // Twice (2 leases of 15 s + 30 s of API server outage + 2 intervals of 5 s): a successor pushes before anything lapses.
+      expect(config).toMatchObject({ maxConnections: 60, rejectAtPercent: 90, ttlSeconds: 140 });
       expect(config.topics?.map((t) => t.match)).toEqual(["room:*", "user:*"]);
       expect(config.topics?.[1]).not.toHaveProperty("maxChannels");
     }
@@ -542,7 +547,7 @@ describe("Reconciler: budgets", () => {
     expect(w.pushes[0]!.config.connectionBudget! + first).toBeLessThanOrEqual(100);
   });
 
-  it("pushes again every interval, so the TTL never runs out while the operator lives", async () => {
+  it("pushes again every interval to a sidecar that reports no config revision (older than HeldConfig)", async () => {
     const w = world({ spec: { limits: { maxConnections: 10 } } });
     w.answers.set("198.18.0.1", sample(1));
     w.answers.set("198.18.0.2", sample(1));
@@ -550,7 +555,7 @@ describe("Reconciler: budgets", () => {
     w.advance(INTERVAL_MS);
     await w.reconcile();
     expect(w.pushes).toHaveLength(4);
-    expect(w.pushes.every((p) => p.config.ttlSeconds === 70)).toBe(true);
+    expect(w.pushes.every((p) => p.config.ttlSeconds === 140)).toBe(true);
   });
 
   it("at the cluster cap: AtCapacity True and one AtCapacity event", async () => {
@@ -595,6 +600,102 @@ describe("Reconciler: budgets", () => {
     expect((await w.reconcile()).requeueAfterMs).toBeUndefined();
     expect(w.resets.sort()).toEqual(["198.18.0.1", "198.18.0.2"]);
     expect(w.statusWrites()).toHaveLength(writes);
+  });
+});
+
+describe("Reconciler: unchanged configs are not pushed again", () => {
+  /** Sidecars that answer revisions and report the one in force, as sidecar/admin/pushed-config.ts does. */
+  function heldWorld() {
+    const w = world({ spec: { limits: { maxConnections: 100 } } });
+    const held = new Map<string, { source: "flags" | "pushed"; revision: string }>();
+    let n = 0;
+    const answer = (ip: string, connections: number) => w.answers.set(ip, { ...sample(connections), config: held.get(ip) ?? { source: "flags", revision: `${ip}.0` } });
+    const revisionOnPush = (ip: string) => {
+      const revision = `${ip}.${++n}`;
+      w.revisions.set(ip, revision);
+      held.set(ip, { source: "pushed", revision });
+    };
+    return { w, held, answer, revisionOnPush };
+  }
+
+  /** One interval from sidecars reporting their flags; answers the IPs pushed to. */
+  async function firstCycle(h: ReturnType<typeof heldWorld>, counts: [number, number]) {
+    h.answer("198.18.0.1", counts[0]);
+    h.answer("198.18.0.2", counts[1]);
+    // The revision each PUT will answer (the sidecar reports it once told to below).
+    h.revisionOnPush("198.18.0.1");
+    h.revisionOnPush("198.18.0.2");
+    await h.w.reconcile();
+    h.w.advance(INTERVAL_MS);
+    return h.w.pushes.map((p) => p.ip).sort();
+  }
+
+  it("a sidecar that reports the revision of the last push, with counts that moved a little, is not pushed until the refresh is due", async () => {
+    const h = heldWorld();
+    h.answer("198.18.0.1", 10);
+    h.answer("198.18.0.2", 10);
+    h.revisionOnPush("198.18.0.1");
+    h.revisionOnPush("198.18.0.2");
+    await h.w.reconcile();
+    expect(h.w.pushes).toHaveLength(2);
+    const first = new Map(h.w.pushes.map((p) => [p.ip, p.config.connectionBudget!]));
+    // The sidecars now report what was pushed; counts wobble by one or two.
+    const reported = new Map([...first.keys()].map((ip) => [ip, { source: "pushed" as const, revision: h.w.revisions.get(ip)! }]));
+    let pushedAgainAt = -1;
+    for (let i = 1; i <= 20; i++) {
+      h.w.advance(INTERVAL_MS);
+      for (const [ip, c] of [["198.18.0.1", 10 + (i % 3)], ["198.18.0.2", 11 - (i % 2)]] as const) h.w.answers.set(ip, { ...sample(c), config: reported.get(ip)! });
+      const before = h.w.pushes.length;
+      await h.w.reconcile();
+      if (h.w.pushes.length > before) {
+        pushedAgainAt = i;
+        break;
+      }
+    }
+    // Refreshed once the first pod's refresh is due (between half and all of TTL 140 − gap 70 − 1 interval = 65 s).
+    const due = Math.min(refreshDueMs("chat-a", INTERVAL_MS), refreshDueMs("chat-b", INTERVAL_MS));
+    expect(pushedAgainAt).toBe(Math.ceil(due / INTERVAL_MS));
+    expect(pushedAgainAt).toBeGreaterThanOrEqual(6);
+    const again = h.w.pushes.slice(2);
+    expect(again.length).toBeGreaterThanOrEqual(1);
+    for (const p of again) expect(p.config.connectionBudget).toBe(first.get(p.ip));
+  });
+
+  it("pushes at once to a sidecar that restarted (its revision changed), and to one whose budget must change", async () => {
+    const h = heldWorld();
+    expect(await firstCycle(h, [10, 10])).toEqual(["198.18.0.1", "198.18.0.2"]);
+    // Both report what they got: nothing to push.
+    h.held.set("198.18.0.1", { source: "pushed", revision: h.w.revisions.get("198.18.0.1")! });
+    h.held.set("198.18.0.2", { source: "pushed", revision: h.w.revisions.get("198.18.0.2")! });
+    h.answer("198.18.0.1", 10);
+    h.answer("198.18.0.2", 10);
+    let before = h.w.pushes.length;
+    await h.w.reconcile();
+    expect(h.w.pushes.length - before).toBe(0);
+    // chat-a's sidecar restarted in place (same IP): back on its flags, a new revision.
+    h.w.advance(INTERVAL_MS);
+    h.held.set("198.18.0.1", { source: "flags", revision: "restarted.0" });
+    h.answer("198.18.0.1", 0);
+    // chat-b filled up: its kept budget leaves it too little of the fresh headroom.
+    h.answer("198.18.0.2", 60);
+    before = h.w.pushes.length;
+    await h.w.reconcile();
+    expect(h.w.pushes.slice(before).map((p) => p.ip).sort()).toEqual(["198.18.0.1", "198.18.0.2"]);
+    const budgets = h.w.pushes.slice(before).reduce((s, p) => s + (p.config.connectionBudget ?? 0), 0);
+    expect(budgets).toBeLessThanOrEqual(100);
+  });
+
+  it("a failed push is retried at the next interval even if the config did not change", async () => {
+    const h = heldWorld();
+    h.w.pushErrors.set("198.18.0.2", new SidecarError("http_401", "refused"));
+    expect(await firstCycle(h, [10, 10])).toEqual(["198.18.0.1"]);
+    h.w.pushErrors.delete("198.18.0.2");
+    h.held.set("198.18.0.1", { source: "pushed", revision: h.w.revisions.get("198.18.0.1")! });
+    h.answer("198.18.0.1", 10);
+    h.answer("198.18.0.2", 10);
+    const before = h.w.pushes.length;
+    await h.w.reconcile();
+    expect(h.w.pushes.slice(before).map((p) => p.ip)).toContain("198.18.0.2");
   });
 });
 

@@ -109,17 +109,17 @@ describe("PushedConfig", () => {
   });
 
   it("starts on the flags with no expiry", () => {
-    expect(setup().config.provenance()).toEqual({ source: "flags", expiresAt: null, ttlSeconds: null });
+    expect(setup().config.provenance()).toMatchObject({ source: "flags", expiresAt: null, ttlSeconds: null });
   });
 
   it("falls back to the flags when the TTL passes without a refresh, and logs it", () => {
     const { config, applied, log } = setup();
     config.push({ ...DEFAULT_LIMITS, maxConnections: 7 }, [{ match: "a:*", maxChannels: 1 }], 30);
-    expect(config.provenance()).toEqual({ source: "pushed", expiresAt: "2026-01-01T00:00:30.000Z", ttlSeconds: 30 });
+    expect(config.provenance()).toMatchObject({ source: "pushed", expiresAt: "2026-01-01T00:00:30.000Z", ttlSeconds: 30 });
     vi.advanceTimersByTime(29_999);
     expect(config.isPushed).toBe(true);
     vi.advanceTimersByTime(1);
-    expect(config.provenance()).toEqual({ source: "flags", expiresAt: null, ttlSeconds: null });
+    expect(config.provenance()).toMatchObject({ source: "flags", expiresAt: null, ttlSeconds: null });
     expect(applied.at(-1)).toEqual({ limits: flags.limits, topics: flags.topics });
     expect(log).toHaveLength(2);
     expect(log[0]).toMatch(/pushed values in force for 30s unless refreshed \(maxConnections=7/);
@@ -145,7 +145,30 @@ describe("PushedConfig", () => {
     config.push({ ...DEFAULT_LIMITS, maxConnections: 7 }, undefined, 10);
     config.push({ ...DEFAULT_LIMITS, maxConnections: 8 }, undefined, undefined);
     vi.advanceTimersByTime(3_600_000);
-    expect(config.provenance()).toEqual({ source: "pushed", expiresAt: null, ttlSeconds: null });
+    expect(config.provenance()).toMatchObject({ source: "pushed", expiresAt: null, ttlSeconds: null });
+  });
+
+  it("a new revision with every push, lift and expiry, none repeated by a restarted process; reads change none", () => {
+    const { config } = setup();
+    const seen = [config.provenance().revision];
+    const note = () => {
+      const r = config.provenance().revision;
+      expect(config.provenance().revision).toBe(r);
+      seen.push(r);
+    };
+    config.push({ ...DEFAULT_LIMITS, maxConnections: 7 }, undefined, 10);
+    note();
+    config.push({ ...DEFAULT_LIMITS, maxConnections: 7 }, undefined, 10); // the same values again: a refresh is a change of lease
+    note();
+    config.reset();
+    note();
+    config.push({ ...DEFAULT_LIMITS, maxConnections: 7 }, undefined, 10);
+    note();
+    vi.advanceTimersByTime(10_000);
+    note();
+    // Another process (the sidecar restarted) starts from other revisions.
+    seen.push(setup().config.provenance().revision);
+    expect(new Set(seen).size).toBe(seen.length);
   });
 
   it("reverts on read when the timer has not fired yet (a busy loop fires timers late)", () => {
