@@ -180,7 +180,8 @@ export class SidecarClient {
         onResponseError: (_c, err) => fail(this.classify(err, where, suspect)),
       };
       try {
-        dispatcher.dispatch({ origin: `http://${endpoint}`, path, method, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }, handler);
+        // No headersTimeout/bodyTimeout: the one deadline above covers the whole call.
+        dispatcher.dispatch({ origin: `http://${endpoint}`, path, method, headers, body }, handler);
       } catch (err) {
         fail(this.classify(err, where, suspect));
       }
