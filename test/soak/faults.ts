@@ -12,6 +12,7 @@ import type { OperatorFleet } from "./operator-fleet.js";
 import type { OperatorSampler } from "./operator-sampler.js";
 import type { PodDirectory } from "./pod-directory.js";
 import type { Rng } from "./rng.js";
+import { readConfigSource } from "./sidecar-sampler.js";
 import type { ScaleAudit } from "./scale-audit.js";
 import { retrying, type SoakKube } from "./soak-kube.js";
 import { errText, sleep, sleepUnless } from "./soak-log.js";
@@ -23,6 +24,20 @@ export interface PlannedFault {
   atMs: number;
   kind: FaultKind;
 }
+
+/** A sidecar killed in place (same pod IP): how long until it enforced a pushed config again. */
+export interface RebudgetRecord {
+  pod: string;
+  /** Seconds from the kill until its GET /config said "pushed"; null = not within {@link REBUDGET_WAIT_MS}. */
+  seconds: number | null;
+}
+
+/**
+ * How long a killed sidecar may take to get a budget again: its restart by the node agent, and
+ * the operator's next interval even across a failover (the soak's gap: 2 leases + 30 s + 2
+ * intervals is the worst; far less without one).
+ */
+export const REBUDGET_WAIT_MS = 90_000;
 
 export interface FaultLogEntry {
   atS: number;
@@ -68,6 +83,8 @@ export interface FaultDeps {
 
 export class FaultInjector {
   readonly done: FaultLogEntry[] = [];
+  readonly rebudgets: RebudgetRecord[] = [];
+  private readonly watches: Promise<void>[] = [];
   private readonly frozen = new Map<string, { pod: V1Pod; thaw: Promise<void> }>();
 
   constructor(private readonly d: FaultDeps) {}
@@ -123,7 +140,31 @@ export class FaultInjector {
     const c = this.pickPod();
     if (!c) return "no pod with a running sidecar (skipped)";
     const pid = killContainer(c.pod, "sidecar");
+    const t0 = Date.now();
+    const record: RebudgetRecord = { pod: `${c.w.namespace}/${c.name}`, seconds: null };
+    this.rebudgets.push(record);
+    // The restarted sidecar starts on its flags: the operator must notice (its revision changed)
+    // and push its budget again. Watched apart, so the next faults keep their schedule.
+    this.watches.push(this.watchRebudget(c.pod.status?.podIP ?? "", c.w.token, t0, record));
     return `SIGKILL sidecar of ${c.w.namespace}/${c.name} (pid ${pid})`;
+  }
+
+  /** Waits for every re-budget watch (bounded by {@link REBUDGET_WAIT_MS} each). */
+  async rebudgetsSettled(): Promise<RebudgetRecord[]> {
+    await Promise.all(this.watches);
+    return this.rebudgets;
+  }
+
+  private async watchRebudget(ip: string, token: string, t0: number, record: RebudgetRecord): Promise<void> {
+    // First the old process's answers must end (it may still answer for a moment), then the new one's flags turn to pushed.
+    await sleep(1000);
+    while (Date.now() - t0 < REBUDGET_WAIT_MS) {
+      if (ip && (await readConfigSource(ip, token)) === "pushed") {
+        record.seconds = Math.round((Date.now() - t0) / 100) / 10;
+        return;
+      }
+      await sleep(250);
+    }
   }
 
   private async sidecarFreeze(): Promise<string> {

@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { ChurnCounts } from "./policy-churn.js";
 import type { ClientCounts } from "./client-pool.js";
-import type { FaultLogEntry, PlannedFault } from "./faults.js";
+import { REBUDGET_WAIT_MS, type FaultLogEntry, type PlannedFault, type RebudgetRecord } from "./faults.js";
 import type { Replica } from "./operator-fleet.js";
 import type { StatusRecord } from "./quiescence.js";
 import type { ScaleRecord } from "./scale-audit.js";
@@ -42,6 +42,7 @@ export interface SoakFindings {
   durationS: { total: number; setup: number; faults: number; settle: number };
   plan: PlannedFault[];
   faults: FaultLogEntry[];
+  rebudgets: RebudgetRecord[];
   churn: ChurnCounts;
   clients: Record<string, ClientCounts>;
   caps: CapRecord[];
@@ -96,6 +97,17 @@ export function verdicts(f: SoakFindings, replicas: readonly ReplicaSummary[]): 
       invariant: `status exact at quiescence ${s.workload}`,
       measured: `status ${s.statusConnections ?? "-"} conn / ${s.statusChannels ?? "-"} ch, sidecars ${s.sidecarConnections ?? "-"} / ${s.sidecarChannels ?? "-"}${unanswered}`,
       target: "equal", ok: s.exact,
+    });
+  }
+  if (f.rebudgets.length > 0) {
+    const late = f.rebudgets.filter((r) => r.seconds === null);
+    const worst = Math.max(0, ...f.rebudgets.map((r) => r.seconds ?? 0));
+    out.push({
+      invariant: "killed sidecars budgeted again",
+      measured: late.length
+        ? `${late.length} of ${f.rebudgets.length} not within ${REBUDGET_WAIT_MS / 1000} s: ${late.map((r) => r.pod).join(", ")}`
+        : `${f.rebudgets.length} of ${f.rebudgets.length}, worst after ${worst} s (kill, restart, next push)`,
+      target: `each within ${REBUDGET_WAIT_MS / 1000} s`, ok: late.length === 0,
     });
   }
   const judged = (pick: (r: ReplicaSummary) => Trend) => replicas.filter((r) => pick(r) !== "short");

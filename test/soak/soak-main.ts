@@ -174,7 +174,7 @@ async function main(): Promise<number> {
     const replicas = fleet.replicas.map(summarizeReplica);
     const findings = {
       config: cfg, durationS: { total: Math.round((t3 - log.startedAt) / 1000), setup: Math.round((t1 - t0) / 1000), faults: Math.round((t2 - t1) / 1000), settle: Math.round((t3 - t2) / 1000) },
-      plan: s.plan, faults: s.faults.done, churn: s.churn.counts,
+      plan: s.plan, faults: s.faults.done, rebudgets: await s.faults.rebudgetsSettled(), churn: s.churn.counts,
       clients: Object.fromEntries([...pools.values()].map((p) => [p.workload.namespace, p.counts])),
       caps: s.sidecars.records, scale, status, replicas: fleet.replicas, deploymentsSettled: settled,
     };

@@ -105,7 +105,9 @@ export async function deployWorkloads(k: SoakKube, workloads: readonly Workload[
       name: w.name, replicas: w.replicas,
       // As the chart's sidecar snippet will (issue 14, 5): a new pod admits nobody until its
       // first budget or 10 s. Set by env, which a sidecar without the setting ignores.
-      sidecarEnv: { CONNMETER_ADMIN_TOKEN: w.token, CONNMETER_DRAIN_SECONDS: "2", CONNMETER_AWAIT_BUDGET_SECONDS: "10" },
+      // 30 s, as the chart's snippet and injection set it: a sidecar (re)started while the
+      // leader is killed must wait out the failover (15 s lease + 2 intervals), not admit on its flags.
+      sidecarEnv: { CONNMETER_ADMIN_TOKEN: w.token, CONNMETER_DRAIN_SECONDS: "2", CONNMETER_AWAIT_BUDGET_SECONDS: "30" },
     }));
   }
 }
