@@ -12,15 +12,14 @@
 // kube-proxy). On kind the same holds through the real Service dataplane.
 import type { V1Pod } from "@kubernetes/client-node";
 import type { Socket } from "phoenix";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { applyYaml, createNamespace, deleteNamespace, describeNamespace, isPodReady, kube, listPods, requireBuilt, waitFor, waitForPodsReady } from "../env/e2e-helpers.js";
-import { CHART_DIR, connpolRow, findHelm, helm, kubectlWith, skipWithoutTool } from "../env/helm.js";
+import { beforeAll, describe, expect, inject, it } from "vitest";
+import { applyYaml, describeNamespace, isPodReady, kube, kubectl, listPods, requireBuilt, useHelmRelease, waitFor, waitForPodsReady } from "../env/e2e-helpers.js";
+import { connpolRow, findHelm, skipWithoutTool } from "../env/helm.js";
 import { connected, phoenixSocket } from "../support/phoenix-client.js";
 
-const RELEASE = `connmeter-${Math.random().toString(36).slice(2, 7)}`;
+const release = useHelmRelease("inj");
+const RELEASE = release.name;
 const skipAll = skipWithoutTool("injection e2e (test/e2e/injection.test.ts)", findHelm());
-const kubectl = (...args: string[]) => kubectlWith(inject("kubeconfig"), args);
-const helmK = (args: string[], timeoutMs = 240_000) => helm(args, { env: { KUBECONFIG: inject("kubeconfig") }, timeoutMs });
 
 /** The app as its team wrote it: no sidecar, the Service targets the app's port by name, probes on that name. */
 const APP = `
@@ -67,28 +66,17 @@ let app = "";
 let explain: () => Promise<string> = async () => "";
 
 beforeAll(() => requireBuilt("dist/operator/main.js", "dist/sidecar/main.js", "dist/test/support/phoenix-server-main.js"));
-
-afterAll(async () => {
+release.onCleanup(() => {
   for (const s of sockets.splice(0)) s.disconnect();
-  if (rel) {
-    try {
-      helmK(["uninstall", RELEASE, "--namespace", rel, "--wait"]);
-    } catch {
-      // nothing installed
-    }
-  }
-  await Promise.all([rel, app].filter(Boolean).map((ns) => deleteNamespace(ns)));
 });
 
 describe.skipIf(skipAll)("sidecar injection by the operator's webhook", () => {
   it("lists the pods created before the policy as PodsWithoutSidecar, in kubectl get connpol and an Event", async () => {
-    rel = await createNamespace("inj-rel", { deleteAfterTest: false });
-    app = await createNamespace("inj-app", { deleteAfterTest: false });
+    await release.install();
+    rel = release.namespace;
+    app = release.appNamespace;
     const logs = () => kubectl("logs", "-n", rel, "-l", `app.kubernetes.io/instance=${RELEASE}`, "--prefix", "--tail=200");
     explain = async () => `${await describeNamespace(app)}\n${await describeNamespace(rel)}\n${logs().slice(-6000)}`;
-    helmK(["install", RELEASE, CHART_DIR, "--namespace", rel, "--wait", "--timeout", "180s",
-      "--set", `adminToken.extraNamespaces={${app}},image.tag=dev,injection.sidecar.image.tag=dev,operator.extraArgs={--namespace=${app}}`]);
-    await waitForPodsReady(rel, `app.kubernetes.io/instance=${RELEASE}`, 2, 90_000);
     await applyYaml(app, APP);
     const before = (await waitForPodsReady(app, "app=chat", 2, 90_000)).map((p) => p.metadata!.name!).sort();
     await applyYaml(app, POLICY);
