@@ -67,7 +67,7 @@ async function policyStatus(ns: string): Promise<{ conditions?: Condition[]; pod
   return p.status ?? {};
 }
 
-/** 5 official phoenix clients, each joined to a room, through `baseUrl(i)`. */
+/** `n` official phoenix clients, each joined to `<room>:<i>` (the demo app serves room:* only), through `baseUrl(i)`. */
 async function joinClients(into: Socket[], n: number, baseUrl: (i: number) => string, room: string): Promise<void> {
   for (let i = 0; i < n; i++) {
     const socket = phoenixSocket(baseUrl(i));
@@ -178,7 +178,7 @@ describe.skipIf(skipAll)("sidecar injection by the operator's webhook", () => {
     // kube-proxy picks the pod; the port is the Service's (80), its targetPort the sidecar's by name.
     const viaService: Socket[] = [];
     try {
-      await joinClients(viaService, 6, () => `http://${clusterIP}:80`, "svc");
+      await joinClients(viaService, 6, () => `http://${clusterIP}:80`, "room");
       const row = await waitFor("kubectl get connpol to show 11 connections and 11 channels", async () => {
         const r = connpolRow(inject("kubeconfig"), app);
         return r.CONNECTIONS === "11" && r.CHANNELS === "11" ? r : undefined;
