@@ -104,7 +104,7 @@ soak: build ## fault soak on the local cluster (~10 min; CONNMETER_SOAK_SECONDS=
 # every network in 198.19.0.0/16). Starts Debian's dockerd when no engine runs (installing
 # docker.io with apt-get if needed); builds the node image and the Node base offline where no
 # image can be pulled. Cached under ~/.cache/connmeter; e2e-kind-down stops what it started.
-images: ## build connmeter/sidecar, connmeter/operator, connmeter/demo-app (:dev and the chart's appVersion) from docker/Dockerfile
+images: ## build connmeter/sidecar, connmeter/operator, connmeter/demo-app, connmeter/init (:dev and the chart's appVersion) from docker/Dockerfile
 	bash test/kind/engine.sh up
 	bash test/kind/images.sh
 

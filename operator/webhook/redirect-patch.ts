@@ -48,7 +48,7 @@ export function iptablesScript(app: number, listen: number, probe: number, uid: 
 
 export function buildRedirect(pod: Pod, s: InjectionSettings, wanted: string): InjectionResult {
   if (!s.redirectInitImage) {
-    return { action: "refuse", reason: "redirect mode needs an init image with sh and iptables: set the chart's injection.redirect.initImage (--sidecar-redirect-init-image)" };
+    return { action: "refuse", reason: "redirect mode needs an init image with sh and iptables: the chart turns it off with injection.redirect.enabled=false (--sidecar-redirect-init-image empty)" };
   }
   const spec = pod.spec!;
   const found = appPort(spec.containers, wanted);

@@ -248,6 +248,12 @@ describe.skipIf(skip)("the connmeter chart", () => {
     for (const [set, what] of [["injection.timeoutSeconds=10", "timeoutSeconds"], ["injection.failurePolicy=Maybe", "failurePolicy"], ["injection.sidecar.portName=Not-Valid", "portName"]] as const) {
       expect(() => helm(["template", "x", CHART_DIR, "--set", set])).toThrow(new RegExp(what));
     }
+    // Redirect mode: offered by default with the chart's own init image (iptables), at the chart's version unless a tag is set; off = no image, refused.
+    expect(args).toEqual(expect.arrayContaining(["--sidecar-redirect-init-image=connmeter/init:0.1.0", "--sidecar-probe-port=4002"]));
+    const argsOf = (o: ReturnType<typeof helmTemplate>) => (one(o, "Deployment").spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]!.args;
+    expect(argsOf(helmTemplate({ "injection.redirect.image.repository": "r.example/init", "injection.redirect.image.tag": "dev" }))).toContain("--sidecar-redirect-init-image=r.example/init:dev");
+    expect(argsOf(helmTemplate({ "injection.redirect.enabled": false })).filter((a) => a.startsWith("--sidecar-redirect-init-image"))).toEqual([]);
+    expect(() => helm(["template", "x", CHART_DIR, "--set", "injection.redirect.initImage=x"])).toThrow(/initImage/);
     const off = helmTemplate({ "injection.enabled": false });
     expect(off.filter((o) => /injector|webhook|namespace-label/.test(o.metadata?.name ?? "")).map((o) => o.kind)).toEqual([]);
   });

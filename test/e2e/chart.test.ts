@@ -12,24 +12,24 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket } from "phoenix";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { beforeAll, describe, expect, inject, it } from "vitest";
 import {
-  applyYaml, createNamespace, deleteNamespace, describeNamespace, kube, listPods, requireBuilt, waitFor, waitForPodsReady, waitForReplicas,
+  applyYaml, createNamespace, describeNamespace, kube, kubectl, listPods, requireBuilt, useHelmRelease, waitFor, waitForPodsReady, waitForReplicas,
 } from "../env/e2e-helpers.js";
 import {
-  CHART_DIR, connpolRow, dashboardExprs, findHelm, findPrometheus, helm, kubectlWith, parseYamlDocs, skipWithoutTool,
+  CHART_DIR, connpolRow, dashboardExprs, findHelm, findPrometheus, kubectlWith, parseYamlDocs, skipWithoutTool,
 } from "../env/helm.js";
 import { connected, phoenixSocket } from "../support/phoenix-client.js";
 
 // Unique per run (ClusterRoles are cluster-wide); it contains "connmeter", so the chart names
 // objects <release>-operator, <release>-admin-token, ...
-const RELEASE = `connmeter-${Math.random().toString(36).slice(2, 7)}`;
+const release = useHelmRelease("chart");
+const RELEASE = release.name;
 const INTERVAL_S = 2;
 const skipAll = skipWithoutTool("chart e2e (test/e2e/chart.test.ts)", findHelm());
 const noPrometheus = skipWithoutTool("dashboard queries against a real Prometheus (test/e2e/chart.test.ts)", findPrometheus());
 
-const kubectl = (...args: string[]) => kubectlWith(inject("kubeconfig"), args);
-const helmK = (args: string[], timeoutMs = 240_000) => helm(args, { env: { KUBECONFIG: inject("kubeconfig") }, timeoutMs });
+const helmK = (args: string[]) => release.helm(args);
 
 /** The example policy, made quick for a test: 2 s interval, 2 connections per pod, no down window. */
 function policy(): string {
@@ -39,8 +39,6 @@ function policy(): string {
   doc.spec.scaling = { minReplicas: 2, maxReplicas: 4, targetConnectionsPerPod: 2, scaleDownStabilizationSeconds: 0 };
   return JSON.stringify(doc);
 }
-
-/** `kubectl get connpol` as a user reads it: the columns by header. */
 
 /** The operator's own token (release namespace) and the app namespace's own token. */
 async function tokens(rel: string, app: string): Promise<string[]> {
@@ -77,17 +75,8 @@ let app = "";
 let busy: string[] = [];
 
 beforeAll(() => requireBuilt("dist/operator/main.js", "dist/sidecar/main.js", "dist/test/support/phoenix-server-main.js"));
-
-afterAll(async () => {
+release.onCleanup(() => {
   for (const s of sockets.splice(0)) s.disconnect();
-  if (rel) {
-    try {
-      helmK(["uninstall", RELEASE, "--namespace", rel, "--wait"]);
-    } catch {
-      // already uninstalled by the last test
-    }
-  }
-  await Promise.all([rel, app].filter(Boolean).map((ns) => deleteNamespace(ns)));
 });
 
 describe.skipIf(skipAll)("the connmeter Helm chart on the local cluster", () => {
@@ -111,15 +100,13 @@ describe.skipIf(skipAll)("the connmeter Helm chart on the local cluster", () => 
   });
 
   it("installs with helm; the chart's operator, under only the chart's ClusterRole, meters the example app and scales it on connections", async () => {
-    rel = await createNamespace("chart-rel", { deleteAfterTest: false });
-    app = await createNamespace("chart-app", { deleteAfterTest: false });
     const t0 = Date.now();
-    helmK(["install", RELEASE, CHART_DIR, "--namespace", rel, "--wait", "--timeout", "180s",
-      // :dev is what the image builds of issue 8 tag (the local cluster ignores tags). The default,
-      // cluster-wide RBAC; --namespace only keeps this operator off other test runs' policies.
-      "--set", `adminToken.extraNamespaces={${app}},image.tag=dev,operator.extraArgs={--namespace=${app}}`]);
-    console.log(`e2e chart: helm install --wait took ${Date.now() - t0} ms`);
-    const operators = await waitForPodsReady(rel, `app.kubernetes.io/instance=${RELEASE}`, 2, 60_000);
+    // :dev is what the image builds of issue 8 tag (the local cluster ignores tags). The default,
+    // cluster-wide RBAC; --namespace only keeps this operator off other test runs' policies.
+    const operators = await release.install();
+    rel = release.namespace;
+    app = release.appNamespace;
+    console.log(`e2e chart: helm install --wait (and 2 operator pods Ready) took ${Date.now() - t0} ms`);
     // The operator runs as the chart's ServiceAccount, which holds no other binding.
     for (const p of operators) expect(p.spec?.serviceAccountName).toBe(RELEASE);
     expect(kubectl("get", "clusterrolebinding", `${RELEASE}-operator`, "-o", "jsonpath={.roleRef.kind}/{.roleRef.name} {.subjects[0].name}")).toBe(`ClusterRole/${RELEASE}-operator ${RELEASE}`);
@@ -259,7 +246,7 @@ describe.skipIf(skipAll)("the connmeter Helm chart on the local cluster", () => 
   });
 
   it("uninstalls with helm: nothing of the release is left but the CRD, the user's policies and the app namespace's token Secret", async () => {
-    helmK(["uninstall", RELEASE, "--namespace", rel, "--wait", "--timeout", "120s"]);
+    release.uninstall(120);
     const selector = `app.kubernetes.io/instance=${RELEASE}`;
     const left = (kinds: string, ns?: string) => kubectl("get", kinds, ...(ns ? ["-n", ns] : []), "-l", selector, "-o", "name").trim();
     const namespaced = "deployments,replicasets,services,secrets,serviceaccounts,roles,rolebindings,leases,poddisruptionbudgets,configmaps";

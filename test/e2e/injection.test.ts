@@ -5,22 +5,28 @@
 // with the native sidecar and the port taken over by name; official phoenix clients are
 // counted exactly in `kubectl get connpol`; the app's probes still pass; with the webhook
 // unreachable (failurePolicy Ignore) a new pod still starts and the status says it is not
-// metered. The tests of this file run in order and share one release.
+// metered; a forced rotation of the webhook's self-managed certificate fails no admission.
+// The tests of this file run in order and share one release.
 //
 // Local cluster: kube-apiserver reaches the webhook Service through its endpoints
 // (--enable-aggregator-routing, test/env/component-flags.ts); clients connect to pod IPs (no
-// kube-proxy). On kind the same holds through the real Service dataplane.
+// kube-proxy). On kind the same holds through the real Service dataplane, and one more test
+// sends clients through the Service's ClusterIP (the host routes the Service range to the
+// control plane: test/kind/cluster.sh).
 import type { V1Pod } from "@kubernetes/client-node";
+import { X509Certificate } from "node:crypto";
+import { connect as tlsConnect } from "node:tls";
 import type { Socket } from "phoenix";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { applyYaml, createNamespace, deleteNamespace, describeNamespace, isPodReady, kube, listPods, requireBuilt, waitFor, waitForPodsReady } from "../env/e2e-helpers.js";
-import { CHART_DIR, connpolRow, findHelm, helm, kubectlWith, skipWithoutTool } from "../env/helm.js";
+import { beforeAll, describe, expect, inject, it } from "vitest";
+import { pemCertificates } from "../../operator/webhook/certs.js";
+import { onKind } from "../env/e2e-cluster.js";
+import { applyYaml, describeNamespace, isPodReady, kube, kubectl, listPods, requireBuilt, useHelmRelease, waitFor, waitForPodsReady } from "../env/e2e-helpers.js";
+import { connpolRow, findHelm, skipWithoutTool } from "../env/helm.js";
 import { connected, phoenixSocket } from "../support/phoenix-client.js";
 
-const RELEASE = `connmeter-${Math.random().toString(36).slice(2, 7)}`;
+const release = useHelmRelease("inj");
+const RELEASE = release.name;
 const skipAll = skipWithoutTool("injection e2e (test/e2e/injection.test.ts)", findHelm());
-const kubectl = (...args: string[]) => kubectlWith(inject("kubeconfig"), args);
-const helmK = (args: string[], timeoutMs = 240_000) => helm(args, { env: { KUBECONFIG: inject("kubeconfig") }, timeoutMs });
 
 /** The app as its team wrote it: no sidecar, the Service targets the app's port by name, probes on that name. */
 const APP = `
@@ -61,34 +67,51 @@ async function policyStatus(ns: string): Promise<{ conditions?: Condition[]; pod
   return p.status ?? {};
 }
 
+/** `n` official phoenix clients, each joined to `<room>:<i>` (the demo app serves room:* only), through `baseUrl(i)`. */
+async function joinClients(into: Socket[], n: number, baseUrl: (i: number) => string, room: string): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const socket = phoenixSocket(baseUrl(i));
+    into.push(socket);
+    await connected(socket);
+    await new Promise<void>((resolve, reject) => {
+      socket.channel(`${room}:${i}`, {}).join(10_000).receive("ok", () => resolve()).receive("error", (r: unknown) => reject(new Error(JSON.stringify(r))));
+    });
+  }
+}
+
+/** The certificate a TLS server at host:port presents (no verification: only which one it is). */
+function servedCertificate(host: string, port: number): Promise<X509Certificate> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host, port, rejectUnauthorized: false, servername: "connmeter-webhook" }, () => {
+      const cert = socket.getPeerX509Certificate();
+      socket.destroy();
+      if (cert) resolve(cert);
+      else reject(new Error(`${host}:${port} presented no certificate`));
+    });
+    socket.once("error", reject);
+    socket.setTimeout(5_000, () => socket.destroy(new Error(`${host}:${port}: TLS handshake timed out`)));
+  });
+}
+
 const sockets: Socket[] = [];
 let rel = "";
 let app = "";
 let explain: () => Promise<string> = async () => "";
+/** The pod started while the webhook was unreachable (no sidecar). */
+let uninjected = "";
 
 beforeAll(() => requireBuilt("dist/operator/main.js", "dist/sidecar/main.js", "dist/test/support/phoenix-server-main.js"));
-
-afterAll(async () => {
+release.onCleanup(() => {
   for (const s of sockets.splice(0)) s.disconnect();
-  if (rel) {
-    try {
-      helmK(["uninstall", RELEASE, "--namespace", rel, "--wait"]);
-    } catch {
-      // nothing installed
-    }
-  }
-  await Promise.all([rel, app].filter(Boolean).map((ns) => deleteNamespace(ns)));
 });
 
 describe.skipIf(skipAll)("sidecar injection by the operator's webhook", () => {
   it("lists the pods created before the policy as PodsWithoutSidecar, in kubectl get connpol and an Event", async () => {
-    rel = await createNamespace("inj-rel", { deleteAfterTest: false });
-    app = await createNamespace("inj-app", { deleteAfterTest: false });
+    await release.install();
+    rel = release.namespace;
+    app = release.appNamespace;
     const logs = () => kubectl("logs", "-n", rel, "-l", `app.kubernetes.io/instance=${RELEASE}`, "--prefix", "--tail=200");
     explain = async () => `${await describeNamespace(app)}\n${await describeNamespace(rel)}\n${logs().slice(-6000)}`;
-    helmK(["install", RELEASE, CHART_DIR, "--namespace", rel, "--wait", "--timeout", "180s",
-      "--set", `adminToken.extraNamespaces={${app}},image.tag=dev,injection.sidecar.image.tag=dev,operator.extraArgs={--namespace=${app}}`]);
-    await waitForPodsReady(rel, `app.kubernetes.io/instance=${RELEASE}`, 2, 90_000);
     await applyYaml(app, APP);
     const before = (await waitForPodsReady(app, "app=chat", 2, 90_000)).map((p) => p.metadata!.name!).sort();
     await applyYaml(app, POLICY);
@@ -138,14 +161,7 @@ describe.skipIf(skipAll)("sidecar injection by the operator's webhook", () => {
     }, 30_000, { explain });
 
     // 5 official phoenix clients through the pods' takeover port, each joined to a room.
-    for (let i = 0; i < 5; i++) {
-      const socket = phoenixSocket(`http://${pods[i % 2]!.status!.podIP}:4001`);
-      sockets.push(socket);
-      await connected(socket);
-      await new Promise<void>((resolve, reject) => {
-        socket.channel(`room:${i}`, {}).join(10_000).receive("ok", () => resolve()).receive("error", (r: unknown) => reject(new Error(JSON.stringify(r))));
-      });
-    }
+    await joinClients(sockets, 5, (i) => `http://${pods[i % 2]!.status!.podIP}:4001`, "room");
     const row = await waitFor("kubectl get connpol to show 5 connections, 5 channels, READY True", async () => {
       const r = connpolRow(inject("kubeconfig"), app);
       return r.CONNECTIONS === "5" && r.CHANNELS === "5" && r.READY === "True" ? r : undefined;
@@ -154,6 +170,36 @@ describe.skipIf(skipAll)("sidecar injection by the operator's webhook", () => {
     const status = await policyStatus(app);
     expect(status.podsWithoutSidecar).toBeUndefined();
     expect(status.conditions!.find((c) => c.type === "Injected")).toMatchObject({ status: "True", reason: "AllPodsInjected" });
+  });
+
+  it.skipIf(!onKind())("counts phoenix clients that come through the Service's ClusterIP (targetPort: http, no edit) exactly, on top of the others (kind)", async () => {
+    const clusterIP = kubectl("get", "service", "chat", "-n", app, "-o", "jsonpath={.spec.clusterIP}");
+    expect(clusterIP).toMatch(/^198\.19\./);
+    // kube-proxy picks the pod; the port is the Service's (80), its targetPort the sidecar's by name.
+    const viaService: Socket[] = [];
+    try {
+      await joinClients(viaService, 6, () => `http://${clusterIP}:80`, "room");
+      const row = await waitFor("kubectl get connpol to show 11 connections and 11 channels", async () => {
+        const r = connpolRow(inject("kubeconfig"), app);
+        return r.CONNECTIONS === "11" && r.CHANNELS === "11" ? r : undefined;
+      }, 40_000, { explain });
+      expect(row).toMatchObject({ REASON: "Metered", READY: "True" });
+      // Per pod, the status adds up to the same 11: every socket went through a sidecar.
+      const perPod = (await policyStatus(app) as { pods?: { connections: number }[] }).pods ?? [];
+      expect(perPod.reduce((n, p) => n + p.connections, 0)).toBe(11);
+      // The app's own count agrees: its sockets are the sidecars' upstream connections.
+      const pods = await listPods(app, "app=chat");
+      let appSockets = 0;
+      for (const p of pods) {
+        const out = kubectl("exec", "-n", app, p.metadata!.name!, "-c", "app", "--", "node", "-e",
+          "fetch('http://127.0.0.1:4000/count').then((r) => r.json()).then((b) => console.log(b.websocket_connections))");
+        appSockets += Number(out.trim());
+      }
+      expect(appSockets).toBe(11);
+    } finally {
+      for (const s of viaService) s.disconnect();
+    }
+    await waitFor("kubectl get connpol to show 5 connections again", async () => connpolRow(inject("kubeconfig"), app).CONNECTIONS === "5", 40_000, { explain });
   });
 
   it("with the webhook unreachable and failurePolicy Ignore, a new pod still starts, without the sidecar, and the status says it is not metered", async () => {
@@ -174,6 +220,7 @@ describe.skipIf(skipAll)("sidecar injection by the operator's webhook", () => {
       }, 30_000, { explain });
       expect(row.READY).toBe("False");
       expect((await policyStatus(app)).podsWithoutSidecar).toEqual([fresh.metadata!.name!]);
+      uninjected = fresh.metadata!.name!;
       // The injected pods are still metered meanwhile.
       expect(row.CONNECTIONS).toBe("5");
     } finally {
@@ -182,5 +229,75 @@ describe.skipIf(skipAll)("sidecar injection by the operator's webhook", () => {
         { op: "replace", path: "/webhooks/1/clientConfig/service/port", value: 443 },
       ]));
     }
+  });
+
+  it("rotates the webhook's certificate when its CA key is lost: pods admitted during and after the rotation are all injected, the caBundle holds the new CA beside the old, both replicas serve the new certificate, the operator stays healthy and the policy keeps updating", async () => {
+    const secretName = `${RELEASE}-webhook-tls`;
+    const config = `${RELEASE}-injector`;
+    const readSecret = async () => {
+      const d = (await kube().core.readNamespacedSecret({ name: secretName, namespace: rel })).data ?? {};
+      return Object.fromEntries(Object.entries(d).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")])) as Record<string, string>;
+    };
+    const caBundle = () => Buffer.from(kubectl("get", "mutatingwebhookconfiguration", config, "-o", "jsonpath={.webhooks[0].clientConfig.caBundle}"), "base64").toString("utf8");
+    /** Whether the PEM bundle holds the certificate `pem` (compared as DER, not as text). */
+    const holds = (bundle: string, pem: string) => pemCertificates(bundle).some((c) => c.raw.equals(new X509Certificate(pem).raw));
+    const operators = await listPods(rel, `app.kubernetes.io/instance=${RELEASE}`);
+    expect(operators).toHaveLength(2);
+    const before = await readSecret();
+    expect(holds(caBundle(), before["ca.crt"]!)).toBe(true);
+
+    // A pod as its Deployment makes it, admitted in a server-side dry run (the whole admission
+    // chain, webhook included; nothing is stored): injected or not, by the mutated spec.
+    const template = (await kube().apps.readNamespacedDeployment({ name: "chat", namespace: app })).spec!.template;
+    const admitted: boolean[] = [];
+    const admit = async () => {
+      const pod = await kube().core.createNamespacedPod({ namespace: app, dryRun: "All", body: { metadata: { generateName: "chat-rotation-", labels: template.metadata!.labels }, spec: template.spec! } });
+      admitted.push(pod.spec?.initContainers?.some((c) => c.name === "connmeter") ?? false);
+    };
+    await admit();
+
+    // Losing the CA key is what forces a rotation (README: "Certificate"): the leader makes a new
+    // CA, adds it to the caBundle beside the old one, then switches the serving certificate.
+    kubectl("patch", "secret", secretName, "-n", rel, "--type=json", "-p", JSON.stringify([{ op: "remove", path: "/data/ca.key" }]));
+    const after = await waitFor("the rotation: a new CA and serving certificate in the Secret, the caBundle trusting it, both replicas serving it", async () => {
+      await admit();
+      const now = await readSecret();
+      if (!now["ca.key"] || now["ca.crt"] === before["ca.crt"] || now["tls.crt"] === before["tls.crt"]) return undefined;
+      if (!holds(caBundle(), now["ca.crt"]!)) return undefined;
+      const want = new X509Certificate(now["tls.crt"]!);
+      const served = await Promise.all(operators.map((p) => servedCertificate(p.status!.podIP!, 9443)));
+      return served.every((c) => c.raw.equals(want.raw)) ? now : undefined;
+    }, 180_000, { intervalMs: 2_000, explain });
+    await admit();
+
+    // Rotations overlap: the old CA stays trusted beside the new one, and the new certificate is the new CA's.
+    const bundle = caBundle();
+    expect(holds(bundle, after["ca.crt"]!)).toBe(true);
+    expect(holds(bundle, before["ca.crt"]!)).toBe(true);
+    expect(kubectl("get", "mutatingwebhookconfiguration", config, "-o", "jsonpath={.webhooks[1].clientConfig.caBundle}")).toBe(Buffer.from(bundle).toString("base64"));
+    expect(new X509Certificate(after["tls.crt"]!).checkIssued(new X509Certificate(after["ca.crt"]!))).toBe(true);
+    expect(admitted.length).toBeGreaterThanOrEqual(3);
+    expect(admitted.filter((ok) => !ok)).toEqual([]);
+    console.log(`e2e injection: ${admitted.length} pods admitted across the certificate rotation, all injected`);
+
+    // A real pod after the rotation: the one started while the webhook was unreachable is replaced, with the sidecar.
+    await kube().core.deleteNamespacedPod({ name: uninjected, namespace: app });
+    await waitFor("3 ready pods, all injected", async () => {
+      const list = (await listPods(app, "app=chat")).filter((p) => !p.metadata?.deletionTimestamp);
+      return list.length === 3 && list.every((p) => isPodReady(p) && p.spec?.initContainers?.some((c) => c.name === "connmeter")) || undefined;
+    }, 120_000, { explain });
+    // The invariants: the operator answers /healthz on both replicas, and the policy keeps updating.
+    for (const p of operators) expect((await fetch(`http://${p.status!.podIP}:8081/healthz`)).status).toBe(200);
+    const row = await waitFor("kubectl get connpol to show READY True (AllPodsInjected) and 3 pods", async () => {
+      const r = connpolRow(inject("kubeconfig"), app);
+      return r.READY === "True" && r.PODS === "3" ? r : undefined;
+    }, 40_000, { explain });
+    expect(row).toMatchObject({ CONNECTIONS: "5", REASON: "Metered" });
+    expect((await policyStatus(app)).conditions!.find((c) => c.type === "Injected")).toMatchObject({ status: "True", reason: "AllPodsInjected" });
+    for (const s of sockets.splice(0, 2)) s.disconnect();
+    await waitFor("kubectl get connpol to follow two closed sockets", async () => connpolRow(inject("kubeconfig"), app).CONNECTIONS === "3", 40_000, { explain });
+    const logs = kubectl("logs", "-n", rel, "-l", `app.kubernetes.io/instance=${RELEASE}`, "--prefix", "--tail=-1");
+    expect(logs).toMatch(/webhook certificate: new CA \(CA key does not match\)/);
+    for (const p of operators) expect(logs).toMatch(new RegExp(`\\[pod/${p.metadata!.name}/[^\\]]+\\] .*webhook: serving a new certificate`));
   });
 });

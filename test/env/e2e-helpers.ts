@@ -7,8 +7,9 @@ import {
 } from "@kubernetes/client-node";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { inject, onTestFinished } from "vitest";
+import { afterAll, inject, onTestFinished } from "vitest";
 import { findRepoRoot } from "./config.js";
+import { CHART_DIR, helm, kubectlWith } from "./helm.js";
 import { apiMessage, apiStatus, applyObjects, loadKubeConfig } from "./kube.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -164,6 +165,71 @@ export async function waitForPodGone(namespace: string, name: string, timeoutMs:
     }
   }, timeoutMs, { explain: () => describeNamespace(namespace) });
 }
+
+/** One Helm release of the chart shared by the tests of a file (they run in order); see {@link useHelmRelease}. */
+export interface HelmRelease {
+  /** The release name: unique per run, with "connmeter" in it, so objects are named <release>-operator, ... */
+  readonly name: string;
+  /** The release namespace ("" until {@link HelmRelease.install}). */
+  readonly namespace: string;
+  /** The app namespace made beside it, the only one its operator watches ("" until install). */
+  readonly appNamespace: string;
+  /** helm with the e2e cluster's kubeconfig. */
+  helm(args: string[], timeoutMs?: number): string;
+  /** `helm install --wait` into two new namespaces; resolves with the 2 operator pods once Ready. */
+  install(sets?: string[]): Promise<V1Pod[]>;
+  /** `helm uninstall --wait` (afterAll then has nothing to uninstall). */
+  uninstall(timeoutSeconds?: number): void;
+  /** Runs before the uninstall in afterAll: close clients while the pods still run. */
+  onCleanup(fn: () => void | Promise<void>): void;
+}
+
+/**
+ * The chart installed as an e2e file uses it: release and app namespaces (`<prefix>-rel-…`,
+ * `<prefix>-app-…`), images tagged :dev, the operator watching the app namespace only (other
+ * runs' policies are not its business), the app namespace's admin token made by the chart.
+ * Registers an afterAll that runs the cleanups, uninstalls the release unless a test did, and
+ * deletes both namespaces. Call it at the top level of the test file.
+ */
+export function useHelmRelease(prefix: string): HelmRelease {
+  const name = `connmeter-${Math.random().toString(36).slice(2, 7)}`;
+  const cleanups: (() => void | Promise<void>)[] = [];
+  let installed = false;
+  const release = {
+    name, namespace: "", appNamespace: "",
+    helm: (args: string[], timeoutMs = 240_000) => helm(args, { env: { KUBECONFIG: inject("kubeconfig") }, timeoutMs }),
+    async install(sets: string[] = []): Promise<V1Pod[]> {
+      release.namespace = await createNamespace(`${prefix}-rel`, { deleteAfterTest: false });
+      release.appNamespace = await createNamespace(`${prefix}-app`, { deleteAfterTest: false });
+      const app = release.appNamespace;
+      installed = true;
+      release.helm(["install", name, CHART_DIR, "--namespace", release.namespace, "--wait", "--timeout", "180s",
+        "--set", `adminToken.extraNamespaces={${app}},image.tag=dev,injection.sidecar.image.tag=dev,injection.redirect.image.tag=dev,operator.extraArgs={--namespace=${app}}`,
+        ...sets.flatMap((s) => ["--set", s])]);
+      return waitForPodsReady(release.namespace, `app.kubernetes.io/instance=${name}`, 2, 90_000);
+    },
+    uninstall(timeoutSeconds = 120): void {
+      installed = false;
+      release.helm(["uninstall", name, "--namespace", release.namespace, "--wait", "--timeout", `${timeoutSeconds}s`]);
+    },
+    onCleanup: (fn: () => void | Promise<void>) => void cleanups.push(fn),
+  };
+  afterAll(async () => {
+    for (const fn of cleanups) await fn();
+    if (installed) {
+      try {
+        release.uninstall();
+      } catch (err) {
+        console.warn(`helm uninstall ${name}: ${(err as Error).message.slice(0, 500)}`);
+      }
+    }
+    await Promise.all([release.namespace, release.appNamespace].filter(Boolean).map((ns) => deleteNamespace(ns)));
+  });
+  return release;
+}
+
+/** kubectl with the e2e cluster's kubeconfig; throws with stderr on failure. */
+export const kubectl = (...args: string[]): string => kubectlWith(inject("kubeconfig"), args);
 
 // The pod-process helpers live in pod-processes.ts (no vitest there, so test/soak can use them).
 export { containerPids, freezeContainer, killContainer, processExists } from "./pod-processes.js";

@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 KIND=$KIND_BIN_DIR/kind
 APP_VERSION=$(chart_app_version)
 # :dev for the e2e suite, the chart's appVersion for `helm install` with its defaults (README's Quick start).
-IMAGES=(connmeter/sidecar:dev connmeter/operator:dev connmeter/demo-app:dev connmeter/sidecar:$APP_VERSION connmeter/operator:$APP_VERSION connmeter/demo-app:$APP_VERSION)
+IMAGES=(connmeter/sidecar:dev connmeter/operator:dev connmeter/demo-app:dev connmeter/init:dev connmeter/sidecar:$APP_VERSION connmeter/operator:$APP_VERSION connmeter/demo-app:$APP_VERSION connmeter/init:$APP_VERSION)
 ROUTES=$STATE/host-routes-$CLUSTER_NAME
 NODE_BINS=""
 mkdir -p "$STATE"

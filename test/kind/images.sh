@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds connmeter/sidecar, connmeter/operator and connmeter/demo-app (tag $IMAGE_TAG, default
+# Builds connmeter/sidecar, connmeter/operator, connmeter/demo-app and connmeter/init (tag $IMAGE_TAG, default
 # dev, and the chart's appVersion, the tag the chart and its sidecar snippet default to) from
 # docker/Dockerfile. The Node base: $NODE_IMAGE when set; else the official
 # node:24-bookworm-slim when present or pulled (official_image in lib.sh); else an equivalent
@@ -21,7 +21,7 @@ fi
 ca_args=()
 extra_ca=$(cat "${CONNMETER_EXTRA_CA_FILE:-/dev/null}" /usr/local/share/ca-certificates/*.crt 2>/dev/null || true)
 [ -n "$extra_ca" ] && ca_args=(--build-arg "EXTRA_CA_CERTS=$extra_ca")
-for target in sidecar operator demo-app; do
+for target in sidecar operator demo-app init; do
   start=$SECONDS
   docker build -q -f "$REPO_ROOT/docker/Dockerfile" --target "$target" \
     --build-arg "NODE_IMAGE=$base" "${ca_args[@]}" -t "connmeter/$target:$IMAGE_TAG" -t "connmeter/$target:$APP_VERSION" "$REPO_ROOT" >/dev/null 2>"$STATE/build-$target.log" \

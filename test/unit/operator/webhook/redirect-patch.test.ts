@@ -56,7 +56,7 @@ describe("redirect mode (numeric targetPort)", () => {
 
   it("is refused with the fix when no init image is configured, or the app port is ambiguous", () => {
     const { redirectInitImage: _unused, ...noImage } = SETTINGS;
-    expect(buildInjection(pod(app()), noImage)).toMatchObject({ action: "refuse", reason: expect.stringContaining("injection.redirect.initImage") });
+    expect(buildInjection(pod(app()), noImage)).toMatchObject({ action: "refuse", reason: expect.stringContaining("injection.redirect.enabled") });
     const two = app({ ports: [{ containerPort: 8080 }, { containerPort: 8081 }] });
     expect(buildInjection(pod(two), SETTINGS)).toMatchObject({ action: "refuse", reason: expect.stringContaining("connmeter.io/inject-port") });
     const named = patched({ ...pod(two), metadata: { labels: { "connmeter.io/inject-mode": "redirect" }, annotations: { "connmeter.io/inject-port": "8081" } } });
