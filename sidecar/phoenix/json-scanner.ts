@@ -44,6 +44,8 @@ export class JsonMessageScanner {
   private seenRef = false;
   private seenPayload = false;
   private done = false;
+  /** Nothing of the message was read yet: the vsn 2 prefix may be read in one go ({@link readPrefix}). */
+  private fresh = true;
   private broken = false;
   private readonly keyBuffer = Buffer.alloc(MAX_KEY_BYTES);
   private readonly fields = new FieldCaptures();
@@ -68,23 +70,33 @@ export class JsonMessageScanner {
     this.keyEscaped = false;
     this.seenRef = this.seenPayload = false;
     this.done = false;
+    this.fresh = true;
     this.broken = false;
     this.fields.clear();
   }
 
   /**
-   * Scans the next bytes of the message. Returns false once the fields are known (or the
-   * message is hopeless), so the caller can skip the rest without delivering it.
+   * Scans the next bytes of the message, `data[start, end)`. Returns false once the fields are
+   * known (or the message is hopeless), so the caller can skip the rest without delivering it.
    */
-  write(data: Buffer): boolean {
-    let i = 0;
-    const end = data.length;
+  write(data: Buffer, start = 0, end = data.length): boolean {
+    let i = start;
+    if (this.fresh) {
+      this.fresh = false;
+      if (this.vsn === VSN_2) {
+        const at = this.readPrefix(data, start, end);
+        if (at >= 0) {
+          if (this.done) return false;
+          i = at;
+        }
+      }
+    }
     while (i < end && !this.done) {
       if (this.inString) {
-        i = this.target === NONE && !this.expectKey ? this.skipString(data, i) : this.readString(data, i);
+        i = this.target === NONE && !this.expectKey ? this.skipString(data, i, end) : this.readString(data, i, end);
         continue;
       }
-      i = this.readStructure(data, i);
+      i = this.readStructure(data, i, end);
     }
     return !this.done;
   }
@@ -135,8 +147,58 @@ export class JsonMessageScanner {
     return false;
   }
 
-  private readStructure(data: Buffer, start: number): number {
-    const end = data.length;
+  /**
+   * The fast path of a vsn 2 message whose first bytes hold `[` and four plain fields, each a
+   * string without escapes or `null`, each followed by a comma, as Phoenix's encoder and the
+   * JS client write them: the fields are captured in one append each and the scan goes on at
+   * the payload, in the very state the byte-by-byte scan would have reached there. Anything
+   * else (whitespace, escapes, numbers, a prefix cut by the read) returns -1 with nothing
+   * changed, and the general scan reads the message from its first byte.
+   */
+  private readPrefix(data: Buffer, start: number, end: number): number {
+    if (start >= end || data[start] !== BRACKET_OPEN) return -1;
+    const at = PREFIX_RANGES;
+    let i = start + 1;
+    for (let f = 0; f < PAYLOAD; f++) {
+      if (i >= end) return -1;
+      const c = data[i]!;
+      if (c === QUOTE) {
+        let j = i + 1;
+        const limit = Math.min(end, j + MAX_PREFIX_FIELD_BYTES);
+        while (j < limit) {
+          const d = data[j]!;
+          if (d === QUOTE || d === BACKSLASH || d < 0x20) break;
+          j++;
+        }
+        if (j >= limit || data[j] !== QUOTE) return -1;
+        at[3 * f] = STRING;
+        at[3 * f + 1] = i + 1;
+        at[3 * f + 2] = j;
+        i = j + 1;
+      } else if (c === LOWER_N && i + 4 <= end && data[i + 1] === LOWER_U && data[i + 2] === LOWER_L && data[i + 3] === LOWER_L) {
+        at[3 * f] = LITERAL;
+        at[3 * f + 1] = i;
+        at[3 * f + 2] = i + 4;
+        i += 4;
+      } else {
+        return -1;
+      }
+      if (i >= end || data[i] !== COMMA) return -1;
+      i++;
+    }
+    for (let f = 0; f < PAYLOAD; f++) {
+      this.fields.begin(f, at[3 * f]!);
+      this.fields.append(f, data, at[3 * f + 1]!, at[3 * f + 2]!);
+    }
+    // As after `[` and four values and commas: at the payload, every required member seen.
+    this.depth = 1;
+    this.slot = PAYLOAD;
+    this.seenRef = this.seenPayload = true;
+    if (!this.needsStatus()) this.done = true;
+    return i;
+  }
+
+  private readStructure(data: Buffer, start: number, end: number): number {
     for (let i = start; i < end; i++) {
       const c = data[i]!;
       if (this.inLiteral) {
@@ -290,42 +352,62 @@ export class JsonMessageScanner {
     this.target = NONE;
   }
 
-  /** Reads a key or captured string byte by byte (both are short). */
-  private readString(data: Buffer, start: number): number {
-    const end = data.length;
-    for (let i = start; i < end; i++) {
-      const c = data[i]!;
+  /**
+   * Reads a key or captured string (both are short): the run of plain bytes up to the next
+   * quote, backslash or control byte is found first and captured in one append, so a ref or
+   * topic costs a tight loop, not a call per byte.
+   */
+  private readString(data: Buffer, start: number, end: number): number {
+    let i = start;
+    while (i < end) {
       if (this.escape) {
+        // The byte after a backslash is taken as it is (a quote there does not end the string).
         this.escape = false;
-      } else if (c === BACKSLASH) {
-        this.escape = true;
-        if (this.expectKey) this.keyEscaped = true;
-      } else if (c === QUOTE) {
+        if (!this.append(data, i, i + 1)) return this.giveUp(i);
+        i++;
+        continue;
+      }
+      let j = i;
+      let c = 0;
+      while (j < end) {
+        c = data[j]!;
+        if (c === QUOTE || c === BACKSLASH || c < 0x20) break;
+        j++;
+      }
+      if (j > i && !this.append(data, i, j)) return this.giveUp(j - 1);
+      if (j === end) return end;
+      if (c === QUOTE) {
         this.endString();
-        return i + 1;
-      } else if (c < 0x20) {
-        return this.giveUp(i); // JSON strings hold no raw control characters
+        return j + 1;
       }
-      if (this.expectKey) {
-        if (this.keyLength < MAX_KEY_BYTES) this.keyBuffer[this.keyLength++] = c;
-        else this.keyOverflow = true;
-      } else if (!this.fields.push(this.target, c)) {
-        return this.giveUp(i);
-      }
+      if (c < 0x20) return this.giveUp(j); // JSON strings hold no raw control characters
+      this.escape = true; // a backslash, captured with the byte it escapes
+      if (this.expectKey) this.keyEscaped = true;
+      if (!this.append(data, j, j + 1)) return this.giveUp(j);
+      i = j + 1;
     }
     return end;
   }
 
+  /** Captures `data[from, to)` into the key or the target field; false when the field is longer than the scanner reads. */
+  private append(data: Buffer, from: number, to: number): boolean {
+    if (!this.expectKey) return this.fields.append(this.target, data, from, to);
+    for (let k = from; k < to; k++) {
+      if (this.keyLength < MAX_KEY_BYTES) this.keyBuffer[this.keyLength++] = data[k]!;
+      else this.keyOverflow = true;
+    }
+    return true;
+  }
+
   /** Skips an uninteresting string with native searches for the closing quote. */
-  private skipString(data: Buffer, start: number): number {
+  private skipString(data: Buffer, start: number, end: number): number {
     let i = start;
-    const end = data.length;
     if (this.escape) {
       this.escape = false;
       i++;
     }
     while (i < end) {
-      const q = data.indexOf(QUOTE, i);
+      const q = findQuote(data, i, end);
       if (q < 0) {
         this.escape = countBackslashesBefore(data, end, i) % 2 === 1;
         return end;
@@ -367,10 +449,15 @@ class FieldCaptures {
   private readonly escaped = new Uint8Array(FIELD_COUNT);
   /** A field grew past MAX_FIELD_BYTES. */
   overflowed = false;
+  /** Some buffer grew since the last clear (it may be past KEPT_FIELD_BYTES). */
+  private grown = false;
 
   clear(): void {
-    this.kinds.fill(ABSENT);
+    const kinds = this.kinds;
+    for (let f = 0; f < FIELD_COUNT; f++) kinds[f] = ABSENT;
     this.overflowed = false;
+    if (!this.grown) return;
+    this.grown = false;
     for (let f = 0; f < FIELD_COUNT; f++) if (this.buffers[f]!.length > KEPT_FIELD_BYTES) this.buffers[f] = Buffer.alloc(INITIAL_FIELD_BYTES);
   }
 
@@ -395,10 +482,49 @@ class FieldCaptures {
         return false;
       }
       buf = this.buffers[field] = Buffer.concat([buf, Buffer.alloc(Math.min(buf.length, MAX_FIELD_BYTES - buf.length))]);
+      this.grown = true;
     }
     buf[n] = c;
     this.lengths[field] = n + 1;
     if (c === BACKSLASH) this.escaped[field] = 1;
+    return true;
+  }
+
+  /**
+   * Appends `data[from, to)`; false when the field would grow longer than the scanner reads
+   * (the bytes that fit are kept, as byte-by-byte {@link push}es would have kept them).
+   */
+  append(field: number, data: Buffer, from: number, to: number): boolean {
+    if (field === NONE) return true;
+    let n = this.lengths[field]!;
+    const want = n + (to - from);
+    let buf = this.buffers[field]!;
+    if (want > buf.length) {
+      if (buf.length < MAX_FIELD_BYTES) {
+        let size = buf.length;
+        while (size < want && size < MAX_FIELD_BYTES) size = Math.min(size * 2, MAX_FIELD_BYTES);
+        const grown = Buffer.alloc(size);
+        buf.copy(grown, 0, 0, n);
+        buf = this.buffers[field] = grown;
+        this.grown = true;
+      }
+      if (want > buf.length) {
+        for (let k = from; n < buf.length; k++) {
+          const c = data[k]!;
+          buf[n++] = c;
+          if (c === BACKSLASH) this.escaped[field] = 1;
+        }
+        this.lengths[field] = n;
+        this.overflowed = true;
+        return false;
+      }
+    }
+    for (let k = from; k < to; k++) {
+      const c = data[k]!;
+      buf[n++] = c;
+      if (c === BACKSLASH) this.escaped[field] = 1;
+    }
+    this.lengths[field] = n;
     return true;
   }
 
@@ -415,7 +541,11 @@ class FieldCaptures {
     const n = this.lengths[field]!;
     if (this.kinds[field] !== STRING) return false;
     if (this.escaped[field] === 1) return this.text(field) === expected.toString("utf8");
-    return n === expected.length && this.buffers[field]!.compare(expected, 0, n, 0, n) === 0;
+    if (n !== expected.length) return false;
+    // A byte loop: these are event names of a few bytes, where Buffer#compare's native call costs more than the bytes.
+    const buf = this.buffers[field]!;
+    for (let i = 0; i < n; i++) if (buf[i] !== expected[i]) return false;
+    return true;
   }
 
   /** A string field with an escape JSON rejects (decoded only when it has escapes at all). */
@@ -482,6 +612,21 @@ function fieldForKey(key: Buffer, length: number, depth: number, escaped: boolea
   }
 }
 
+/**
+ * The first quote in `data[from, end)`, or -1. A short range is searched in a loop; a long one
+ * natively, though `data` may go on past `end` (a reused scratch buffer or ring of at most 32
+ * KiB, or the chunk): past {@link NATIVE_SEARCH_BYTES} the search beyond `end` costs no more
+ * than the bytes it was given.
+ */
+function findQuote(data: Buffer, from: number, end: number): number {
+  if (end - from < NATIVE_SEARCH_BYTES) {
+    for (let i = from; i < end; i++) if (data[i] === QUOTE) return i;
+    return -1;
+  }
+  const q = data.indexOf(QUOTE, from);
+  return q < end ? q : -1;
+}
+
 function countBackslashesBefore(data: Buffer, index: number, floor: number): number {
   let n = 0;
   for (let i = index - 1; i >= floor && data[i] === BACKSLASH; i--) n++;
@@ -525,6 +670,15 @@ const COMPLEX = 3;
 const INVALID = "\u0000invalid";
 const EVENT_REPLY_BYTES = Buffer.from(EVENT_REPLY);
 
+/** Kind, start and end of each prefix field read by the vsn 2 fast path (shared: the scan is synchronous). */
+const PREFIX_RANGES = new Int32Array(3 * 4);
+/** A prefix field longer than this is left to the general scan (which bounds fields at {@link MAX_FIELD_BYTES}). */
+const MAX_PREFIX_FIELD_BYTES = 1024;
+const LOWER_N = 0x6e;
+const LOWER_U = 0x75;
+const LOWER_L = 0x6c;
+/** Below this many bytes a string is searched for its quote in a loop: a native call costs more. */
+const NATIVE_SEARCH_BYTES = 256;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const BRACE_OPEN = 0x7b;
