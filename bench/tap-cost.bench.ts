@@ -5,9 +5,11 @@
 // No kernel, no loopback: what is left is the JavaScript the tap adds to each message, which
 // the noisy end-to-end benchmark cannot resolve on a shared 2-core machine.
 //
-//   npm run build && node --max-semi-space-size=16 dist/bench/tap-cost.bench.js [--seconds=1] [--rounds=7] [--bytes=100] [--batch=1]
+//   npm run build && node --max-semi-space-size=16 dist/bench/tap-cost.bench.js [--seconds=1] [--rounds=7] [--bytes=100] [--batch=1] [--budgeted=1]
 //
 // --batch=n puts n messages in one read (pipelined pushes arriving together), as depth > 1 does.
+// --budgeted=1 gives the topics' group a channel budget (never reached), as an operator's push
+// does: every client read then goes through the join gate, held until its messages are decided.
 // --cpu-prof on the node command line profiles it. Prints ns per message pair for each and
 // the difference (the tap's price per pair).
 import { EventEmitter } from "node:events";
@@ -17,6 +19,7 @@ import { ChannelLedger, KIND_WEBSOCKET } from "../sidecar/ledger/channel-ledger.
 import { TopicGroups } from "../sidecar/ledger/topic-groups.js";
 import { VSN_2 } from "../sidecar/phoenix/message.js";
 import { encodeTextFrame } from "../sidecar/proxy/frame-writer.js";
+import { HoldBudget } from "../sidecar/proxy/hold-budget.js";
 import { TappedConnection, type ConnectionObserver } from "../sidecar/proxy/tapped-connection.js";
 
 function arg(name: string, fallback: number): number {
@@ -28,6 +31,7 @@ const SECONDS = arg("seconds", 1);
 const ROUNDS = arg("rounds", 7);
 const BYTES = arg("bytes", 100);
 const BATCH = arg("batch", 1);
+const BUDGETED = arg("budgeted", 0) === 1;
 const SOCKETS = 200;
 
 /** A socket stand-in: every write is accepted at once, pause and resume do nothing. */
@@ -60,10 +64,10 @@ interface Pair {
   upstream: SinkSocket;
 }
 
-function open(tap: boolean, ledger: ChannelLedger): Pair {
+function open(tap: boolean, ledger: ChannelLedger, holdBudget: HoldBudget): Pair {
   const client = new SinkSocket();
   const upstream = new SinkSocket();
-  const conn = new TappedConnection(client as unknown as Duplex, upstream as unknown as Duplex, ledger.openSocket(KIND_WEBSOCKET), VSN_2, null, OBSERVER, Date.now(), { tap });
+  const conn = new TappedConnection(client as unknown as Duplex, upstream as unknown as Duplex, ledger.openSocket(KIND_WEBSOCKET), VSN_2, null, OBSERVER, Date.now(), { tap, holdBudget });
   conn.start();
   return { client, upstream };
 }
@@ -102,10 +106,11 @@ function round(pairs: Pair[], data: { c2s: Buffer; s2c: Buffer }[], ms: number):
 }
 
 function main(): void {
-  const ledger = new ChannelLedger(new TopicGroups([]));
+  const ledger = new ChannelLedger(new TopicGroups(BUDGETED ? [{ match: "room:*", maxChannels: 1e9 }] : []));
+  const holdBudget = new HoldBudget();
   const data = Array.from({ length: SOCKETS }, (_, i) => traffic(`room:tp:${i}`));
-  const on = Array.from({ length: SOCKETS }, () => open(true, ledger));
-  const off = Array.from({ length: SOCKETS }, () => open(false, ledger));
+  const on = Array.from({ length: SOCKETS }, () => open(true, ledger, holdBudget));
+  const off = Array.from({ length: SOCKETS }, () => open(false, ledger, holdBudget));
   round(on, data, 300);
   round(off, data, 300);
   const nsOn: number[] = [];
@@ -120,7 +125,7 @@ function main(): void {
   }
   const best = (xs: number[]): number => Math.min(...xs);
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  console.log(`tap cost: ${BYTES} B messages, ${BATCH} per read, ${SOCKETS} sockets, ${ROUNDS} rounds of ${SECONDS} s each, node ${process.version}`);
+  console.log(`tap cost: ${BYTES} B messages, ${BATCH} per read, ${SOCKETS} sockets, ${BUDGETED ? "a budget on the topics' group, " : ""}${ROUNDS} rounds of ${SECONDS} s each, node ${process.version}`);
   console.log(`  ns per message pair   best   median`);
   console.log(`  tap on (sidecar)     ${best(nsOn).toFixed(0).padStart(5)}   ${median(nsOn).toFixed(0).padStart(6)}`);
   console.log(`  tap off (relay)      ${best(nsOff).toFixed(0).padStart(5)}   ${median(nsOff).toFixed(0).padStart(6)}`);
