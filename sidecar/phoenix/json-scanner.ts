@@ -1,4 +1,5 @@
-import { COMPLEX_REF, VSN_2, EVENT_REPLY, type PhoenixVsn, type PhoenixMessage } from "./message.js";
+import { COMPLEX, FieldCaptures, INVALID, LITERAL, NONE, STRING } from "./field-captures.js";
+import { VSN_2, EVENT_REPLY, type PhoenixVsn, type PhoenixMessage } from "./message.js";
 
 /**
  * Streams over one Phoenix JSON text message, fed in pieces, and captures only the scalar
@@ -437,155 +438,6 @@ export class JsonMessageScanner {
   }
 }
 
-/**
- * Capture buffers for the six fields, reused for every message. Each starts small and grows
- * up to {@link MAX_FIELD_BYTES}; a pooled scanner gives grown buffers back at the next message.
- */
-class FieldCaptures {
-  private readonly buffers: Buffer[] = Array.from({ length: FIELD_COUNT }, () => Buffer.alloc(INITIAL_FIELD_BYTES));
-  private readonly lengths = new Int32Array(FIELD_COUNT);
-  /** ABSENT, STRING, LITERAL (number, null, true, false) or COMPLEX (an array or object). */
-  private readonly kinds = new Uint8Array(FIELD_COUNT);
-  private readonly escaped = new Uint8Array(FIELD_COUNT);
-  /** A field grew past MAX_FIELD_BYTES. */
-  overflowed = false;
-  /** Some buffer grew since the last clear (it may be past KEPT_FIELD_BYTES). */
-  private grown = false;
-
-  clear(): void {
-    const kinds = this.kinds;
-    for (let f = 0; f < FIELD_COUNT; f++) kinds[f] = ABSENT;
-    this.overflowed = false;
-    if (!this.grown) return;
-    this.grown = false;
-    for (let f = 0; f < FIELD_COUNT; f++) if (this.buffers[f]!.length > KEPT_FIELD_BYTES) this.buffers[f] = Buffer.alloc(INITIAL_FIELD_BYTES);
-  }
-
-  begin(field: number, kind: number): void {
-    this.kinds[field] = kind;
-    this.lengths[field] = 0;
-    this.escaped[field] = 0;
-  }
-
-  forget(field: number): void {
-    this.kinds[field] = ABSENT;
-  }
-
-  /** Appends a byte; false when the field is longer than the scanner reads. */
-  push(field: number, c: number): boolean {
-    if (field === NONE) return true;
-    const n = this.lengths[field]!;
-    let buf = this.buffers[field]!;
-    if (n >= buf.length) {
-      if (n >= MAX_FIELD_BYTES) {
-        this.overflowed = true;
-        return false;
-      }
-      buf = this.buffers[field] = Buffer.concat([buf, Buffer.alloc(Math.min(buf.length, MAX_FIELD_BYTES - buf.length))]);
-      this.grown = true;
-    }
-    buf[n] = c;
-    this.lengths[field] = n + 1;
-    if (c === BACKSLASH) this.escaped[field] = 1;
-    return true;
-  }
-
-  /**
-   * Appends `data[from, to)`; false when the field would grow longer than the scanner reads
-   * (the bytes that fit are kept, as byte-by-byte {@link push}es would have kept them).
-   */
-  append(field: number, data: Buffer, from: number, to: number): boolean {
-    if (field === NONE) return true;
-    let n = this.lengths[field]!;
-    const want = n + (to - from);
-    let buf = this.buffers[field]!;
-    if (want > buf.length) {
-      if (buf.length < MAX_FIELD_BYTES) {
-        let size = buf.length;
-        while (size < want && size < MAX_FIELD_BYTES) size = Math.min(size * 2, MAX_FIELD_BYTES);
-        const grown = Buffer.alloc(size);
-        buf.copy(grown, 0, 0, n);
-        buf = this.buffers[field] = grown;
-        this.grown = true;
-      }
-      if (want > buf.length) {
-        for (let k = from; n < buf.length; k++) {
-          const c = data[k]!;
-          buf[n++] = c;
-          if (c === BACKSLASH) this.escaped[field] = 1;
-        }
-        this.lengths[field] = n;
-        this.overflowed = true;
-        return false;
-      }
-    }
-    for (let k = from; k < to; k++) {
-      const c = data[k]!;
-      buf[n++] = c;
-      if (c === BACKSLASH) this.escaped[field] = 1;
-    }
-    this.lengths[field] = n;
-    return true;
-  }
-
-  has(field: number): boolean {
-    return this.kinds[field] !== ABSENT;
-  }
-
-  isString(field: number): boolean {
-    return this.kinds[field] === STRING;
-  }
-
-  /** Whether the field is the string `expected`; escapes are decoded first (`"phx\u005fjoin"` is a join). */
-  equals(field: number, expected: Buffer): boolean {
-    const n = this.lengths[field]!;
-    if (this.kinds[field] !== STRING) return false;
-    if (this.escaped[field] === 1) return this.text(field) === expected.toString("utf8");
-    if (n !== expected.length) return false;
-    // A byte loop: these are event names of a few bytes, where Buffer#compare's native call costs more than the bytes.
-    const buf = this.buffers[field]!;
-    for (let i = 0; i < n; i++) if (buf[i] !== expected[i]) return false;
-    return true;
-  }
-
-  /** A string field with an escape JSON rejects (decoded only when it has escapes at all). */
-  hasBadEscape(field: number): boolean {
-    return this.escaped[field] === 1 && this.text(field) === INVALID;
-  }
-
-  isValidLiteral(field: number): boolean {
-    const raw = this.buffers[field]!.toString("latin1", 0, this.lengths[field]!);
-    return raw === "null" || raw === "true" || raw === "false" || JSON_NUMBER.test(raw);
-  }
-
-  /**
-   * The field as Phoenix sees it, as text: strings decoded, numbers by value (`1`, `1.0e0` and
-   * `-0` as Jason would echo them back, compared by value), containers as {@link COMPLEX_REF},
-   * null as null; INVALID for a string JSON would reject.
-   */
-  text(field: number): string | null {
-    const kind = this.kinds[field];
-    if (kind === ABSENT) return null;
-    if (kind === COMPLEX) return COMPLEX_REF;
-    const raw = this.buffers[field]!.toString("utf8", 0, this.lengths[field]!);
-    if (kind === LITERAL) return literalText(raw);
-    if (this.escaped[field] === 0) return raw;
-    try {
-      return JSON.parse(`"${raw}"`) as string;
-    } catch {
-      return INVALID;
-    }
-  }
-}
-
-/** A number's canonical text: integers exactly (Jason keeps big integers), floats by value. */
-function literalText(raw: string): string | null {
-  if (raw === "null") return null;
-  if (raw === "true" || raw === "false") return raw;
-  if (/^-?\d+$/.test(raw)) return BigInt(raw).toString();
-  return String(Number(raw));
-}
-
 function fieldForKey(key: Buffer, length: number, depth: number, escaped: boolean): number {
   let k = key.toString(escaped ? "utf8" : "latin1", 0, length);
   if (escaped) {
@@ -640,39 +492,21 @@ function isLiteralByte(c: number): boolean {
 
 const LITERAL_BYTES = new Uint8Array(256);
 for (const c of "0123456789+-.eEtrufalsn") LITERAL_BYTES[c.charCodeAt(0)] = 1;
-const JSON_NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
 
 // Field indexes: the vsn 2 array positions, then the payload status.
-const NONE = -1;
 const JOIN_REF = 0;
 const REF = 1;
 const TOPIC = 2;
 const EVENT = 3;
 const PAYLOAD = 4;
 const STATUS = 5;
-const FIELD_COUNT = 6;
-/**
- * Longest topic, event or ref read: the join gate's hold limit, since a longer message can
- * be neither held back nor refused. A message with a longer field is relayed undecided.
- */
-const MAX_FIELD_BYTES = 64 * 1024;
-const INITIAL_FIELD_BYTES = 256;
-/** A pooled scanner keeps capture buffers up to this size between messages. */
-const KEPT_FIELD_BYTES = 4096;
 /** Longest key read: "join_ref" with every character escaped is 48 bytes. */
 const MAX_KEY_BYTES = 64;
-/** Field kinds. */
-const ABSENT = 0;
-const STRING = 1;
-const LITERAL = 2;
-const COMPLEX = 3;
-/** text() of a string JSON would reject (a bad escape). */
-const INVALID = "\u0000invalid";
 const EVENT_REPLY_BYTES = Buffer.from(EVENT_REPLY);
 
 /** Kind, start and end of each prefix field read by the vsn 2 fast path (shared: the scan is synchronous). */
 const PREFIX_RANGES = new Int32Array(3 * 4);
-/** A prefix field longer than this is left to the general scan (which bounds fields at {@link MAX_FIELD_BYTES}). */
+/** A prefix field longer than this is left to the general scan (which reads fields up to MAX_FIELD_BYTES, 64 KiB). */
 const MAX_PREFIX_FIELD_BYTES = 1024;
 const LOWER_N = 0x6e;
 const LOWER_U = 0x75;
