@@ -76,7 +76,7 @@ bench: build ## benchmarks: direct vs sidecar vs nginx (installs nginx with apt-
 	node dist/bench/operator-bench.js
 	node --expose-gc dist/bench/informer-heap-bench.js
 
-bench-scale: build ## 50,000 joined sockets (2 channels each, 1 % active) through one sidecar for 5 min: RSS, heap, /stats and /metrics latency, exact counts (BENCH_SCALE_HOLD_S=60 shortens it; scaled down to the open-files limit)
+bench-scale: build ## 50,000 joined sockets (2 channels each, 1 % active) through one sidecar for 5 min: RSS, live-heap slope, /stats and /metrics latency, exact counts (BENCH_SCALE_HOLD_S=60 shortens it; scaled down to the open-files limit)
 	bash bench/run.sh scale
 
 # The local Kubernetes control plane (test/env): etcd, kube-apiserver, kube-controller-manager,

@@ -162,11 +162,12 @@ export async function startApp(): Promise<Service & { url: string }> {
 /** Node flags that let `collectGarbage()` run a full GC in the sidecar (see gc-on-signal.ts). */
 export const GC_ON_SIGNAL_ARGS = ["--expose-gc", "--import", new URL("./gc-on-signal.js", import.meta.url).href];
 
-/** Full GC in a process started with GC_ON_SIGNAL_ARGS; resolves once it is done. */
-export async function collectGarbage(svc: Service): Promise<void> {
+/** Full GC in a process started with GC_ON_SIGNAL_ARGS; resolves once it is done, with the V8 heap used after it (bytes). */
+export async function collectGarbage(svc: Service): Promise<number> {
   const done = svc.nextLine(/^bench-gc: done/, 10_000);
   svc.proc.kill("SIGUSR2");
-  await done;
+  const line = await done;
+  return Number(/heapUsed=(\d+)/.exec(line)?.[1] ?? NaN);
 }
 
 /** The sidecar (dist/sidecar/main.js) in front of `upstream`, both ports ephemeral. */

@@ -94,8 +94,8 @@ class CountingSink implements MessageSink {
   bytes = 0;
   constructor(private readonly peek: boolean) {}
   onMessageStart(): void {}
-  onMessageData(data: Buffer): boolean {
-    this.bytes += data[0]! + data.length; // touch the data so the work cannot be skipped
+  onMessageData(data: Buffer, start: number, end: number): boolean {
+    this.bytes += data[start]! + end - start; // touch the data so the work cannot be skipped
     return !this.peek;
   }
   onMessageEnd(): void {

@@ -13,7 +13,8 @@
 //
 // Knobs (env): BENCH_DURATION_S (5 measured seconds per path and measurement, in BENCH_ROUNDS (5)
 // interleaved slices), BENCH_WARMUP_S (1.5), BENCH_SOCKETS (200), BENCH_DEPTH (4),
-// BENCH_LATENCY_SOCKETS (50), BENCH_LATENCY_RATE (20 pushes/s per socket), BENCH_IDLE (10000),
+// BENCH_LATENCY_SOCKETS (50), BENCH_LATENCY_RATE (20 pushes/s per socket), BENCH_IDLE (10000; 0 skips
+// the idle phase), BENCH_PAYLOADS (message sizes of the throughput phase, "100,16384"),
 // BENCH_LOAD_WORKERS (2), BENCH_IDLE_WORKERS (4), BENCH_CPU_PROF (1 = profile the sidecar),
 // BENCH_TMP (temp dir, default a new one), BENCH_PID_FILE (children's pids, for run.sh's trap),
 // BENCH_SIDECAR_NODE (node binary running the sidecar, to compare runtimes; default this one).
@@ -33,12 +34,20 @@ import { nginxVersion } from "./nginx-proxy.js";
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const RESULTS_DIR = join(REPO_ROOT, "bench", "results");
 
-function envNumber(name: string, fallback: number): number {
+function envNumber(name: string, fallback: number, zeroAllowed = false): number {
   const raw = process.env[name];
   if (raw === undefined || raw === "") return fallback;
   const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
+  if (!Number.isFinite(n) || n < 0 || (n === 0 && !zeroAllowed)) throw new Error(`${name} must be a positive number, got "${raw}"`);
   return n;
+}
+
+function envSizes(name: string, fallback: number[]): number[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const sizes = raw.split(",").map(Number);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 11)) throw new Error(`${name} must be comma-separated message sizes of at least 11 bytes, got "${raw}"`);
+  return sizes;
 }
 
 const CPU_PROFILE_DIR = join(RESULTS_DIR, "cpuprof");
@@ -50,11 +59,11 @@ const CFG = {
   sliceWarmupMs: 300,
   sockets: Math.round(envNumber("BENCH_SOCKETS", 200)),
   depth: Math.round(envNumber("BENCH_DEPTH", 4)),
-  payloads: [100, 16 * 1024],
+  payloads: envSizes("BENCH_PAYLOADS", [100, 16 * 1024]),
   latencySockets: Math.round(envNumber("BENCH_LATENCY_SOCKETS", 50)),
   latencyRate: envNumber("BENCH_LATENCY_RATE", 20),
   latencyPayload: 100,
-  idleConnections: Math.round(envNumber("BENCH_IDLE", 10_000)),
+  idleConnections: Math.round(envNumber("BENCH_IDLE", 10_000, true)),
   loadWorkers: Math.round(envNumber("BENCH_LOAD_WORKERS", 2)),
   idleWorkers: Math.round(envNumber("BENCH_IDLE_WORKERS", 4)),
   cpuProfileDir: process.env.BENCH_CPU_PROF === "1" ? CPU_PROFILE_DIR : undefined,
@@ -128,7 +137,7 @@ async function main(): Promise<void> {
   const load = await runLoadPhases(CFG, tmp, maxFds, progress);
   const profile = CFG.cpuProfileDir === undefined ? undefined : readProfile(CFG.cpuProfileDir);
   const idle: IdleResult[] = [];
-  for (const proxy of ["sidecar", "nginx"] as ProxyName[]) {
+  for (const proxy of (CFG.idleConnections > 0 ? ["sidecar", "nginx"] : []) as ProxyName[]) {
     idle.push(await measureIdle({ proxy, requested: CFG.idleConnections, workers: CFG.idleWorkers, maxFds, nginxDir: join(tmp, "nginx-idle"), progress }));
   }
   const targets = evaluateTargets(load.throughput, load.latency, idle);

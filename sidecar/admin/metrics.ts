@@ -14,6 +14,7 @@ export function createMetrics(sidecar: Sidecar): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "connmeter_" });
   replaceOpenFdsGauge(registry);
+  replaceHandleGauges(registry);
 
   new Gauge({
     name: "connmeter_connections",
@@ -275,3 +276,123 @@ function replaceOpenFdsGauge(registry: Registry): void {
 }
 
 const OPEN_FDS_MAX_AGE_MS = 5000;
+
+/** Every gauge of one render reads the same listing of the process's resources. */
+interface ResourceSnapshot {
+  resourcesByType: Map<string, number>;
+  resources: number;
+  /** Handles among the resources (neither requests nor timers): nodejs_active_handles_total. */
+  handles: number;
+}
+
+/** How old the handles-by-type listing may be: listing each handle's owner object costs ~1 ms per 1,000 sockets. */
+export const HANDLE_TYPES_MAX_AGE_MS = 60_000;
+
+/**
+ * prom-client's nodejs_active_handles, nodejs_active_handles_total, nodejs_active_resources and
+ * nodejs_active_resources_total each list every handle in their own collect (twice
+ * process._getActiveHandles(), which fetches the owner object of every handle, twice
+ * process.getActiveResourcesInfo()): two handles per proxied socket, ~14 ms of the event loop
+ * per scrape at 10,000 sockets (the bulk of a /metrics render there) and linear in them. The
+ * same four metrics, names, help and labels unchanged:
+ * - the resources by type and the three totals come from one getActiveResourcesInfo() per
+ *   render (type names only, no owner objects), shared by the gauges of that render; the
+ *   handles are the resources that are neither requests nor timers;
+ * - the handles by type (named after their owners' constructors, as prom-client names them)
+ *   need the owner objects, so that listing is taken at most every
+ *   {@link HANDLE_TYPES_MAX_AGE_MS}; it is a leak-hunting breakdown, the total stays exact.
+ */
+function replaceHandleGauges(registry: Registry, now: () => number = () => performance.now()): void {
+  const names = ["nodejs_active_handles", "nodejs_active_handles_total", "nodejs_active_resources", "nodejs_active_resources_total"].map((n) => `connmeter_${n}`);
+  const help = new Map<string, string>();
+  for (const name of names) {
+    const existing = registry.getSingleMetric(name) as unknown as { help?: string } | undefined;
+    if (existing === undefined) return; // a Node without these APIs: prom-client registered none
+    help.set(name, existing.help ?? name);
+  }
+  for (const name of names) registry.removeSingleMetric(name);
+  let snapshot: ResourceSnapshot | null = null;
+  const take = (): ResourceSnapshot => {
+    if (snapshot !== null) return snapshot;
+    const taken = listResources();
+    snapshot = taken;
+    // Every collect of one render runs in the same synchronous pass, before any microtask.
+    queueMicrotask(() => void (snapshot = null));
+    return taken;
+  };
+  let handleTypes = new Map<string, number>();
+  let handleTypesAt = -Infinity;
+  const [handles, handlesTotal, resources, resourcesTotal] = names as [string, string, string, string];
+  new Gauge({
+    name: handles,
+    help: `${help.get(handles)!} (listed at most every ${HANDLE_TYPES_MAX_AGE_MS / 1000} s; the total is exact)`,
+    labelNames: ["type"],
+    registers: [registry],
+    collect() {
+      if (now() - handleTypesAt >= HANDLE_TYPES_MAX_AGE_MS) {
+        handleTypes = listHandleTypes();
+        handleTypesAt = now();
+      }
+      this.reset();
+      for (const [type, n] of handleTypes) this.set({ type }, n);
+    },
+  });
+  new Gauge({
+    name: handlesTotal,
+    help: help.get(handlesTotal)!,
+    registers: [registry],
+    collect() {
+      this.set(take().handles);
+    },
+  });
+  new Gauge({
+    name: resources,
+    help: help.get(resources)!,
+    labelNames: ["type"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [type, n] of take().resourcesByType) this.set({ type }, n);
+    },
+  });
+  new Gauge({
+    name: resourcesTotal,
+    help: help.get(resourcesTotal)!,
+    registers: [registry],
+    collect() {
+      this.set(take().resources);
+    },
+  });
+}
+
+/**
+ * The resources by type. Node lists them as its requests, its referenced handles, then one
+ * `Timeout` per timer and one `Immediate` per immediate; the handles are what is left once the
+ * requests (few: process._getActiveRequests()) and the timers are taken away.
+ */
+function listResources(): ResourceSnapshot {
+  const info = process.getActiveResourcesInfo();
+  const resourcesByType = new Map<string, number>();
+  for (const type of info) resourcesByType.set(type, (resourcesByType.get(type) ?? 0) + 1);
+  const requests = (process as unknown as { _getActiveRequests(): unknown[] })._getActiveRequests().length;
+  const timers = (resourcesByType.get("Timeout") ?? 0) + (resourcesByType.get("Immediate") ?? 0);
+  return { resourcesByType, resources: info.length, handles: Math.max(0, info.length - requests - timers) };
+}
+
+/** Handles by their owner's constructor name, as prom-client's nodejs_active_handles groups them. */
+function listHandleTypes(): Map<string, number> {
+  const list = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
+  // Counted by prototype first (one Map look-up per handle; nearly all share Socket's), named after.
+  const byPrototype = new Map<unknown, number>();
+  for (const h of list) {
+    if (h === null || typeof h !== "object") continue;
+    const proto: unknown = Object.getPrototypeOf(h);
+    byPrototype.set(proto, (byPrototype.get(proto) ?? 0) + 1);
+  }
+  const byType = new Map<string, number>();
+  for (const [proto, n] of byPrototype) {
+    const type = (proto as { constructor?: { name?: string } } | null)?.constructor?.name;
+    if (type !== undefined) byType.set(type, (byType.get(type) ?? 0) + n);
+  }
+  return byType;
+}

@@ -27,13 +27,13 @@ export class BinaryMessageScanner {
     this.broken = false;
   }
 
-  /** Returns false once the header is complete (or the kind is unknown). */
-  write(data: Buffer): boolean {
-    let i = 0;
-    while (i < data.length) {
+  /** Reads `data[start, end)`; returns false once the header is complete (or the kind is unknown). */
+  write(data: Buffer, start = 0, end = data.length): boolean {
+    let i = start;
+    while (i < end) {
       if (this.needed >= 0 && this.length >= this.needed) return false;
       const want = this.needed >= 0 ? this.needed - this.length : 1 + this.sizeCount() - this.length;
-      const n = Math.min(want, data.length - i);
+      const n = Math.min(want, end - i);
       data.copy(this.header, this.length, i, i + n);
       this.length += n;
       i += n;

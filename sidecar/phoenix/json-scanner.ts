@@ -1,4 +1,5 @@
-import { COMPLEX_REF, VSN_2, EVENT_REPLY, type PhoenixVsn, type PhoenixMessage } from "./message.js";
+import { COMPLEX, FieldCaptures, INVALID, LITERAL, NONE, STRING } from "./field-captures.js";
+import { VSN_2, EVENT_REPLY, type PhoenixVsn, type PhoenixMessage } from "./message.js";
 
 /**
  * Streams over one Phoenix JSON text message, fed in pieces, and captures only the scalar
@@ -44,6 +45,8 @@ export class JsonMessageScanner {
   private seenRef = false;
   private seenPayload = false;
   private done = false;
+  /** Nothing of the message was read yet: the vsn 2 prefix may be read in one go ({@link readPrefix}). */
+  private fresh = true;
   private broken = false;
   private readonly keyBuffer = Buffer.alloc(MAX_KEY_BYTES);
   private readonly fields = new FieldCaptures();
@@ -68,23 +71,33 @@ export class JsonMessageScanner {
     this.keyEscaped = false;
     this.seenRef = this.seenPayload = false;
     this.done = false;
+    this.fresh = true;
     this.broken = false;
     this.fields.clear();
   }
 
   /**
-   * Scans the next bytes of the message. Returns false once the fields are known (or the
-   * message is hopeless), so the caller can skip the rest without delivering it.
+   * Scans the next bytes of the message, `data[start, end)`. Returns false once the fields are
+   * known (or the message is hopeless), so the caller can skip the rest without delivering it.
    */
-  write(data: Buffer): boolean {
-    let i = 0;
-    const end = data.length;
+  write(data: Buffer, start = 0, end = data.length): boolean {
+    let i = start;
+    if (this.fresh) {
+      this.fresh = false;
+      if (this.vsn === VSN_2) {
+        const at = this.readPrefix(data, start, end);
+        if (at >= 0) {
+          if (this.done) return false;
+          i = at;
+        }
+      }
+    }
     while (i < end && !this.done) {
       if (this.inString) {
-        i = this.target === NONE && !this.expectKey ? this.skipString(data, i) : this.readString(data, i);
+        i = this.target === NONE && !this.expectKey ? this.skipString(data, i, end) : this.readString(data, i, end);
         continue;
       }
-      i = this.readStructure(data, i);
+      i = this.readStructure(data, i, end);
     }
     return !this.done;
   }
@@ -135,8 +148,58 @@ export class JsonMessageScanner {
     return false;
   }
 
-  private readStructure(data: Buffer, start: number): number {
-    const end = data.length;
+  /**
+   * The fast path of a vsn 2 message whose first bytes hold `[` and four plain fields, each a
+   * string without escapes or `null`, each followed by a comma, as Phoenix's encoder and the
+   * JS client write them: the fields are captured in one append each and the scan goes on at
+   * the payload, in the very state the byte-by-byte scan would have reached there. Anything
+   * else (whitespace, escapes, numbers, a prefix cut by the read) returns -1 with nothing
+   * changed, and the general scan reads the message from its first byte.
+   */
+  private readPrefix(data: Buffer, start: number, end: number): number {
+    if (start >= end || data[start] !== BRACKET_OPEN) return -1;
+    const at = PREFIX_RANGES;
+    let i = start + 1;
+    for (let f = 0; f < PAYLOAD; f++) {
+      if (i >= end) return -1;
+      const c = data[i]!;
+      if (c === QUOTE) {
+        let j = i + 1;
+        const limit = Math.min(end, j + MAX_PREFIX_FIELD_BYTES);
+        while (j < limit) {
+          const d = data[j]!;
+          if (d === QUOTE || d === BACKSLASH || d < 0x20) break;
+          j++;
+        }
+        if (j >= limit || data[j] !== QUOTE) return -1;
+        at[3 * f] = STRING;
+        at[3 * f + 1] = i + 1;
+        at[3 * f + 2] = j;
+        i = j + 1;
+      } else if (c === LOWER_N && i + 4 <= end && data[i + 1] === LOWER_U && data[i + 2] === LOWER_L && data[i + 3] === LOWER_L) {
+        at[3 * f] = LITERAL;
+        at[3 * f + 1] = i;
+        at[3 * f + 2] = i + 4;
+        i += 4;
+      } else {
+        return -1;
+      }
+      if (i >= end || data[i] !== COMMA) return -1;
+      i++;
+    }
+    for (let f = 0; f < PAYLOAD; f++) {
+      this.fields.begin(f, at[3 * f]!);
+      this.fields.append(f, data, at[3 * f + 1]!, at[3 * f + 2]!);
+    }
+    // As after `[` and four values and commas: at the payload, every required member seen.
+    this.depth = 1;
+    this.slot = PAYLOAD;
+    this.seenRef = this.seenPayload = true;
+    if (!this.needsStatus()) this.done = true;
+    return i;
+  }
+
+  private readStructure(data: Buffer, start: number, end: number): number {
     for (let i = start; i < end; i++) {
       const c = data[i]!;
       if (this.inLiteral) {
@@ -290,42 +353,62 @@ export class JsonMessageScanner {
     this.target = NONE;
   }
 
-  /** Reads a key or captured string byte by byte (both are short). */
-  private readString(data: Buffer, start: number): number {
-    const end = data.length;
-    for (let i = start; i < end; i++) {
-      const c = data[i]!;
+  /**
+   * Reads a key or captured string (both are short): the run of plain bytes up to the next
+   * quote, backslash or control byte is found first and captured in one append, so a ref or
+   * topic costs a tight loop, not a call per byte.
+   */
+  private readString(data: Buffer, start: number, end: number): number {
+    let i = start;
+    while (i < end) {
       if (this.escape) {
+        // The byte after a backslash is taken as it is (a quote there does not end the string).
         this.escape = false;
-      } else if (c === BACKSLASH) {
-        this.escape = true;
-        if (this.expectKey) this.keyEscaped = true;
-      } else if (c === QUOTE) {
+        if (!this.append(data, i, i + 1)) return this.giveUp(i);
+        i++;
+        continue;
+      }
+      let j = i;
+      let c = 0;
+      while (j < end) {
+        c = data[j]!;
+        if (c === QUOTE || c === BACKSLASH || c < 0x20) break;
+        j++;
+      }
+      if (j > i && !this.append(data, i, j)) return this.giveUp(j - 1);
+      if (j === end) return end;
+      if (c === QUOTE) {
         this.endString();
-        return i + 1;
-      } else if (c < 0x20) {
-        return this.giveUp(i); // JSON strings hold no raw control characters
+        return j + 1;
       }
-      if (this.expectKey) {
-        if (this.keyLength < MAX_KEY_BYTES) this.keyBuffer[this.keyLength++] = c;
-        else this.keyOverflow = true;
-      } else if (!this.fields.push(this.target, c)) {
-        return this.giveUp(i);
-      }
+      if (c < 0x20) return this.giveUp(j); // JSON strings hold no raw control characters
+      this.escape = true; // a backslash, captured with the byte it escapes
+      if (this.expectKey) this.keyEscaped = true;
+      if (!this.append(data, j, j + 1)) return this.giveUp(j);
+      i = j + 1;
     }
     return end;
   }
 
+  /** Captures `data[from, to)` into the key or the target field; false when the field is longer than the scanner reads. */
+  private append(data: Buffer, from: number, to: number): boolean {
+    if (!this.expectKey) return this.fields.append(this.target, data, from, to);
+    for (let k = from; k < to; k++) {
+      if (this.keyLength < MAX_KEY_BYTES) this.keyBuffer[this.keyLength++] = data[k]!;
+      else this.keyOverflow = true;
+    }
+    return true;
+  }
+
   /** Skips an uninteresting string with native searches for the closing quote. */
-  private skipString(data: Buffer, start: number): number {
+  private skipString(data: Buffer, start: number, end: number): number {
     let i = start;
-    const end = data.length;
     if (this.escape) {
       this.escape = false;
       i++;
     }
     while (i < end) {
-      const q = data.indexOf(QUOTE, i);
+      const q = findQuote(data, i, end);
       if (q < 0) {
         this.escape = countBackslashesBefore(data, end, i) % 2 === 1;
         return end;
@@ -355,107 +438,6 @@ export class JsonMessageScanner {
   }
 }
 
-/**
- * Capture buffers for the six fields, reused for every message. Each starts small and grows
- * up to {@link MAX_FIELD_BYTES}; a pooled scanner gives grown buffers back at the next message.
- */
-class FieldCaptures {
-  private readonly buffers: Buffer[] = Array.from({ length: FIELD_COUNT }, () => Buffer.alloc(INITIAL_FIELD_BYTES));
-  private readonly lengths = new Int32Array(FIELD_COUNT);
-  /** ABSENT, STRING, LITERAL (number, null, true, false) or COMPLEX (an array or object). */
-  private readonly kinds = new Uint8Array(FIELD_COUNT);
-  private readonly escaped = new Uint8Array(FIELD_COUNT);
-  /** A field grew past MAX_FIELD_BYTES. */
-  overflowed = false;
-
-  clear(): void {
-    this.kinds.fill(ABSENT);
-    this.overflowed = false;
-    for (let f = 0; f < FIELD_COUNT; f++) if (this.buffers[f]!.length > KEPT_FIELD_BYTES) this.buffers[f] = Buffer.alloc(INITIAL_FIELD_BYTES);
-  }
-
-  begin(field: number, kind: number): void {
-    this.kinds[field] = kind;
-    this.lengths[field] = 0;
-    this.escaped[field] = 0;
-  }
-
-  forget(field: number): void {
-    this.kinds[field] = ABSENT;
-  }
-
-  /** Appends a byte; false when the field is longer than the scanner reads. */
-  push(field: number, c: number): boolean {
-    if (field === NONE) return true;
-    const n = this.lengths[field]!;
-    let buf = this.buffers[field]!;
-    if (n >= buf.length) {
-      if (n >= MAX_FIELD_BYTES) {
-        this.overflowed = true;
-        return false;
-      }
-      buf = this.buffers[field] = Buffer.concat([buf, Buffer.alloc(Math.min(buf.length, MAX_FIELD_BYTES - buf.length))]);
-    }
-    buf[n] = c;
-    this.lengths[field] = n + 1;
-    if (c === BACKSLASH) this.escaped[field] = 1;
-    return true;
-  }
-
-  has(field: number): boolean {
-    return this.kinds[field] !== ABSENT;
-  }
-
-  isString(field: number): boolean {
-    return this.kinds[field] === STRING;
-  }
-
-  /** Whether the field is the string `expected`; escapes are decoded first (`"phx\u005fjoin"` is a join). */
-  equals(field: number, expected: Buffer): boolean {
-    const n = this.lengths[field]!;
-    if (this.kinds[field] !== STRING) return false;
-    if (this.escaped[field] === 1) return this.text(field) === expected.toString("utf8");
-    return n === expected.length && this.buffers[field]!.compare(expected, 0, n, 0, n) === 0;
-  }
-
-  /** A string field with an escape JSON rejects (decoded only when it has escapes at all). */
-  hasBadEscape(field: number): boolean {
-    return this.escaped[field] === 1 && this.text(field) === INVALID;
-  }
-
-  isValidLiteral(field: number): boolean {
-    const raw = this.buffers[field]!.toString("latin1", 0, this.lengths[field]!);
-    return raw === "null" || raw === "true" || raw === "false" || JSON_NUMBER.test(raw);
-  }
-
-  /**
-   * The field as Phoenix sees it, as text: strings decoded, numbers by value (`1`, `1.0e0` and
-   * `-0` as Jason would echo them back, compared by value), containers as {@link COMPLEX_REF},
-   * null as null; INVALID for a string JSON would reject.
-   */
-  text(field: number): string | null {
-    const kind = this.kinds[field];
-    if (kind === ABSENT) return null;
-    if (kind === COMPLEX) return COMPLEX_REF;
-    const raw = this.buffers[field]!.toString("utf8", 0, this.lengths[field]!);
-    if (kind === LITERAL) return literalText(raw);
-    if (this.escaped[field] === 0) return raw;
-    try {
-      return JSON.parse(`"${raw}"`) as string;
-    } catch {
-      return INVALID;
-    }
-  }
-}
-
-/** A number's canonical text: integers exactly (Jason keeps big integers), floats by value. */
-function literalText(raw: string): string | null {
-  if (raw === "null") return null;
-  if (raw === "true" || raw === "false") return raw;
-  if (/^-?\d+$/.test(raw)) return BigInt(raw).toString();
-  return String(Number(raw));
-}
-
 function fieldForKey(key: Buffer, length: number, depth: number, escaped: boolean): number {
   let k = key.toString(escaped ? "utf8" : "latin1", 0, length);
   if (escaped) {
@@ -482,6 +464,21 @@ function fieldForKey(key: Buffer, length: number, depth: number, escaped: boolea
   }
 }
 
+/**
+ * The first quote in `data[from, end)`, or -1. A short range is searched in a loop; a long one
+ * natively, though `data` may go on past `end` (a reused scratch buffer or ring of at most 32
+ * KiB, or the chunk): past {@link NATIVE_SEARCH_BYTES} the search beyond `end` costs no more
+ * than the bytes it was given.
+ */
+function findQuote(data: Buffer, from: number, end: number): number {
+  if (end - from < NATIVE_SEARCH_BYTES) {
+    for (let i = from; i < end; i++) if (data[i] === QUOTE) return i;
+    return -1;
+  }
+  const q = data.indexOf(QUOTE, from);
+  return q < end ? q : -1;
+}
+
 function countBackslashesBefore(data: Buffer, index: number, floor: number): number {
   let n = 0;
   for (let i = index - 1; i >= floor && data[i] === BACKSLASH; i--) n++;
@@ -495,36 +492,27 @@ function isLiteralByte(c: number): boolean {
 
 const LITERAL_BYTES = new Uint8Array(256);
 for (const c of "0123456789+-.eEtrufalsn") LITERAL_BYTES[c.charCodeAt(0)] = 1;
-const JSON_NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
 
 // Field indexes: the vsn 2 array positions, then the payload status.
-const NONE = -1;
 const JOIN_REF = 0;
 const REF = 1;
 const TOPIC = 2;
 const EVENT = 3;
 const PAYLOAD = 4;
 const STATUS = 5;
-const FIELD_COUNT = 6;
-/**
- * Longest topic, event or ref read: the join gate's hold limit, since a longer message can
- * be neither held back nor refused. A message with a longer field is relayed undecided.
- */
-const MAX_FIELD_BYTES = 64 * 1024;
-const INITIAL_FIELD_BYTES = 256;
-/** A pooled scanner keeps capture buffers up to this size between messages. */
-const KEPT_FIELD_BYTES = 4096;
 /** Longest key read: "join_ref" with every character escaped is 48 bytes. */
 const MAX_KEY_BYTES = 64;
-/** Field kinds. */
-const ABSENT = 0;
-const STRING = 1;
-const LITERAL = 2;
-const COMPLEX = 3;
-/** text() of a string JSON would reject (a bad escape). */
-const INVALID = "\u0000invalid";
 const EVENT_REPLY_BYTES = Buffer.from(EVENT_REPLY);
 
+/** Kind, start and end of each prefix field read by the vsn 2 fast path (shared: the scan is synchronous). */
+const PREFIX_RANGES = new Int32Array(3 * 4);
+/** A prefix field longer than this is left to the general scan (which reads fields up to MAX_FIELD_BYTES, 64 KiB). */
+const MAX_PREFIX_FIELD_BYTES = 1024;
+const LOWER_N = 0x6e;
+const LOWER_U = 0x75;
+const LOWER_L = 0x6c;
+/** Below this many bytes a string is searched for its quote in a loop: a native call costs more. */
+const NATIVE_SEARCH_BYTES = 256;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const BRACE_OPEN = 0x7b;

@@ -70,16 +70,16 @@ export class PhoenixDecoder implements MessageSink {
     }
   }
 
-  onMessageData(data: Buffer): boolean {
-    if (this.binary) return this.bin !== null && this.bin.write(data);
+  onMessageData(data: Buffer, start = 0, end = data.length): boolean {
+    if (this.binary) return this.bin !== null && this.bin.write(data, start, end);
     if (this.scanning) {
-      this.scanning = this.json!.write(data);
+      this.scanning = this.json!.write(data, start, end);
       // vsn 2: the scan stops at the payload with the topic known; the rest of any other topic's message is skipped.
       if (!this.scanning && this.capture !== null && !this.json!.topicIs(OCCUPANCY_TOPIC_BYTES)) this.dropCapture();
     }
     if (this.capture === null) return this.scanning;
     // One byte past the cap marks the message as too long to read.
-    this.captured += data.copy(this.capture, this.captured, 0, Math.min(data.length, this.capture.length - this.captured));
+    this.captured += data.copy(this.capture, this.captured, start, Math.min(end, start + this.capture.length - this.captured));
     return this.scanning || this.captured < this.capture.length;
   }
 

@@ -32,6 +32,8 @@ export class JoinGate implements BudgetedHolder {
   private readonly drops: number[] = [];
   /** Start offset of a message that grew past the hold limit: it can no longer be cut. */
   private released = -1;
+  /** The held cost the process-wide budget last saw. */
+  private reported = 0;
 
   /** The process-wide budget paused this gate's source. */
   pausedForBudget = false;
@@ -77,11 +79,24 @@ export class JoinGate implements BudgetedHolder {
     this.received += bytes;
   }
 
-  /** Takes a client chunk; call {@link flush} after the reader has parsed it. */
+  /**
+   * Takes a client chunk; call {@link flush} after the reader has parsed it, or {@link report}
+   * when the parse yields first. The budget sees the chunk then, not now: parsing is
+   * synchronous, so nothing can run in between, and a chunk that is decided whole at once
+   * (nearly every chunk) never costs the budget a look-up.
+   */
   hold(chunk: Buffer): void {
     this.held.push(chunk);
     this.received += chunk.length;
-    this.budget?.update(this);
+  }
+
+  /** Tells the process-wide budget what this gate holds now, if that changed since it last heard. */
+  report(): void {
+    if (this.budget === null) return;
+    const cost = this.heldCost;
+    if (cost === this.reported) return;
+    this.reported = cost;
+    this.budget.update(this);
   }
 
   /**
@@ -129,7 +144,7 @@ export class JoinGate implements BudgetedHolder {
       this.heldStart = end;
     }
     while (this.drops.length > 0 && this.drops[1]! <= this.heldStart) this.drops.splice(0, 2);
-    this.budget?.update(this);
+    this.report();
     return ok;
   }
 

@@ -293,8 +293,12 @@ export class TappedConnection implements PhoenixMessageHandler {
     }
     gate.hold(chunk);
     // The gate decides on whole chunks: it is flushed once the reader has parsed all of this one.
-    if (this.c2s.push(chunk)) this.flushGate();
-    else this.waitForReader(true);
+    if (this.c2s.push(chunk)) {
+      this.flushGate();
+    } else {
+      gate.report(); // held across turns: the process-wide budget counts it now
+      this.waitForReader(true);
+    }
   }
 
   private flushGate(): void {

@@ -25,13 +25,14 @@ export interface MessageSink {
   /** A text (binary=false) or binary data message starts (its first frame header is parsed). */
   onMessageStart(binary: boolean): void;
   /**
-   * Next unmasked, inflated payload bytes of the current data message, in order. The Buffer may be a
-   * view into a reused scratch buffer or into the relayed chunk itself: valid only during the call,
-   * and never to be modified. Return false when no more bytes of this message are wanted: the reader
-   * then skips the rest of it cheaply (it still inflates, without delivering, when the LZ77 window
-   * must be kept for the next message).
+   * Next unmasked, inflated payload bytes of the current data message, in order: `data[start, end)`
+   * (never empty). `data` is a reused scratch buffer, the inflater's ring or the relayed chunk
+   * itself, passed whole with the range so that no view is made per delivery: valid only during the
+   * call, and never to be modified. Return false when no more bytes of this message are wanted: the
+   * reader then skips the rest of it cheaply (it still inflates, without delivering, when the LZ77
+   * window must be kept for the next message).
    */
-  onMessageData(data: Buffer): boolean;
+  onMessageData(data: Buffer, start: number, end: number): boolean;
   /** The current data message is complete (its final fragment ended). */
   onMessageEnd(): void;
   /** A close frame was seen (code undefined when the close payload is empty). Nothing follows it. */
@@ -371,7 +372,7 @@ export class FrameReader {
   private readLength16(): boolean {
     const buf = this.consume(2);
     if (buf === null) return false;
-    this.payloadLength = buf.readUInt16BE(this.at);
+    this.payloadLength = (buf[this.at]! << 8) | buf[this.at + 1]!;
     return this.haveLength();
   }
 
@@ -403,7 +404,8 @@ export class FrameReader {
   private readMaskKey(): boolean {
     const buf = this.consume(4);
     if (buf === null) return false;
-    this.maskKey = buf.readUInt32BE(this.at);
+    const at = this.at;
+    this.maskKey = ((buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!) >>> 0;
     return this.beginPayload();
   }
 
@@ -465,7 +467,7 @@ export class FrameReader {
     let left = Math.min(n, this.maxMessageBytes - this.delivered);
     let offset = this.pos;
     if (!this.masked) {
-      this.deliver(this.chunk.subarray(offset, offset + left));
+      this.deliver(this.chunk, offset, offset + left);
       return;
     }
     let phase = this.maskPhase;
@@ -473,7 +475,7 @@ export class FrameReader {
       // Pieces grow from FIRST_UNMASK_BYTES: a sink that has what it needs after the first bytes
       // (a vsn 2 message's event) costs an unmask of those, not of the whole 16 KiB message.
       const piece = Math.min(left, this.unmaskPiece);
-      this.deliver(this.unmask(offset, piece, phase).subarray(0, piece));
+      this.deliver(this.unmask(offset, piece, phase), 0, piece);
       offset += piece;
       left -= piece;
       phase = (phase + piece) & 3;
@@ -505,9 +507,9 @@ export class FrameReader {
     return (this.maskKey >>> (24 - 8 * (i & 3))) & 0xff;
   }
 
-  private deliver(data: Buffer): void {
-    this.delivered += data.length;
-    if (!this.sink.onMessageData(data) || this.delivered >= this.maxMessageBytes) this.wanted = false;
+  private deliver(data: Buffer, start: number, end: number): void {
+    this.delivered += end - start;
+    if (!this.sink.onMessageData(data, start, end) || this.delivered >= this.maxMessageBytes) this.wanted = false;
   }
 
   /**
@@ -559,7 +561,7 @@ export class FrameReader {
       const produced = inflater.outEnd - inflater.outStart;
       if (this.wanted && produced > 0) {
         const stop = Math.min(inflater.outEnd, inflater.outStart + this.maxMessageBytes - this.delivered);
-        this.deliver(inflater.ring.subarray(inflater.outStart, stop));
+        this.deliver(inflater.ring, inflater.outStart, stop);
         if (this.state >= CLOSED) return -1;
       }
       inflater.release();

@@ -3,7 +3,7 @@
 // /stats printed after each step. Runs on loopback and stops by itself within seconds.
 import { startPhoenixServer } from "./phoenix-server/index.js";
 import { connected, join, leave, phoenixSocket } from "./phoenix-client.js";
-import { inBatches, waitFor } from "./sidecar-harness.js";
+import { inBatches, waitFor } from "./wait.js";
 import { startSidecarProcess } from "./sidecar-process.js";
 
 const SOCKETS = 120;

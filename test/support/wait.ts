@@ -22,3 +22,17 @@ export async function waitFor<T>(read: () => Promise<T> | T, check: (v: T) => bo
 export async function waitUntil(what: string, check: () => boolean, timeoutMs = 3000): Promise<void> {
   await waitFor(check, Boolean, what, timeoutMs, 5);
 }
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+export async function inBatches<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}

@@ -2,16 +2,15 @@
 // and the Phoenix test app: the sidecar answers it itself (the app never sees it), from what
 // the operator pushes. The operator's part is played by its own pure functions over the
 // sidecar's real /stats, pushed with a real PUT /config.
-import type { Channel, Socket } from "phoenix";
+import type { Channel } from "phoenix";
 import WebSocket from "ws";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { aggregate } from "../../../operator/aggregate/aggregate.js";
 import { occupancyPush, occupancySnapshot } from "../../../operator/aggregate/occupancy.js";
 import type { OccupancyPolicy } from "../../../operator/api/types.js";
 import { parseStats } from "../../../operator/scrape/sidecar-client.js";
-import { startPhoenixServer, type PhoenixServer } from "../../support/phoenix-server/index.js";
-import { connected, join, joinReply, negotiatedExtensions, phoenixSocket } from "../../support/phoenix-client.js";
-import { startSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
+import { join, joinReply, negotiatedExtensions } from "../../support/phoenix-client.js";
+import { usePhoenixAppAndSidecar, waitFor, type SidecarHandle } from "../../support/sidecar-harness.js";
 
 const TOKEN = "occupancy-test-token";
 const POLICY: OccupancyPolicy = { expose: ["room:*", "lobby"], totals: true, intervalSeconds: 1 };
@@ -43,38 +42,17 @@ function nextPush(channel: Channel, check: (m: Record<string, unknown>) => boole
 }
 
 describe("the virtual topic connmeter:occupancy", () => {
-  let app: PhoenixServer;
-  let sidecar: SidecarHandle;
-  const sockets: Socket[] = [];
-
-  async function client(opts: { vsn?: "1.0.0" | "2.0.0"; path?: string; compress?: boolean } = {}): Promise<Socket> {
-    const s = phoenixSocket(sidecar.url, opts);
-    sockets.push(s);
-    await connected(s);
-    return s;
-  }
-
-  beforeAll(async () => {
-    app = await startPhoenixServer();
-  });
-  afterEach(async () => {
-    sockets.splice(0).forEach((s) => s.disconnect());
-    await sidecar?.close();
-    await waitFor(() => app.count(), (n) => n === 0, "the app to drop test channels");
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  const f = usePhoenixAppAndSidecar();
 
   it.each(["2.0.0", "1.0.0"] as const)("answers the join with the first snapshot and pushes updates as others join and leave (vsn %s); the app never sees it", async (vsn) => {
-    sidecar = await startSidecar({ upstream: app.url, adminToken: TOKEN });
-    const a = await client();
+    const sidecar = await f.startSidecar({ adminToken: TOKEN });
+    const a = await f.client();
     expect(await join(a.channel("room:1"))).toBe("ok");
     expect(await join(a.channel("room:2"))).toBe("ok");
     await operatorInterval(sidecar); // tells the sidecar the globs
     await operatorInterval(sidecar); // the first counts
 
-    const watcher = await client({ vsn });
+    const watcher = await f.client({ vsn });
     const occ = watcher.channel("connmeter:occupancy", { topics: ["room:1", "room:*", "lobby"] });
     const first = await joinOccupancy(occ);
     expect(first.status).toBe("ok");
@@ -82,13 +60,13 @@ describe("the virtual topic connmeter:occupancy", () => {
     expect(first.response).toMatchObject({ total: { connections: 1, channels: 2 }, topics: { "room:1": 1, "room:*": 2, lobby: 0 } });
     expect(Date.parse(first.response.at as string)).toBeGreaterThan(Date.now() - 60_000);
     // Served by the sidecar: not a channel of the app, not in the ledger, shown apart.
-    expect(app.count()).toBe(2);
+    expect(f.app.count()).toBe(2);
     const stats = await sidecar.stats();
     expect(stats).toMatchObject({ channels: 2, occupancySubscribers: 1 });
     expect(Object.keys(stats.topics)).not.toContain("connmeter:occupancy");
     expect(await (await fetch(`${sidecar.adminUrl}/metrics`)).text()).toContain("connmeter_occupancy_subscribers 1");
 
-    const b = await client();
+    const b = await f.client();
     const joined = nextPush(occ, (m) => (m.topics as Record<string, number>)["room:1"] === 2);
     const room = b.channel("room:1");
     expect(await join(room)).toBe("ok");
@@ -106,12 +84,12 @@ describe("the virtual topic connmeter:occupancy", () => {
     await new Promise((resolve) => occ.leave(5_000).receive("ok", resolve));
     expect(Date.now() - t0).toBeLessThan(4_000);
     await waitFor(sidecar.stats, (st) => st.occupancySubscribers === 0, "the subscriber to go");
-    expect(app.count()).toBe(2);
+    expect(f.app.count()).toBe(2);
   });
 
   it("pushes nothing when no value changed", async () => {
-    sidecar = await startSidecar({ upstream: app.url, adminToken: TOKEN });
-    const watcher = await client();
+    const sidecar = await f.startSidecar({ adminToken: TOKEN });
+    const watcher = await f.client();
     await operatorInterval(sidecar);
     await operatorInterval(sidecar);
     const occ = watcher.channel("connmeter:occupancy", { topics: ["lobby"] });
@@ -126,8 +104,8 @@ describe("the virtual topic connmeter:occupancy", () => {
   });
 
   it("refuses topics outside expose, too many topics, a disabled policy and join floods, each with its reason", async () => {
-    sidecar = await startSidecar({ upstream: app.url, adminToken: TOKEN });
-    const s = await client();
+    const sidecar = await f.startSidecar({ adminToken: TOKEN });
+    const s = await f.client();
     // Without spec.occupancy pushed the sidecar stays out of the way: the app refuses the topic itself.
     const refusedBeforePush = await joinOccupancy(s.channel("connmeter:occupancy", { topics: ["room:1"] }));
     expect(refusedBeforePush).toMatchObject({ status: "error", response: { reason: "unmatched topic" } });
@@ -143,26 +121,26 @@ describe("the virtual topic connmeter:occupancy", () => {
     expect(results.map((r) => r.status)).toEqual(["ok", "ok", "ok", "error"]);
     expect(results[3]!.response).toMatchObject({ reason: "rate_limited" });
     // None of it reached the app (it would have answered "unmatched topic" and logged each).
-    expect(app.count()).toBe(0);
+    expect(f.app.count()).toBe(0);
     const r = await fetch(`${sidecar.adminUrl}/occupancy?topics=secret:1`);
     expect(r.status).toBe(403);
     expect(await (await fetch(`${sidecar.adminUrl}/metrics`)).text()).toContain("connmeter_occupancy_joins_refused_total 3");
   });
 
   it("refuses a join whose message is over 4 KiB without reading it whole, and the app never sees it", async () => {
-    sidecar = await startSidecar({ upstream: app.url, adminToken: TOKEN });
-    const s = await client();
+    const sidecar = await f.startSidecar({ adminToken: TOKEN });
+    const s = await f.client();
     await operatorInterval(sidecar);
     const topics = Array.from({ length: 300 }, (_, i) => `room:${"x".repeat(20)}${i}`);
     expect(await joinOccupancy(s.channel("connmeter:occupancy", { topics })))
       .toMatchObject({ status: "error", response: { reason: "too_many_topics" } });
     expect(await joinOccupancy(s.channel("connmeter:occupancy", { topics: ["room:1"] }))).toMatchObject({ status: "ok" });
-    expect(app.count()).toBe(0);
+    expect(f.app.count()).toBe(0);
   });
 
   it("answers a raw vsn 1 client with its refs as sent, and GET /occupancy with the same counts", async () => {
-    sidecar = await startSidecar({ upstream: app.url, adminToken: TOKEN });
-    const a = await client();
+    const sidecar = await f.startSidecar({ adminToken: TOKEN });
+    const a = await f.client();
     expect(await join(a.channel("room:7"))).toBe("ok");
     await operatorInterval(sidecar);
     await operatorInterval(sidecar);
@@ -183,7 +161,7 @@ describe("the virtual topic connmeter:occupancy", () => {
   });
 
   it("cuts the virtual join out of a socket that was relaying before occupancy was enabled: the app never answers it", async () => {
-    sidecar = await startSidecar({ upstream: app.url, adminToken: TOKEN });
+    const sidecar = await f.startSidecar({ adminToken: TOKEN });
     const ws = new WebSocket(`${sidecar.url.replace("http", "ws")}/socket/websocket?vsn=2.0.0`, { perMessageDeflate: false });
     await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
     const frames: unknown[] = [];
@@ -204,21 +182,21 @@ describe("the virtual topic connmeter:occupancy", () => {
   });
 
   it("serves a compressed socket with uncompressed pushes; the client's inflate context stays intact", async () => {
-    sidecar = await startSidecar({ upstream: app.url, adminToken: TOKEN });
+    const sidecar = await f.startSidecar({ adminToken: TOKEN });
     await operatorInterval(sidecar);
     await operatorInterval(sidecar);
-    const watcher = await client({ path: "/socketz", compress: true });
+    const watcher = await f.client({ path: "/socketz", compress: true });
     expect(negotiatedExtensions(watcher)).toContain("permessage-deflate");
     expect(negotiatedExtensions(watcher)).toContain("client_no_context_takeover");
     const occ = watcher.channel("connmeter:occupancy", { topics: ["room:*"] });
     expect(await joinOccupancy(occ)).toMatchObject({ status: "ok", response: { topics: { "room:*": 0 } } });
     const pushed = nextPush(occ, (m) => (m.topics as Record<string, number>)["room:*"] === 1);
-    const other = await client();
+    const other = await f.client();
     expect(await join(other.channel("room:9"))).toBe("ok");
     await operatorInterval(sidecar);
     await pushed;
     // Compressed app traffic after the injected frames still inflates: the context is whole.
     for (let i = 0; i < 3; i++) expect(await join(watcher.channel(`room:z${i}`))).toBe("ok");
-    expect(app.count()).toBe(4);
+    expect(f.app.count()).toBe(4);
   });
 });

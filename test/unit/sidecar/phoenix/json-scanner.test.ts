@@ -11,6 +11,19 @@ function scan(vsn: PhoenixVsn, pieces: Buffer[]): PhoenixMessage | null {
   return scanner.finish(out) ? out : null;
 }
 
+/** Bytes around each piece that would change the result if they were read: quotes, escapes, brackets. */
+const BEFORE = Buffer.from('"\\"]}');
+const AFTER = Buffer.concat([Buffer.from('"]},\\"x'), Buffer.alloc(300, 0x61), Buffer.from('"]')]);
+
+/** As {@link scan}, each piece given as a range of a larger buffer (as the frame reader delivers a chunk or its scratch). */
+function scanRanges(vsn: PhoenixVsn, pieces: Buffer[]): PhoenixMessage | null {
+  const scanner = new JsonMessageScanner();
+  scanner.reset(vsn);
+  for (const p of pieces) if (!scanner.write(Buffer.concat([BEFORE, p, AFTER]), BEFORE.length, BEFORE.length + p.length)) break;
+  const out: PhoenixMessage = { joinRef: "x", ref: "x", topic: "x", event: "x", status: "x" };
+  return scanner.finish(out) ? out : null;
+}
+
 /** The message cut at every pair of split points: each must read the same. */
 function everySplit(text: string): Buffer[][] {
   const b = Buffer.from(text);
@@ -150,7 +163,10 @@ const cases: { name: string; vsn: PhoenixVsn; text: string; want: PhoenixMessage
 describe("JsonMessageScanner", () => {
   for (const c of cases) {
     it(`reads ${c.name} at every split point`, () => {
-      for (const pieces of everySplit(c.text)) expect(scan(c.vsn, pieces)).toEqual(c.want);
+      for (const pieces of everySplit(c.text)) {
+        expect(scan(c.vsn, pieces)).toEqual(c.want);
+        expect(scanRanges(c.vsn, pieces)).toEqual(c.want);
+      }
     });
   }
 
@@ -190,6 +206,7 @@ describe("JsonMessageScanner", () => {
     const pieces = [];
     for (let i = 0; i < b.length; i += 4096) pieces.push(b.subarray(i, i + 4096));
     expect(scan(VSN_2, pieces)?.status).toBe("error");
+    expect(scanRanges(VSN_2, pieces)?.status).toBe("error");
   });
 
   it("finds the same fields for any JSON payload and any chunking (property)", () => {
@@ -212,7 +229,9 @@ describe("JsonMessageScanner", () => {
             at += n;
           }
           if (at < b.length) pieces.push(b.subarray(at));
-          expect(scan(VSN_2, pieces)).toEqual({ joinRef: ref, ref, topic, event, status: event === "phx_reply" ? "ok" : null });
+          const want = { joinRef: ref, ref, topic, event, status: event === "phx_reply" ? "ok" : null };
+          expect(scan(VSN_2, pieces)).toEqual(want);
+          expect(scanRanges(VSN_2, pieces)).toEqual(want);
         },
       ),
       { numRuns: 300 },

@@ -42,7 +42,7 @@ function gate(stream: Buffer, cuts: number[], observe?: (g: JoinGate) => void, b
   let g: JoinGate | null = null;
   const sink: MessageSink = {
     onMessageStart: () => void (text = ""),
-    onMessageData: (d) => ((text += d.toString("latin1")), true),
+    onMessageData: (d, start, end) => ((text += d.toString("latin1", start, end)), true),
     onMessageEnd: () => {
       if (text.startsWith("DROP") && g!.canDropEndedMessage()) g!.dropEndedMessage();
     },

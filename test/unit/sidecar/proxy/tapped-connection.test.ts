@@ -30,7 +30,7 @@ function messages(bytes: Buffer): string[] {
   let current = "";
   const sink: MessageSink = {
     onMessageStart: () => void (current = ""),
-    onMessageData: (d) => ((current += d.toString()), true),
+    onMessageData: (d, start, end) => ((current += d.toString("utf8", start, end)), true),
     onMessageEnd: () => void out.push(current),
     onClose: () => {},
     onError: (e) => {
@@ -166,7 +166,7 @@ describe("TappedConnection", () => {
     let current: Buffer[] = [];
     const sink: MessageSink = {
       onMessageStart: () => void (current = []),
-      onMessageData: (d) => (current.push(Buffer.from(d)), true),
+      onMessageData: (d, start, end) => (current.push(Buffer.from(d.subarray(start, end))), true),
       onMessageEnd: () => void out.push(Buffer.concat(current).toString()),
       onClose: () => {},
       onError: (e) => {

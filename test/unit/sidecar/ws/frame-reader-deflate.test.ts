@@ -184,9 +184,9 @@ describe("FrameReader with permessage-deflate limits and errors", () => {
     let bytes = 0;
     const sink: MessageSink = {
       onMessageStart: () => void (bytes = 0),
-      onMessageData: (data) => {
-        pieces.push(data.length);
-        bytes += data.length;
+      onMessageData: (_data, start, end) => {
+        pieces.push(end - start);
+        bytes += end - start;
         return true;
       },
       onMessageEnd: () => void messages.push(bytes),
@@ -218,9 +218,9 @@ describe("FrameReader with permessage-deflate limits and errors", () => {
     let head = "";
     const sink: MessageSink = {
       onMessageStart: () => void ((bytes = 0), (head = "")),
-      onMessageData: (data) => {
-        if (bytes === 0) head = data.subarray(0, 12).toString("latin1").replace(/\0/g, "");
-        bytes += data.length;
+      onMessageData: (data, start, end) => {
+        if (bytes === 0) head = data.subarray(start, Math.min(end, start + 12)).toString("latin1").replace(/\0/g, "");
+        bytes += end - start;
         return true;
       },
       // Past the cap, at most one more ring (32 KiB) of output was made.
@@ -237,7 +237,7 @@ describe("FrameReader with permessage-deflate limits and errors", () => {
     const slice = 256 * 1024;
     let delivered = 0;
     let most = 0;
-    const sink: MessageSink = { ...r.sink, onMessageData: (data) => ((delivered += data.length), true) };
+    const sink: MessageSink = { ...r.sink, onMessageData: (_data, start, end) => ((delivered += end - start), true) };
     const reader = new FrameReader(sink, { fromClient: true, deflate, maxMessageBytes: Infinity, inflateSliceBytes: slice });
     let calls = 1;
     let done = reader.push(frames);

@@ -158,8 +158,8 @@ describe("FrameReader delivery", () => {
     const seen: number[] = [];
     const sink: MessageSink = {
       onMessageStart() {},
-      onMessageData(data) {
-        seen.push(data.length);
+      onMessageData(_data, start, end) {
+        seen.push(end - start);
         return seen.length < wantedPieces;
       },
       onMessageEnd() {},

@@ -19,9 +19,9 @@ function bombReader(budget: InflateBudget | undefined, perReaderSlice: number, i
   const state = { delivered: 0, ended: false };
   const sink: MessageSink = {
     onMessageStart() {},
-    onMessageData(data) {
-      state.delivered += data.length;
-      inflated.total += data.length;
+    onMessageData(_data, start, end) {
+      state.delivered += end - start;
+      inflated.total += end - start;
       return true;
     },
     onMessageEnd: () => void (state.ended = true),

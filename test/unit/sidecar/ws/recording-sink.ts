@@ -29,12 +29,13 @@ export class RecordingSink implements MessageSink {
     this.deliveredBytes = 0;
   }
 
-  onMessageData(data: Buffer): boolean {
+  onMessageData(data: Buffer, start: number, end: number): boolean {
     this.check("onMessageData");
     if (this.pieces === null) this.violations.push("onMessageData outside a message");
-    if (data.length === 0) this.violations.push("empty onMessageData");
-    this.pieces?.push(Buffer.from(data)); // a view into scratch: copy it now
-    this.deliveredBytes += data.length;
+    if (end <= start) this.violations.push("empty onMessageData");
+    if (start < 0 || end > data.length) this.violations.push("onMessageData range outside its buffer");
+    this.pieces?.push(Buffer.from(data.subarray(start, end))); // scratch or the chunk: copy it now
+    this.deliveredBytes += end - start;
     return this.want(this.messageIndex, this.deliveredBytes);
   }
 
