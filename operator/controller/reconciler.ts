@@ -412,11 +412,9 @@ export class Reconciler {
     const { kind, name } = policy.spec.targetRef;
     const { namespace } = policy.metadata;
     const newRevision = verdict?.status.new.revisions[0];
-    // The rollout is over (one revision runs): what was paused for it no longer matters.
-    if (!verdict) {
-      mem.rolloutPause = undefined;
-      mem.rolloutPauseError = undefined;
-    }
+    // What was paused is kept until another revision is: one revision missing from a scrape (a
+    // failed scrape of the new pod) must not let the guard pause again over a user's resume.
+    if (!verdict) mem.rolloutPauseError = undefined;
     if (!wasTrue && mem.rolloutWhy !== undefined) {
       const c = rolloutCommands(kind, name, namespace);
       const next = kind !== "Deployment" ? "to hold the rollout, raise spec.updateStrategy.rollingUpdate.partition"

@@ -9,7 +9,7 @@ import { isConflict, type ClusterWriter } from "./cluster.js";
 /** Read-decide-write rounds in one reconcile before giving up until the next interval. */
 export const MAX_PAUSE_ATTEMPTS = 3;
 
-/** What the guard did for one new revision (remembered, and shown in status.rollout). */
+/** What the guard did for the last new revision it paused (remembered until another is, and shown in status.rollout while that revision is the new one). */
 export interface PauseRecord {
   revision: string;
   /** paused: this operator set spec.paused; foundPaused: someone had paused it already. */

@@ -1056,9 +1056,10 @@ describe("Reconciler: spec.rolloutGuard (issue 18)", () => {
       if (errorsToo) c.errors += 10;
       w.answers.set(ip, { ...sample(1), usage: { since: "2026-03-01T11:00:00.000Z", connectionSeconds: 0, channelSeconds: {} }, attempts: { upgrades: 0, joins: c.joins, joinErrors: c.errors, disconnects: 0, leaves: 0 } });
     };
-    const step = async () => {
+    const step = async (newPodFails = false) => {
       answer("198.18.0.1", false);
       answer("198.18.0.2", true);
+      if (newPodFails) w.answers.set("198.18.0.2", new SidecarError("refused", "connect ECONNREFUSED 198.18.0.2"));
       w.advance(INTERVAL_MS);
       await w.reconcile();
     };
@@ -1088,6 +1089,13 @@ describe("Reconciler: spec.rolloutGuard (issue 18)", () => {
     expect(w.deployment.spec!.paused).toBe(false);
     expect(w.condition("RolloutChurn")!.message).toMatch(/resumed since, and connmeter does not pause this revision again/);
     expect(w.events.filter((e) => e.reason === "RolloutPaused")).toHaveLength(1);
+
+    // A failed scrape of the new pod hides its revision once; judged again afterwards, it is still not paused twice.
+    await step(true);
+    expect(w.condition("RolloutChurn")).toMatchObject({ status: "False", reason: "NoRollout" });
+    for (let i = 0; i < 5; i++) await step();
+    expect(w.condition("RolloutChurn")).toMatchObject({ status: "True" });
+    expect(w.writes.filter((x) => x.op === "pause")).toHaveLength(1);
   });
 
   it("action pause: on a 409 reads again and pauses with the new resourceVersion; a spec change in between is decided again next interval", async () => {
