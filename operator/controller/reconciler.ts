@@ -445,7 +445,7 @@ export class Reconciler {
     const { namespace } = policy.metadata;
     const decision = decidePause(guard, kind, verdict.exceeded === true, newRevision, mem.rolloutPause);
     if (decision !== "pause" || mem.forgotten) return;
-    const key = policyKey(namespace, name);
+    const key = policyKey(namespace, policy.metadata.name);
     const outcome = await pauseDeployment(this.deps.writer, namespace, name);
     const c = rolloutCommands(kind, name, namespace);
     if (outcome.kind === "paused" || outcome.kind === "foundPaused") {
