@@ -428,9 +428,11 @@ export class Reconciler {
       const done = mem.rolloutPause?.revision === newRevision ? mem.rolloutPause : undefined;
       assessment.status.rollout = { ...verdict.status, ...(done ? { pausedRevision: done.revision, pausedAt: new Date(done.atMs).toISOString() } : {}) };
     }
+    const pausedInCache = kind === "Deployment" && this.deps.caches.deployments.get(namespace, name)?.spec?.paused === true;
+    if (mem.rolloutPause && pausedInCache) mem.rolloutPause.seenPaused = true;
     const note = mem.rolloutWhy === undefined ? undefined : pauseNote({
       guard, kind, name, namespace, done: mem.rolloutPause, newRevision, error: mem.rolloutPauseError,
-      pausedNow: kind === "Deployment" ? this.deps.caches.deployments.get(namespace, name)?.spec?.paused === true : undefined,
+      resumed: mem.rolloutPause?.seenPaused === true && !pausedInCache,
     });
     assessment.conditions.push(rolloutCondition(verdict, guard, note === undefined ? undefined : `${mem.rolloutWhy}. ${note}`));
   }
@@ -449,7 +451,7 @@ export class Reconciler {
     const outcome = await pauseDeployment(this.deps.writer, namespace, name);
     const c = rolloutCommands(kind, name, namespace);
     if (outcome.kind === "paused" || outcome.kind === "foundPaused") {
-      mem.rolloutPause = { revision: newRevision, how: outcome.kind, atMs: now };
+      mem.rolloutPause = { revision: newRevision, how: outcome.kind, atMs: now, seenPaused: outcome.kind === "foundPaused" };
       mem.rolloutPauseError = undefined;
       this.deps.log(`policy ${key}: ${outcome.kind === "paused" ? "paused" : "found paused"} Deployment ${name} for revision ${newRevision}: ${mem.rolloutWhy}`);
       if (outcome.kind === "paused") {

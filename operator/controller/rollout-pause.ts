@@ -15,6 +15,11 @@ export interface PauseRecord {
   /** paused: this operator set spec.paused; foundPaused: someone had paused it already. */
   how: "paused" | "foundPaused";
   atMs: number;
+  /**
+   * The informer cache has shown the Deployment paused since. Only then does a cache saying
+   * "not paused" mean someone resumed it: right after the write, the cache may not have it yet.
+   */
+  seenPaused: boolean;
 }
 
 export type PauseDecision =
@@ -81,7 +86,7 @@ export function rolloutCommands(kind: TargetKind, name: string, namespace: strin
  */
 export function pauseNote(o: {
   guard: RolloutGuardSpec; kind: TargetKind; name: string; namespace: string;
-  done: PauseRecord | undefined; newRevision: string | undefined; pausedNow: boolean | undefined; error: string | undefined;
+  done: PauseRecord | undefined; newRevision: string | undefined; resumed: boolean; error: string | undefined;
 }): string {
   const c = rolloutCommands(o.kind, o.name, o.namespace);
   const never = "connmeter never rolls back by itself";
@@ -96,6 +101,6 @@ export function pauseNote(o: {
   const what = o.done.how === "paused"
     ? `connmeter paused Deployment ${o.name} (spec.paused: true) for revision ${o.done.revision}`
     : `Deployment ${o.name} was already paused when revision ${o.done.revision} churned; connmeter left it so`;
-  if (o.pausedNow === false) return `${what}; it has been resumed since, and connmeter does not pause this revision again (${never}). To roll back: ${c.undo}`;
+  if (o.resumed) return `${what}; it has been resumed since, and connmeter does not pause this revision again (${never}). To roll back: ${c.undo}`;
   return `${what}; ${never}. To go on with the rollout: ${c.resume} (connmeter does not pause this revision again); to roll back: ${c.undo}`;
 }

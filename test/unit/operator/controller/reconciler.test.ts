@@ -54,7 +54,7 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
   };
   const deployment: WorkloadLike = { metadata: { name: "chat", namespace: NS }, spec: { replicas: opts.replicas ?? 2, selector: { matchLabels: { app: "chat" } } } };
   /** The Deployment as a GET shows it (the rollout guard's pause): its generation and resourceVersion; `beforePause` runs between the GET and the PATCH. */
-  const served = { generation: 1, resourceVersion: 10, beforePause: undefined as (() => void) | undefined };
+  const served = { generation: 1, resourceVersion: 10, beforePause: undefined as (() => void) | undefined, cacheLags: false, paused: false };
   const caches = {
     policies: new ArrayLister<ConnectionPolicy>([policy]),
     pods: new ArrayLister<PodLike>(opts.pods ?? [pod("chat-a", "198.18.0.1", "node-1"), pod("chat-b", "198.18.0.2", "node-2")]),
@@ -106,7 +106,7 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
     },
     async getDeployment(_ns, name) {
       writes.push({ op: "getDeployment", name });
-      return { paused: deployment.spec!.paused === true, generation: served.generation, resourceVersion: String(served.resourceVersion) };
+      return { paused: served.paused || deployment.spec!.paused === true, generation: served.generation, resourceVersion: String(served.resourceVersion) };
     },
     // As the API server: a stale resourceVersion is a 409; a pause bumps generation and resourceVersion.
     async pauseDeployment(_ns, name, resourceVersion) {
@@ -116,7 +116,9 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
       const conflict = resourceVersion !== String(served.resourceVersion);
       writes.push({ op: "pause", name, resourceVersion, outcome: conflict ? "conflict" : "ok" });
       if (conflict) throw Object.assign(new Error("409: the object has been modified"), { statusCode: 409 });
-      deployment.spec!.paused = true;
+      served.paused = true;
+      // the informer cache gets the write later when it lags
+      if (!served.cacheLags) deployment.spec!.paused = true;
       served.generation++;
       served.resourceVersion++;
     },
@@ -1084,6 +1086,7 @@ describe("Reconciler: spec.rolloutGuard (issue 18)", () => {
 
     // The user resumes the same revision: not paused again, and the condition says so.
     w.deployment.spec!.paused = false;
+    w.served.paused = false;
     for (let i = 0; i < 4; i++) await step();
     expect(w.writes.filter((x) => x.op === "pause")).toHaveLength(1);
     expect(w.deployment.spec!.paused).toBe(false);
@@ -1095,6 +1098,23 @@ describe("Reconciler: spec.rolloutGuard (issue 18)", () => {
     expect(w.condition("RolloutChurn")).toMatchObject({ status: "False", reason: "NoRollout" });
     for (let i = 0; i < 5; i++) await step();
     expect(w.condition("RolloutChurn")).toMatchObject({ status: "True" });
+    expect(w.writes.filter((x) => x.op === "pause")).toHaveLength(1);
+  });
+
+  it("action pause: a cache that has not seen the pause yet is not taken for a user's resume", async () => {
+    const { w, step } = await churningRollout(PAUSE, 2);
+    w.served.cacheLags = true;
+    await step();
+    expect(w.served.paused).toBe(true);
+    expect(w.deployment.spec!.paused).not.toBe(true);
+    expect(w.condition("RolloutChurn")!.message).toMatch(/To go on with the rollout: kubectl rollout resume/);
+    w.deployment.spec!.paused = true; // the informer catches up
+    await step();
+    expect(w.condition("RolloutChurn")!.message).toMatch(/To go on with the rollout: kubectl rollout resume/);
+    w.deployment.spec!.paused = false; // the user resumes
+    w.served.paused = false;
+    await step();
+    expect(w.condition("RolloutChurn")!.message).toMatch(/resumed since/);
     expect(w.writes.filter((x) => x.op === "pause")).toHaveLength(1);
   });
 

@@ -6,7 +6,7 @@ import { decidePause, pauseDeployment, type PauseRecord } from "../../../../oper
 import { churnRatios } from "../../../../operator/controller/rollout.js";
 
 const GUARD: RolloutGuardSpec = { maxChurnRatio: 2, minConnectionMinutes: 60, minJoins: 100, action: "pause" };
-const DONE: PauseRecord = { revision: "v2", how: "paused", atMs: 0 };
+const DONE: PauseRecord = { revision: "v2", how: "paused", atMs: 0, seenPaused: true };
 
 describe("decidePause", () => {
   it.each([
