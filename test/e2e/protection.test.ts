@@ -260,8 +260,10 @@ subjects: [{kind: ServiceAccount, name: ${name}, namespace: ${ns}}]
           return (err as Error).message;
         }
       };
-      // The API server loads a new policy within seconds; a harmless change tells when it is in force.
-      await waitFor("the policy to refuse a revisionHistoryLimit change", async () => patch({ spec: { revisionHistoryLimit: 3 } }).includes("may change only spec.paused") || undefined, 30_000, { intervalMs: 500, explain });
+      // The API server loads a new policy within seconds; a harmless change tells when it is in
+      // force (a new value each try: one admitted before that would make the same value no change).
+      let limit = 3;
+      await waitFor("the policy to refuse a revisionHistoryLimit change", async () => patch({ spec: { revisionHistoryLimit: limit++ } }).includes("may change only spec.paused") || undefined, 30_000, { intervalMs: 500, explain });
       expect(patch({ spec: { replicas: 2 } })).toContain("the connmeter operator may change only spec.paused of a Deployment");
       expect(patch({ spec: { template: { metadata: { labels: { app: "idle", extra: "x" } } } } })).toContain("may change only spec.paused");
       expect(patch({ metadata: { labels: { team: "x" } } })).toContain("may not change a Deployment's labels, annotations");
