@@ -121,6 +121,8 @@ async function main(): Promise<void> {
       getScale: async () => undefined,
       patchScale: async () => {},
       patchPodAnnotations: async () => {},
+      getDeployment: async () => undefined,
+      pauseDeployment: async () => {},
     }, requireLease),
   });
   const key = `${NS}/chat`;

@@ -12,7 +12,7 @@ import { ConfigError, loadOperatorConfig, usage } from "./config.js";
 import type { Caches, ClusterWriter, HpaLike, PodLike, WorkloadLike } from "./controller/cluster.js";
 import { PolicyController } from "./controller/controller.js";
 import { Reconciler } from "./controller/reconciler.js";
-import { getScale, patchPodAnnotations, patchPolicyFinalizers, patchPolicyStatus, patchScale } from "./k8s/api-writes.js";
+import { getDeployment, getScale, patchPodAnnotations, patchPolicyFinalizers, patchPolicyStatus, patchScale, pauseDeployment } from "./k8s/api-writes.js";
 import { EventRecorder } from "./k8s/events.js";
 import { Informer } from "./k8s/informer.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
@@ -87,6 +87,8 @@ async function main(): Promise<void> {
       getScale: (kind, namespace, name) => getScale(kc, kind, namespace, name),
       patchScale: (kind, namespace, name, replicas, resourceVersion) => patchScale(kc, kind, namespace, name, replicas, resourceVersion),
       patchPodAnnotations: (namespace, name, annotations) => patchPodAnnotations(kc, namespace, name, annotations),
+      getDeployment: (namespace, name) => getDeployment(kc, namespace, name),
+      pauseDeployment: (namespace, name, resourceVersion) => pauseDeployment(kc, namespace, name, resourceVersion),
     }, requireLease),
   });
   const controller = new PolicyController(caches, reconciler, metrics, log, config.concurrentReconciles);

@@ -112,6 +112,21 @@ export class OperatorMetrics {
     registers: [this.registry],
   });
 
+  // --- rollout guard (issue 18) ---
+  readonly rolloutChurnRatio = new Gauge({
+    name: "connmeter_operator_rollout_churn_ratio",
+    help: "During a rollout of a policy's target: the new pods' rate over the old pods' (old floored at 0.01), by signal (churn: disconnects and leaves per connection-minute; join_errors: join errors per join); present once both sides have spec.rolloutGuard's minimum sample.",
+    labelNames: ["namespace", "policy", "signal"],
+    registers: [this.registry],
+  });
+  readonly rolloutMaxChurnRatio = new Gauge({
+    name: "connmeter_operator_rollout_max_churn_ratio",
+    help: "The policy's spec.rolloutGuard.maxChurnRatio; absent without a rollout guard.",
+    labelNames: ["namespace", "policy"],
+    registers: [this.registry],
+  });
+  // --- end rollout guard ---
+
   // The work queue's, after client-go's workqueue metrics as controller-runtime exports them
   // (workqueue_depth, _adds_total, ...), labelled by controller name.
   private readonly workQueueProbes = new Map<string, WorkQueueProbe>();
@@ -190,5 +205,7 @@ export class OperatorMetrics {
     for (const g of [this.policyConnections, this.policyDesiredReplicas, this.policyReplicas, this.policyMaxReplicas, this.policyMaxConnections]) g.remove({ namespace, policy });
     for (const topic of topics) this.policyChannels.remove({ namespace, policy, topic });
     for (const state of ["metered", "stale"]) this.policyPods.remove({ namespace, policy, state });
+    for (const signal of ["churn", "join_errors"]) this.rolloutChurnRatio.remove({ namespace, policy, signal });
+    this.rolloutMaxChurnRatio.remove({ namespace, policy });
   }
 }

@@ -117,6 +117,8 @@ export interface RolloutGuardSpec {
   minConnectionMinutes: number;
   /** Joins each side needs before join errors are judged. */
   minJoins: number;
+  /** pause: pause the target Deployment (spec.paused) once per new revision when RolloutChurn turns True; none: report only. */
+  action: "none" | "pause";
 }
 
 export interface RolloutRevisionStatus {
@@ -139,6 +141,9 @@ export interface RolloutStatus {
   since: string;
   new: RolloutRevisionStatus;
   old: RolloutRevisionStatus;
+  /** action pause: the new revision connmeter paused the Deployment for (or found paused), and when; never paused twice for it. */
+  pausedRevision?: string;
+  pausedAt?: string;
 }
 // --- end rollout guard ---
 
@@ -295,6 +300,9 @@ export const REASON_COLLECTING_SAMPLE = "CollectingSample";
 export const REASON_CHURN_WITHIN_RATIO = "ChurnWithinRatio";
 export const REASON_CHURN_ABOVE_OLD = "ChurnAboveOld";
 export const EVENT_ROLLOUT_CHURN = "RolloutChurn";
+/** action pause: connmeter set spec.paused on the target Deployment (once per new revision). */
+export const EVENT_ROLLOUT_PAUSED = "RolloutPaused";
+export const EVENT_ROLLOUT_PAUSE_FAILED = "RolloutPauseFailed";
 // --- end rollout guard ---
 export const CONDITION_TYPES = [COND_READY, COND_METERED, COND_SCALING_ACTIVE, COND_SCALING_LIMITED, COND_AT_CAPACITY, COND_LIMITS_APPLIED, "Injected", COND_FLOOD_DETECTED, COND_ROLLOUT_CHURN] as const;
 
@@ -409,6 +417,7 @@ export function withDefaults(spec: ConnectionPolicy["spec"]): PolicySpec {
       maxChurnRatio: g.maxChurnRatio ?? 2,
       minConnectionMinutes: g.minConnectionMinutes ?? 60,
       minJoins: g.minJoins ?? 100,
+      action: g.action ?? "none",
     },
   };
 }

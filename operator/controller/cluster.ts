@@ -38,7 +38,17 @@ export interface PodLike {
 /** The fields of a Deployment or StatefulSet the controller reads. */
 export interface WorkloadLike {
   metadata?: Meta;
-  spec?: { replicas?: number; selector?: LabelSelector };
+  /** paused: a Deployment's spec.paused (the rollout guard tells a user's resume from its own pause). */
+  spec?: { replicas?: number; selector?: LabelSelector; paused?: boolean };
+}
+
+/** A Deployment as the rollout guard reads it right before it pauses it (a GET, not the cache). */
+export interface DeploymentPauseRead {
+  paused: boolean;
+  /** metadata.generation: it changes with every spec change (a new template, a rollback, a scale, a pause). */
+  generation: number;
+  /** The precondition of a pause decided from this read. */
+  resourceVersion: string;
 }
 
 /** The fields of a HorizontalPodAutoscaler the controller reads. */
@@ -82,6 +92,13 @@ export interface ClusterWriter {
   patchScale(kind: TargetKind, namespace: string, name: string, replicas: number, resourceVersion: string): Promise<void>;
   /** Merge-patches a pod's annotations (null removes one). */
   patchPodAnnotations(namespace: string, name: string, annotations: Record<string, string | null>): Promise<void>;
+  /** Reads a Deployment (GET); undefined when it does not exist. */
+  getDeployment(namespace: string, name: string): Promise<DeploymentPauseRead | undefined>;
+  /**
+   * Sets spec.paused: true on a Deployment and nothing else, only if its resourceVersion is
+   * still `resourceVersion` (else a 409 Conflict is thrown). connmeter never resumes.
+   */
+  pauseDeployment(namespace: string, name: string, resourceVersion: string): Promise<void>;
 }
 
 /**

@@ -6,7 +6,7 @@ import { aggregate, type Aggregate } from "../aggregate/aggregate.js";
 import type { OperatorMetrics } from "../admin/metrics.js";
 import {
   API_VERSION, CLEANUP_FINALIZER, DELETION_COST_ANNOTATION, DELETION_COST_OWNER_ANNOTATION, EVENT_CLEANUP_INCOMPLETE,
-  EVENT_FINALIZER_FAILED, EVENT_FLOOD_CLEARED, EVENT_FLOOD_DETECTED, EVENT_ROLLOUT_CHURN, EVENT_SCALED_DOWN, EVENT_SCALED_UP, EVENT_STATUS_WRITE_FAILED, KIND, policyKey, withDefaults,
+  EVENT_FINALIZER_FAILED, EVENT_FLOOD_CLEARED, EVENT_FLOOD_DETECTED, EVENT_ROLLOUT_CHURN, EVENT_ROLLOUT_PAUSE_FAILED, EVENT_ROLLOUT_PAUSED, EVENT_SCALED_DOWN, EVENT_SCALED_UP, EVENT_STATUS_WRITE_FAILED, KIND, policyKey, withDefaults,
   type ConnectionPolicy, type PolicySpec, type PolicyStatus, type TargetKind,
 } from "../api/types.js";
 import { decideScale, type Recommendation, type ScaleEvent } from "../scale/decide.js";
@@ -33,7 +33,8 @@ import type { NamespaceMarker } from "./namespace-marker.js";
 import { UsageMeter } from "./usage.js";
 import { floodCondition, joinBuckets, liftsABucket, throttleBuckets } from "./protection.js";
 import { FloodDetector, describeReading, type AttemptSample, type FloodState } from "./flood.js";
-import { RolloutGuard, rolloutCondition, type ChurnSample } from "./rollout.js";
+import { RolloutGuard, churnRatios, rolloutCondition, type ChurnSample, type RolloutVerdict } from "./rollout.js";
+import { decidePause, pauseDeployment, pauseNote, rolloutCommands, type PauseRecord } from "./rollout-pause.js";
 
 export interface ReconcilerDeps {
   caches: Caches;
@@ -83,6 +84,9 @@ interface PolicyMemory {
   /** Churn of a rollout's new pods against the old (spec.rolloutGuard); the message of its last True verdict. */
   rollout: RolloutGuard;
   rolloutWhy: string | undefined;
+  /** action pause: the revision the Deployment was paused for (never paused again for it), and the last failed attempt. */
+  rolloutPause: PauseRecord | undefined;
+  rolloutPauseError: string | undefined;
 }
 
 /** Unchanged status is written again after this long, so its lastUpdateTime shows the operator is alive. */
@@ -142,7 +146,8 @@ export class Reconciler {
       mem.assessment.status.usage = mem.usage.observe(fresh, agg.connections, spec.topics.map((t) => t.match), now);
       mem.usage.retain(new Set(pods.map((p) => p.name)));
       if (spec.floodProtection && mem.floodState) mem.assessment.conditions.push(floodCondition(mem.floodState, spec.floodProtection));
-      if (spec.rolloutGuard) this.checkRollout(policy, spec.rolloutGuard, observed, mem, now);
+      if (spec.rolloutGuard) await this.checkRollout(policy, spec.rolloutGuard, observed, mem, now);
+      else this.clearRolloutGauges(policy);
     }
     await this.ensureStatus(policy, mem, now, intervalMs);
     return { requeueAfterMs: Math.max(0, mem.lastScrapeMs + intervalMs - this.deps.clock()) };
@@ -268,7 +273,7 @@ export class Reconciler {
         uid: policy.metadata.uid, generation: undefined, samples: new PodSamples(), lastScrapeMs: -Infinity, history: [], scaleEvents: [],
         lastStatusWriteMs: -Infinity, lastStatusJson: canonicalJson(policy.status ?? {}), topicLabels: [], assessment: undefined,
         adminPort: 0, forgotten: false, statusWriteError: undefined, usage: new UsageMeter(policy.status?.usage, this.deps.clock()),
-        flood: new FloodDetector(), floodState: undefined, rollout: new RolloutGuard(), rolloutWhy: undefined,
+        flood: new FloodDetector(), floodState: undefined, rollout: new RolloutGuard(), rolloutWhy: undefined, rolloutPause: undefined, rolloutPauseError: undefined,
       };
       this.memory.set(key, mem);
     }
@@ -394,9 +399,10 @@ export class Reconciler {
   /**
    * Rollout guard (spec.rolloutGuard): the pods' churn counters by revision (pod-template-hash,
    * or controller-revision-hash) into status.rollout and RolloutChurn, with an Event when the
-   * new pods' churn first exceeds the ratio. It only reports: rolling back is the user's call.
+   * new pods' churn first exceeds the ratio. With action pause, the Deployment is paused once
+   * per new revision (rollout-pause.ts); rolling back is always the user's call.
    */
-  private checkRollout(policy: ConnectionPolicy, guard: NonNullable<PolicySpec["rolloutGuard"]>, observed: readonly PodObservation[], mem: PolicyMemory, now: number): void {
+  private async checkRollout(policy: ConnectionPolicy, guard: NonNullable<PolicySpec["rolloutGuard"]>, observed: readonly PodObservation[], mem: PolicyMemory, now: number): Promise<void> {
     const samples: ChurnSample[] = observed.flatMap((o) => {
       const labels = this.deps.caches.pods.get(policy.metadata.namespace, o.name)?.metadata?.labels;
       const revision = labels?.["pod-template-hash"] ?? labels?.["controller-revision-hash"];
@@ -408,15 +414,79 @@ export class Reconciler {
     const verdict = mem.rollout.observe(samples, guard, now);
     const wasTrue = mem.rolloutWhy !== undefined;
     mem.rolloutWhy = verdict?.exceeded === true ? mem.rolloutWhy ?? verdict.why : undefined;
-    const assessment = mem.assessment!;
-    if (verdict) assessment.status.rollout = verdict.status;
-    assessment.conditions.push(rolloutCondition(verdict, guard, mem.rolloutWhy));
+    this.updateRolloutGauges(policy, guard, verdict);
+    const { kind, name } = policy.spec.targetRef;
+    const { namespace } = policy.metadata;
+    const newRevision = verdict?.status.new.revisions[0];
+    // What was paused is kept until another revision is: one revision missing from a scrape (a
+    // failed scrape of the new pod) must not let the guard pause again over a user's resume.
+    if (!verdict) mem.rolloutPauseError = undefined;
     if (!wasTrue && mem.rolloutWhy !== undefined) {
-      const { kind, name } = policy.spec.targetRef;
-      const undo = `kubectl rollout undo ${kind.toLowerCase()}/${name} -n ${policy.metadata.namespace}`;
+      const c = rolloutCommands(kind, name, namespace);
+      const next = kind !== "Deployment" ? "to hold the rollout, raise spec.updateStrategy.rollingUpdate.partition"
+        : guard.action === "pause" ? "connmeter pauses the Deployment now" : `to stop the rollout: ${c.pause}`;
       this.deps.events.record(policyRef(policy), "Warning", EVENT_ROLLOUT_CHURN, "Compare",
-        `${mem.rolloutWhy}. connmeter does not roll back; to stop the rollout: kubectl rollout pause ${kind.toLowerCase()}/${name} -n ${policy.metadata.namespace}, to roll back: ${undo}`.slice(0, 1000));
+        `${mem.rolloutWhy}. connmeter does not roll back; ${next}, to roll back: ${c.undo}`.slice(0, 1000));
     }
+    if (verdict && newRevision !== undefined) await this.ensurePaused(policy, guard, verdict, newRevision, mem, now);
+    const assessment = mem.assessment!;
+    if (verdict) {
+      const done = mem.rolloutPause?.revision === newRevision ? mem.rolloutPause : undefined;
+      assessment.status.rollout = { ...verdict.status, ...(done ? { pausedRevision: done.revision, pausedAt: new Date(done.atMs).toISOString() } : {}) };
+    }
+    const pausedInCache = kind === "Deployment" && this.deps.caches.deployments.get(namespace, name)?.spec?.paused === true;
+    if (mem.rolloutPause && pausedInCache) mem.rolloutPause.seenPaused = true;
+    const note = mem.rolloutWhy === undefined ? undefined : pauseNote({
+      guard, kind, name, namespace, done: mem.rolloutPause, newRevision, error: mem.rolloutPauseError,
+      resumed: mem.rolloutPause?.seenPaused === true && !pausedInCache,
+    });
+    assessment.conditions.push(rolloutCondition(verdict, guard, note === undefined ? undefined : `${mem.rolloutWhy}. ${note}`));
+  }
+
+  /**
+   * action pause: pauses the target Deployment for `newRevision` unless that was done already
+   * (then never again: a user's resume stands). A failure is reported in RolloutChurn (and by
+   * an Event once per distinct error) and tried again next interval.
+   */
+  private async ensurePaused(policy: ConnectionPolicy, guard: NonNullable<PolicySpec["rolloutGuard"]>, verdict: RolloutVerdict, newRevision: string, mem: PolicyMemory, now: number): Promise<void> {
+    const { kind, name } = policy.spec.targetRef;
+    const { namespace } = policy.metadata;
+    const decision = decidePause(guard, kind, verdict.exceeded === true, newRevision, mem.rolloutPause);
+    if (decision !== "pause" || mem.forgotten) return;
+    const key = policyKey(namespace, policy.metadata.name);
+    const outcome = await pauseDeployment(this.deps.writer, namespace, name);
+    const c = rolloutCommands(kind, name, namespace);
+    if (outcome.kind === "paused" || outcome.kind === "foundPaused") {
+      mem.rolloutPause = { revision: newRevision, how: outcome.kind, atMs: now, seenPaused: outcome.kind === "foundPaused" };
+      mem.rolloutPauseError = undefined;
+      this.deps.log(`policy ${key}: ${outcome.kind === "paused" ? "paused" : "found paused"} Deployment ${name} for revision ${newRevision}: ${mem.rolloutWhy}`);
+      if (outcome.kind === "paused") {
+        this.deps.events.record(policyRef(policy), "Warning", EVENT_ROLLOUT_PAUSED, "Pause",
+          `Paused Deployment ${name} (spec.paused: true) for revision ${newRevision}: ${mem.rolloutWhy}. Resume: ${c.resume} (not paused again for this revision); roll back: ${c.undo}`.slice(0, 1000));
+      }
+      return;
+    }
+    if (outcome.kind === "changed") return;
+    if (mem.rolloutPauseError === outcome.error) return;
+    mem.rolloutPauseError = outcome.error;
+    this.deps.log(`policy ${key}: ${outcome.error}`);
+    this.deps.events.record(policyRef(policy), "Warning", EVENT_ROLLOUT_PAUSE_FAILED, "Pause", `Could not pause Deployment ${name} (tried again every interval): ${outcome.error}`.slice(0, 1000));
+  }
+
+  private updateRolloutGauges(policy: ConnectionPolicy, guard: NonNullable<PolicySpec["rolloutGuard"]>, verdict: RolloutVerdict | undefined): void {
+    const labels = { namespace: policy.metadata.namespace, policy: policy.metadata.name };
+    const m = this.deps.metrics;
+    m.rolloutMaxChurnRatio.set(labels, guard.maxChurnRatio);
+    const ratios = verdict ? churnRatios(verdict.status, guard) : {};
+    const set = (signal: string, v: number | undefined) => (v === undefined ? m.rolloutChurnRatio.remove({ ...labels, signal }) : m.rolloutChurnRatio.set({ ...labels, signal }, v));
+    set("churn", ratios.churn);
+    set("join_errors", ratios.joinErrors);
+  }
+
+  private clearRolloutGauges(policy: ConnectionPolicy): void {
+    const labels = { namespace: policy.metadata.namespace, policy: policy.metadata.name };
+    for (const signal of ["churn", "join_errors"]) this.deps.metrics.rolloutChurnRatio.remove({ ...labels, signal });
+    this.deps.metrics.rolloutMaxChurnRatio.remove(labels);
   }
 
   /**

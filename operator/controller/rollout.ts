@@ -116,6 +116,22 @@ function judge(n: RolloutRevisionStatus, o: RolloutRevisionStatus, spec: Rollout
 }
 
 /**
+ * The new pods' rate over the old pods' (floored, so 0 churn on the old pods gives a number),
+ * per signal that has the minimum sample on both sides: the operator's gauge
+ * connmeter_operator_rollout_churn_ratio. Over spec.maxChurnRatio means RolloutChurn True
+ * (near the floor the gauge is a little stricter: new over ratio × floor).
+ */
+export function churnRatios(status: RolloutStatus, spec: RolloutGuardSpec): { churn?: number; joinErrors?: number } {
+  const { new: n, old: o } = status;
+  const out: { churn?: number; joinErrors?: number } = {};
+  if (n.connectionMinutes >= spec.minConnectionMinutes && o.connectionMinutes >= spec.minConnectionMinutes) {
+    out.churn = Number(n.churnPerConnectionMinute) / Math.max(Number(o.churnPerConnectionMinute), CHURN_FLOOR_PER_CONNECTION_MINUTE);
+  }
+  if (n.joins >= spec.minJoins && o.joins >= spec.minJoins) out.joinErrors = Number(n.joinErrorRatio) / Math.max(Number(o.joinErrorRatio), JOIN_ERROR_FLOOR);
+  return out;
+}
+
+/**
  * Condition RolloutChurn. Its message changes only with the verdict (the numbers are those of
  * the scrape that turned it True), so it never forces a status write per scrape; status.rollout
  * has the live numbers.

@@ -5,8 +5,9 @@
 // so last-writer-wins is what it wants (and `null` deletes a key). Writes that race other
 // actors carry the resourceVersion they were decided from in metadata.resourceVersion, which
 // the API server takes as a precondition (409 Conflict when the object changed since): the
-// scale subresource (a `kubectl scale`, a GitOps tool), as the HPA does, and finalizers (other
-// tools add and remove theirs on the same list).
+// scale subresource (a `kubectl scale`, a GitOps tool), as the HPA does, finalizers (other
+// tools add and remove theirs on the same list), and the rollout guard's pause of a Deployment
+// (a user's `kubectl rollout resume` or `undo`).
 import type { KubeConfig } from "@kubernetes/client-node";
 import { MERGE_PATCH, apiStatusCode, kubeRequest, seg } from "./request.js";
 
@@ -106,5 +107,34 @@ export async function patchPodAnnotations(kc: KubeConfig, namespace: string, nam
   await kubeRequest(kc, {
     method: "PATCH", path: `/api/v1/namespaces/${seg(namespace)}/pods/${seg(name)}`, body: { metadata: { annotations } },
     contentType: MERGE_PATCH, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+}
+
+const deploymentPath = (ns: string, name: string) => `/apis/apps/v1/namespaces/${seg(ns)}/deployments/${seg(name)}`;
+
+/** Reads what the rollout guard decides a pause from; undefined when the Deployment does not exist. */
+export async function getDeployment(kc: KubeConfig, namespace: string, name: string): Promise<{ paused: boolean; generation: number; resourceVersion: string } | undefined> {
+  try {
+    const d = await kubeRequest<{ metadata?: { resourceVersion?: string; generation?: number }; spec?: { paused?: boolean } }>(kc, {
+      method: "GET", path: deploymentPath(namespace, name), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+    return { paused: d.spec?.paused === true, generation: d.metadata?.generation ?? 0, resourceVersion: d.metadata?.resourceVersion ?? "" };
+  } catch (err) {
+    if (apiStatusCode(err) === 404) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Pauses a Deployment: a merge patch of spec.paused: true and nothing else (the chart's
+ * ValidatingAdmissionPolicy refuses any other change by the operator), only if its
+ * resourceVersion is still the one read. Throws KubeApiError 409 when it changed: read again
+ * and decide again.
+ */
+export async function pauseDeployment(kc: KubeConfig, namespace: string, name: string, resourceVersion: string): Promise<void> {
+  if (!resourceVersion) throw new Error(`pauseDeployment ${namespace}/${name}: pass the resourceVersion of a getDeployment read (a write without one could pause over a user's resume or rollback)`);
+  await kubeRequest(kc, {
+    method: "PATCH", path: deploymentPath(namespace, name), body: { metadata: { resourceVersion }, spec: { paused: true } }, contentType: MERGE_PATCH,
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   });
 }

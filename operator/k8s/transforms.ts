@@ -142,8 +142,8 @@ export function trimPod(obj: unknown): CachedPod {
 export type CachedWorkload = WorkloadLike & { metadata: CachedMeta };
 
 /**
- * Keeps of a Deployment or StatefulSet: metadata (no annotations), spec.replicas and
- * spec.selector. Drops the pod template (the bulk), managedFields and status: replicas are
+ * Keeps of a Deployment or StatefulSet: metadata (no annotations), spec.replicas,
+ * spec.selector and spec.paused (true only). Drops the pod template (the bulk), managedFields and status: replicas are
  * read through the scale subresource when they matter.
  */
 export function trimWorkload(obj: unknown): CachedWorkload {
@@ -151,6 +151,7 @@ export function trimWorkload(obj: unknown): CachedWorkload {
   const spec: Exactly<NonNullable<WorkloadLike["spec"]>> = {
     replicas: raw.spec?.replicas as number | undefined,
     selector: raw.spec?.selector as LabelSelector | undefined,
+    paused: raw.spec?.paused === true ? true : undefined,
   };
   return { metadata: trimMeta(raw.metadata, () => undefined), spec } satisfies Exactly<WorkloadLike>;
 }

@@ -27,7 +27,7 @@ const permissions = (rules: Rule[]) =>
 
 // What operator/k8s/*.ts calls, and nothing else (see the comment in templates/rbac.yaml).
 const OPERATOR_PERMISSIONS = [
-  "apps/deployments list", "apps/deployments watch", "apps/deployments/scale get", "apps/deployments/scale patch",
+  "apps/deployments get", "apps/deployments list", "apps/deployments patch", "apps/deployments watch", "apps/deployments/scale get", "apps/deployments/scale patch",
   "apps/statefulsets list", "apps/statefulsets watch", "apps/statefulsets/scale get", "apps/statefulsets/scale patch",
   "autoscaling/horizontalpodautoscalers list", "autoscaling/horizontalpodautoscalers watch",
   "connmeter.io/connectionpolicies list", "connmeter.io/connectionpolicies patch", "connmeter.io/connectionpolicies watch", "connmeter.io/connectionpolicies/status patch",
@@ -72,8 +72,8 @@ describe.skipIf(skip)("the connmeter chart", () => {
       "PodDisruptionBudget/connmeter-operator", "Role/connmeter-leader-election", "Role/connmeter-webhook-tls", "RoleBinding/connmeter-leader-election",
       "RoleBinding/connmeter-webhook-tls", "Secret/connmeter-admin-token", "Secret/connmeter-webhook-tls",
       "Service/connmeter-operator-metrics", "Service/connmeter-webhook", "ServiceAccount/connmeter",
-      "ValidatingAdmissionPolicy/connmeter-namespace-label", "ValidatingAdmissionPolicy/connmeter-pod-patch",
-      "ValidatingAdmissionPolicyBinding/connmeter-namespace-label", "ValidatingAdmissionPolicyBinding/connmeter-pod-patch",
+      "ValidatingAdmissionPolicy/connmeter-deployment-pause", "ValidatingAdmissionPolicy/connmeter-namespace-label", "ValidatingAdmissionPolicy/connmeter-pod-patch",
+      "ValidatingAdmissionPolicyBinding/connmeter-deployment-pause", "ValidatingAdmissionPolicyBinding/connmeter-namespace-label", "ValidatingAdmissionPolicyBinding/connmeter-pod-patch",
     ]);
     const dep = one(objs, "Deployment") as unknown as { spec: { replicas: number; template: { spec: PodSpec } } };
     interface PodSpec { serviceAccountName: string; securityContext: Record<string, unknown>; containers: Container[] }
@@ -166,6 +166,22 @@ describe.skipIf(skip)("the connmeter chart", () => {
     const off = helmTemplate({ "podPatchPolicy.enabled": false });
     expect(find(off, "ValidatingAdmissionPolicy")).toEqual([]);
     expect(find(off, "ValidatingAdmissionPolicyBinding")).toEqual([]);
+  });
+
+  it("ships a ValidatingAdmissionPolicy that lets the operator's ServiceAccount only set spec.paused: true on Deployments (rollout guard; on by default)", () => {
+    const objs = helmTemplate();
+    const policy = one(objs, "ValidatingAdmissionPolicy", "connmeter-deployment-pause") as unknown as { spec: Record<string, unknown> & { validations: { expression: string }[] } };
+    expect(policy.spec).toMatchObject({
+      failurePolicy: "Fail",
+      matchConstraints: { resourceRules: [{ apiGroups: ["apps"], apiVersions: ["v1"], operations: ["UPDATE"], resources: ["deployments"] }] },
+      matchConditions: [{ name: "connmeter-operator", expression: 'request.userInfo.username == "system:serviceaccount:connmeter:connmeter"' }],
+    });
+    const cel = policy.spec.validations.map((v) => v.expression).join("\n");
+    // every apps/v1 DeploymentSpec field but paused is compared, and paused may only become true
+    for (const field of ["selector", "template", "replicas", "strategy", "minReadySeconds", "revisionHistoryLimit", "progressDeadlineSeconds"]) expect(cel).toContain(`object.spec.${field}`);
+    expect(cel).toContain("has(object.spec.paused) && object.spec.paused");
+    expect(cel).toContain("object.metadata.annotations");
+    expect(one(objs, "ValidatingAdmissionPolicyBinding", "connmeter-deployment-pause").spec).toEqual({ policyName: "connmeter-deployment-pause", validationActions: ["Deny"] });
   });
 
   it("renders the admin-port NetworkPolicy only when asked: in each app namespace, port 9090 from the operator's pods and the monitoring namespace, every other port open", () => {

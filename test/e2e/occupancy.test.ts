@@ -6,7 +6,7 @@ import type { V1Pod } from "@kubernetes/client-node";
 import type { Channel, Socket } from "phoenix";
 import { afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { applyYaml, createNamespace, describeNamespace, kube, requireBuilt, waitFor, waitForPodsReady } from "../env/e2e-helpers.js";
-import { meteredAppDeployment } from "../env/manifests.js";
+import { connectionPolicy, meteredAppDeployment } from "../env/manifests.js";
 import { apiMessage } from "../env/kube.js";
 import { startOperator, stopOperators } from "../env/operator-process.js";
 import { connected, join, joinReply, phoenixSocket } from "../support/phoenix-client.js";
@@ -41,15 +41,7 @@ describe("spec.occupancy", () => {
     const ns = await createNamespace("occ");
     await applyYaml(ns, meteredAppDeployment({ name: "chat", replicas: 2, spreadAcrossNodes: true, sidecarEnv: { CONNMETER_ADMIN_TOKEN: TOKEN } }));
     const [a, b] = (await waitForPodsReady(ns, "app=chat", 2, 90_000)) as [V1Pod, V1Pod];
-    await applyYaml(ns, `
-apiVersion: connmeter.io/v1alpha1
-kind: ConnectionPolicy
-metadata: {name: chat}
-spec:
-  targetRef: {kind: Deployment, name: chat}
-  scrapeIntervalSeconds: ${INTERVAL_S}
-  occupancy: {expose: ["room:*"], totals: true}
-`);
+    await applyYaml(ns, connectionPolicy({ name: "chat", scrapeIntervalSeconds: INTERVAL_S, spec: { occupancy: { expose: ["room:*"], totals: true } } }));
     await startOperator({ kubeconfig: inject("kubeconfig"), namespace: ns, token: TOKEN });
     const explain = async () => `${await describeNamespace(ns)}\nGET /occupancy of A: ${await (await fetch(`http://${a.status!.podIP}:9090/occupancy?topics=room:*`)).text()}`;
 

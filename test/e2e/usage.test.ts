@@ -6,7 +6,7 @@ import type { Socket } from "phoenix";
 import { afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { applyYaml, createNamespace, describeNamespace, killContainer, kube, listPods, requireBuilt, waitFor, waitForPodsReady } from "../env/e2e-helpers.js";
 import { onLocalCluster } from "../env/e2e-cluster.js";
-import { meteredAppDeployment } from "../env/manifests.js";
+import { connectionPolicy, meteredAppDeployment } from "../env/manifests.js";
 import { startOperator, stopOperators } from "../env/operator-process.js";
 import { connected, phoenixSocket } from "../support/phoenix-client.js";
 import type { UsageStatus } from "../../operator/api/types.js";
@@ -56,14 +56,7 @@ describe("status.usage", () => {
     const ns = await createNamespace("usage");
     await applyYaml(ns, meteredAppDeployment({ name: "chat", replicas: 1, sidecarEnv: { CONNMETER_ADMIN_TOKEN: TOKEN } }));
     const [pod] = (await waitForPodsReady(ns, "app=chat", 1, 90_000)) as [V1Pod];
-    await applyYaml(ns, `
-apiVersion: connmeter.io/v1alpha1
-kind: ConnectionPolicy
-metadata: {name: chat}
-spec:
-  targetRef: {kind: Deployment, name: chat}
-  scrapeIntervalSeconds: 1
-`);
+    await applyYaml(ns, connectionPolicy({ name: "chat", scrapeIntervalSeconds: 1 }));
     await startOperator({ kubeconfig: inject("kubeconfig"), namespace: ns, token: TOKEN });
     const explain = async () => `${await describeNamespace(ns)}\nstatus: ${JSON.stringify(await status(ns))}`;
     await waitFor("status.usage", async () => (await status(ns)).usage, 30_000, { explain });

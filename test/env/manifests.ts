@@ -16,11 +16,20 @@ export interface MeteredAppOptions {
   /** Spread the pods one per node (maxSkew 1 over kubernetes.io/hostname). */
   spreadAcrossNodes?: boolean;
   terminationGracePeriodSeconds?: number;
+  /** Env vars of the app container: changing one makes a new revision (a rollout). */
+  appEnv?: Record<string, string>;
+  /** spec.minReadySeconds: a new pod counts as available only after this long, so a rollout holds both revisions meanwhile. */
+  minReadySeconds?: number;
+}
+
+function envList(env: Record<string, string> | undefined): string {
+  return Object.entries(env ?? {}).map(([k, v]) => `\n            - {name: ${k}, value: ${JSON.stringify(v)}}`).join("");
 }
 
 /** A Deployment of the demo app with the sidecar, labelled `app: <name>`. */
 export function meteredAppDeployment(o: MeteredAppOptions): string {
-  const env = Object.entries(o.sidecarEnv ?? {}).map(([k, v]) => `\n            - {name: ${k}, value: ${JSON.stringify(v)}}`).join("");
+  const env = envList(o.sidecarEnv);
+  const appEnv = envList(o.appEnv);
   const args = o.sidecarArgs?.length ? `\n          args: ${JSON.stringify(o.sidecarArgs)}` : "";
   const spread = o.spreadAcrossNodes
     ? `
@@ -32,7 +41,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata: {name: ${o.name}}
 spec:
-  replicas: ${o.replicas}
+  replicas: ${o.replicas}${o.minReadySeconds ? `\n  minReadySeconds: ${o.minReadySeconds}` : ""}
   selector: {matchLabels: {app: ${o.name}}}
   template:
     metadata: {labels: {app: ${o.name}}}
@@ -41,7 +50,8 @@ spec:
       containers:
         - name: app
           image: connmeter/demo-app:dev
-          args: ["--listen", "0.0.0.0:4000"]
+          args: ["--listen", "0.0.0.0:4000"]${appEnv ? `
+          env:${appEnv}` : ""}
           ports: [{name: http, containerPort: 4000}]
         - name: sidecar
           image: connmeter/sidecar:dev${args}${env ? `
@@ -52,4 +62,27 @@ spec:
             periodSeconds: 1
             failureThreshold: ${o.failureThreshold ?? 2}${o.successThreshold ? `\n            successThreshold: ${o.successThreshold}` : ""}
 `;
+}
+
+export interface PolicyOptions {
+  name: string;
+  /** The Deployment it meters (default: `name`, as meteredAppDeployment names it). */
+  target?: string;
+  scrapeIntervalSeconds?: number;
+  /** The rest of spec as the CRD spells it: occupancy, floodProtection, rolloutGuard, limits, ... */
+  spec?: Record<string, unknown>;
+}
+
+/** A ConnectionPolicy on a Deployment of {@link meteredAppDeployment} (JSON, which is YAML). */
+export function connectionPolicy(o: PolicyOptions): string {
+  return JSON.stringify({
+    apiVersion: "connmeter.io/v1alpha1",
+    kind: "ConnectionPolicy",
+    metadata: { name: o.name },
+    spec: {
+      targetRef: { kind: "Deployment", name: o.target ?? o.name },
+      ...(o.scrapeIntervalSeconds === undefined ? {} : { scrapeIntervalSeconds: o.scrapeIntervalSeconds }),
+      ...o.spec,
+    },
+  }, null, 2);
 }

@@ -138,6 +138,16 @@ export class FakeCluster {
       }
       p.metadata!.annotations = a;
     },
+    getDeployment: async (ns, name) => {
+      const w = this.workload("Deployment", ns, name);
+      return w ? { paused: w.spec?.paused === true, generation: 1, resourceVersion: w.metadata!.resourceVersion! } : undefined;
+    },
+    pauseDeployment: async (ns, name, resourceVersion) => {
+      const w = this.workload("Deployment", ns, name);
+      if (!w) throw new FakeApiError(404, `Deployment ${name} not found`);
+      if (w.metadata!.resourceVersion !== resourceVersion) throw new FakeApiError(409, `Operation cannot be fulfilled on deployments.apps "${name}": the object has been modified`);
+      w.spec = { ...w.spec, paused: true };
+    },
   };
 
   readonly sidecars = {

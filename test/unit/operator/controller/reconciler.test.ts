@@ -31,7 +31,9 @@ class ArrayLister<T extends Named> implements Lister<T> {
 type Write =
   | { op: "status"; status: Record<string, unknown> }
   | { op: "scale"; kind: TargetKind; name: string; replicas: number }
-  | { op: "annotate"; pod: string; annotations: Record<string, string | null> };
+  | { op: "annotate"; pod: string; annotations: Record<string, string | null> }
+  | { op: "getDeployment"; name: string }
+  | { op: "pause"; name: string; resourceVersion: string; outcome: "ok" | "conflict" };
 
 function pod(name: string, ip: string, node: string, ready = true): PodLike {
   return {
@@ -52,6 +54,8 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
     spec: { targetRef: { apiVersion: "apps/v1", kind: "Deployment", name: "chat" }, scrapeIntervalSeconds: INTERVAL_MS / 1000, ...opts.spec },
   };
   const deployment: WorkloadLike = { metadata: { name: "chat", namespace: NS }, spec: { replicas: opts.replicas ?? 2, selector: { matchLabels: { app: "chat" } } } };
+  /** The Deployment as a GET shows it (the rollout guard's pause): its generation and resourceVersion; `beforePause` runs between the GET and the PATCH. */
+  const served = { generation: 1, resourceVersion: 10, beforePause: undefined as (() => void) | undefined, cacheLags: false, paused: false };
   const caches = {
     policies: new ArrayLister<ConnectionPolicy>([policy]),
     pods: new ArrayLister<PodLike>(opts.pods ?? [pod("chat-a", "198.18.0.1", "node-1"), pod("chat-b", "198.18.0.2", "node-2")]),
@@ -101,6 +105,24 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
       }
       p.metadata!.annotations = a;
     },
+    async getDeployment(_ns, name) {
+      writes.push({ op: "getDeployment", name });
+      return { paused: served.paused || deployment.spec!.paused === true, generation: served.generation, resourceVersion: String(served.resourceVersion) };
+    },
+    // As the API server: a stale resourceVersion is a 409; a pause bumps generation and resourceVersion.
+    async pauseDeployment(_ns, name, resourceVersion) {
+      const before = served.beforePause;
+      served.beforePause = undefined;
+      before?.();
+      const conflict = resourceVersion !== String(served.resourceVersion);
+      writes.push({ op: "pause", name, resourceVersion, outcome: conflict ? "conflict" : "ok" });
+      if (conflict) throw Object.assign(new Error("409: the object has been modified"), { statusCode: 409 });
+      served.paused = true;
+      // the informer cache gets the write later when it lags
+      if (!served.cacheLags) deployment.spec!.paused = true;
+      served.generation++;
+      served.resourceVersion++;
+    },
   };
   const events: { reason: string; type: string; note: string; regarding: ObjectRef }[] = [];
   const sink: EventSink = { record: (regarding, type, reason, _action, note) => events.push({ regarding, type, reason, note }) };
@@ -135,7 +157,7 @@ function world(opts: { spec?: Partial<ConnectionPolicy["spec"]>; replicas?: numb
   return {
     /** The policy as the cache holds it now. */
     get policy(): ConnectionPolicy { return caches.policies.items[0]!; },
-    deployment, caches, writes, events, answers, pushes, pushErrors, revisions, statusFailure, resets, scrapes, reconciler,
+    deployment, served, caches, writes, events, answers, pushes, pushErrors, revisions, statusFailure, resets, scrapes, reconciler,
     advance(ms: number) { now += ms; },
     reconcile: () => reconciler.reconcile(KEY),
     statusWrites: () => writes.filter((w): w is Extract<Write, { op: "status" }> => w.op === "status"),
@@ -917,7 +939,7 @@ describe("Reconciler: per-policy gauges", () => {
       caches: w.caches, metrics, clock: () => T0, log: () => undefined, events: { record: () => undefined },
       writer: {
         patchPolicyStatus: async () => undefined, patchPolicyFinalizers: async () => undefined, getScale: async () => undefined,
-        patchScale: async () => undefined, patchPodAnnotations: async () => undefined,
+        patchScale: async () => undefined, patchPodAnnotations: async () => undefined, getDeployment: async () => undefined, pauseDeployment: async () => undefined,
       },
       sidecars: { stats: async () => sample(3), pushConfig: async () => undefined, resetConfig: async () => undefined },
     });
@@ -1119,5 +1141,138 @@ describe("Reconciler: spec.rolloutGuard (issue 18)", () => {
     w.advance(60_000);
     await w.reconcile();
     expect(w.policy.status!.rollout).toBeUndefined();
+  });
+
+  /** A rollout whose new pod refuses every join while the old one accepts them, judged after `steps` scrapes. */
+  async function churningRollout(spec: Partial<ConnectionPolicy["spec"]>, steps = 4) {
+    const labelled = (name: string, ip: string, hash: string) => {
+      const p = pod(name, ip, "node-1");
+      p.metadata!.labels = { app: "chat", "pod-template-hash": hash };
+      return p;
+    };
+    const w = world({ pods: [labelled("chat-a", "198.18.0.1", "old1")], spec });
+    if (spec.targetRef?.kind === "StatefulSet") w.caches.statefulSets.items.push(w.deployment);
+    const joins = new Map<string, { joins: number; errors: number }>([["198.18.0.1", { joins: 0, errors: 0 }], ["198.18.0.2", { joins: 0, errors: 0 }]]);
+    const answer = (ip: string, errorsToo: boolean) => {
+      const c = joins.get(ip)!;
+      c.joins += 10;
+      if (errorsToo) c.errors += 10;
+      w.answers.set(ip, { ...sample(1), usage: { since: "2026-03-01T11:00:00.000Z", connectionSeconds: 0, channelSeconds: {} }, attempts: { upgrades: 0, joins: c.joins, joinErrors: c.errors, disconnects: 0, leaves: 0 } });
+    };
+    const step = async (newPodFails = false) => {
+      answer("198.18.0.1", false);
+      answer("198.18.0.2", true);
+      if (newPodFails) w.answers.set("198.18.0.2", new SidecarError("refused", "connect ECONNREFUSED 198.18.0.2"));
+      w.advance(INTERVAL_MS);
+      await w.reconcile();
+    };
+    answer("198.18.0.1", false);
+    await w.reconcile();
+    w.caches.pods.items.push(labelled("chat-b", "198.18.0.2", "new2"));
+    for (let i = 0; i < steps; i++) await step();
+    return { w, step };
+  }
+  const PAUSE = { rolloutGuard: { maxChurnRatio: 2, minConnectionMinutes: 1000, minJoins: 20, action: "pause" as const } };
+
+  it("action pause: pauses the Deployment once, with the resourceVersion it read, an Event and a condition saying how to resume or roll back", async () => {
+    const { w, step } = await churningRollout(PAUSE);
+    expect(w.condition("RolloutChurn")).toMatchObject({ status: "True", reason: "ChurnAboveOld" });
+    expect(w.writes.filter((x) => x.op === "pause")).toEqual([{ op: "pause", name: "chat", resourceVersion: "10", outcome: "ok" }]);
+    expect(w.deployment.spec!.paused).toBe(true);
+    expect(w.condition("RolloutChurn")!.message).toMatch(/connmeter paused Deployment chat \(spec.paused: true\) for revision new2.*kubectl rollout resume deployment\/chat -n shop.*kubectl rollout undo deployment\/chat -n shop/);
+    expect(w.policy.status!.rollout).toMatchObject({ pausedRevision: "new2", pausedAt: new Date(T0 + 3 * INTERVAL_MS).toISOString() });
+    const paused = w.events.filter((e) => e.reason === "RolloutPaused");
+    expect(paused).toHaveLength(1);
+    expect(paused[0]!.note).toMatch(/Paused Deployment chat .* new2: new pods refuse 1\.0000 of joins/);
+
+    // The user resumes the same revision: not paused again, and the condition says so.
+    w.deployment.spec!.paused = false;
+    w.served.paused = false;
+    for (let i = 0; i < 4; i++) await step();
+    expect(w.writes.filter((x) => x.op === "pause")).toHaveLength(1);
+    expect(w.deployment.spec!.paused).toBe(false);
+    expect(w.condition("RolloutChurn")!.message).toMatch(/resumed since, and connmeter does not pause this revision again/);
+    expect(w.events.filter((e) => e.reason === "RolloutPaused")).toHaveLength(1);
+
+    // A failed scrape of the new pod hides its revision once; judged again afterwards, it is still not paused twice.
+    await step(true);
+    expect(w.condition("RolloutChurn")).toMatchObject({ status: "False", reason: "NoRollout" });
+    for (let i = 0; i < 5; i++) await step();
+    expect(w.condition("RolloutChurn")).toMatchObject({ status: "True" });
+    expect(w.writes.filter((x) => x.op === "pause")).toHaveLength(1);
+  });
+
+  it("action pause: a cache that has not seen the pause yet is not taken for a user's resume", async () => {
+    const { w, step } = await churningRollout(PAUSE, 2);
+    w.served.cacheLags = true;
+    await step();
+    expect(w.served.paused).toBe(true);
+    expect(w.deployment.spec!.paused).not.toBe(true);
+    expect(w.condition("RolloutChurn")!.message).toMatch(/To go on with the rollout: kubectl rollout resume/);
+    w.deployment.spec!.paused = true; // the informer catches up
+    await step();
+    expect(w.condition("RolloutChurn")!.message).toMatch(/To go on with the rollout: kubectl rollout resume/);
+    w.deployment.spec!.paused = false; // the user resumes
+    w.served.paused = false;
+    await step();
+    expect(w.condition("RolloutChurn")!.message).toMatch(/resumed since/);
+    expect(w.writes.filter((x) => x.op === "pause")).toHaveLength(1);
+  });
+
+  it("action pause: on a 409 reads again and pauses with the new resourceVersion; a spec change in between is decided again next interval", async () => {
+    // a label changed between the GET and the PATCH: same generation, new resourceVersion
+    const first = await churningRollout(PAUSE, 2);
+    first.w.served.beforePause = () => { first.w.served.resourceVersion = 20; };
+    await first.step();
+    await first.step();
+    expect(first.w.writes.filter((x) => x.op === "pause").map((x) => x.op === "pause" && `${x.resourceVersion} ${x.outcome}`)).toEqual(["10 conflict", "20 ok"]);
+    expect(first.w.deployment.spec!.paused).toBe(true);
+
+    // a rollback between the GET and the PATCH (new generation): not paused over it this interval
+    const second = await churningRollout(PAUSE, 2);
+    second.w.served.beforePause = () => { second.w.served.generation = 5; second.w.served.resourceVersion = 30; };
+    const writesBefore = second.w.writes.length;
+    await second.step();
+    const pauses = second.w.writes.slice(writesBefore).filter((x) => x.op === "pause");
+    expect(pauses[0]).toMatchObject({ resourceVersion: "10", outcome: "conflict" });
+    expect(second.w.deployment.spec!.paused).not.toBe(true);
+    // the next interval reads the rolled-back Deployment afresh and decides from it
+    await second.step();
+    expect(second.w.deployment.spec!.paused).toBe(true);
+  });
+
+  it("action pause: a Deployment someone paused already is left alone (and not paused after their resume); a StatefulSet is reported only", async () => {
+    const found = await churningRollout({ rolloutGuard: { ...PAUSE.rolloutGuard } }, 0);
+    found.w.deployment.spec!.paused = true;
+    for (let i = 0; i < 3; i++) await found.step();
+    expect(found.w.writes.filter((x) => x.op === "pause")).toEqual([]);
+    expect(found.w.condition("RolloutChurn")!.message).toMatch(/Deployment chat was already paused when revision new2 churned/);
+    found.w.deployment.spec!.paused = false;
+    for (let i = 0; i < 3; i++) await found.step();
+    expect(found.w.writes.filter((x) => x.op === "pause")).toEqual([]);
+
+    const sts = await churningRollout({ targetRef: { apiVersion: "apps/v1", kind: "StatefulSet", name: "chat" }, ...PAUSE }, 0);
+    for (let i = 0; i < 4; i++) await sts.step();
+    expect(sts.w.condition("RolloutChurn")).toMatchObject({ status: "True" });
+    expect(sts.w.condition("RolloutChurn")!.message).toMatch(/a StatefulSet cannot be paused/);
+    expect(sts.w.writes.filter((x) => x.op === "getDeployment" || x.op === "pause")).toEqual([]);
+  });
+
+  it("action none reports only; a failed pause is in the condition and one Event, and tried again", async () => {
+    const none = await churningRollout({ rolloutGuard: { ...PAUSE.rolloutGuard, action: "none" } });
+    expect(none.w.condition("RolloutChurn")!.message).toMatch(/action is none: reported only/);
+    expect(none.w.writes.filter((x) => x.op === "pause" || x.op === "getDeployment")).toEqual([]);
+
+    const denied = await churningRollout(PAUSE, 0);
+    const forbidden = Object.assign(new Error("403: deployments.apps \"chat\" is forbidden"), { statusCode: 403 });
+    denied.w.served.beforePause = () => { throw forbidden; };
+    await denied.step();
+    await denied.step();
+    denied.w.served.beforePause = () => { throw forbidden; };
+    await denied.step();
+    expect(denied.w.condition("RolloutChurn")!.message).toMatch(/Could not pause Deployment chat .*forbidden.*needs patch on deployments/);
+    expect(denied.w.events.filter((e) => e.reason === "RolloutPauseFailed")).toHaveLength(1);
+    await denied.step(); // RBAC fixed
+    expect(denied.w.deployment.spec!.paused).toBe(true);
   });
 });

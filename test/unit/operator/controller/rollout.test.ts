@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { RolloutGuard, rolloutCondition, type ChurnSample } from "../../../../operator/controller/rollout.js";
 import type { RolloutGuardSpec } from "../../../../operator/api/types.js";
 
-const SPEC: RolloutGuardSpec = { maxChurnRatio: 2, minConnectionMinutes: 60, minJoins: 100 };
+const SPEC: RolloutGuardSpec = { maxChurnRatio: 2, minConnectionMinutes: 60, minJoins: 100, action: "none" };
 const SINCE = "2026-03-01T00:00:00.000Z";
 
 /** A pod holding `connections` that loses `dropsPerMinute` and answers `joinsPerMinute` joins, `errorsPerMinute` of them errors. */
