@@ -5,7 +5,8 @@
 //   and it clears after the cooldown.
 // - RolloutChurn with action pause: a rollout whose new pod refuses joins (its clients join
 //   `denied:*`, which the demo app refuses: a release whose joins fail) is paused once, with an
-//   Event; a user's `kubectl rollout resume` is not undone.
+//   Event; a user's `kubectl rollout resume` is not undone. A rollout whose new pods behave like
+//   the old ones is judged ChurnWithinRatio and not paused.
 // - The chart's ValidatingAdmissionPolicy on the real API server: the operator's ServiceAccount
 //   may set spec.paused: true on a Deployment and nothing else.
 // After each fault: the operator still answers /healthz, and another policy's status still
@@ -225,6 +226,43 @@ describe("join-flood protection and the rollout guard", () => {
     expect(events("web", "RolloutPaused")).toHaveLength(1);
     expect((await condition("web", "RolloutChurn"))!.status).toBe("True");
     await checkInvariants(expect, "a user's resume");
+  }, 600_000);
+
+  it.concurrent("a rollout whose new pods behave like the old ones is judged ChurnWithinRatio and not paused", async ({ expect }) => {
+    const mine: Socket[] = [];
+    // As above: minReadySeconds keeps both revisions running while the guard compares them.
+    const calm = (release: string) => meteredAppDeployment({ name: "calm", replicas: 1, minReadySeconds: 300, appEnv: { RELEASE: release }, sidecarEnv });
+    await applyYaml(ns, calm("v1"));
+    const [old] = (await waitForPodsReady(ns, "app=calm", 1, 90_000)) as [V1Pod];
+    await applyYaml(ns, connectionPolicy({
+      name: "calm", scrapeIntervalSeconds: INTERVAL_S,
+      spec: { rolloutGuard: { maxChurnRatio: 2, minConnectionMinutes: 100000, minJoins: 20, action: "pause" } },
+    }));
+    await waitFor("RolloutChurn NoRollout (calm)", async () => (await condition("calm", "RolloutChurn"))?.reason === "NoRollout", 30_000, { explain });
+    await applyYaml(ns, calm("v2"));
+    const both = await waitForPodsReady(ns, "app=calm", 2, 90_000);
+    const fresh = both.find((p) => p.metadata!.name !== old.metadata!.name)!;
+    await waitFor("RolloutChurn CollectingSample (calm)", async () => (await condition("calm", "RolloutChurn"))?.reason === "CollectingSample", 30_000, { explain });
+
+    // 25 accepted joins on each revision: the same (zero) error ratio on both sides.
+    const replies = [...await joinBurst(old, 1, 25, "room:calm-old-", mine), ...await joinBurst(fresh, 1, 25, "room:calm-new-", mine)];
+    expect(replies.filter((r) => r === "ok")).toHaveLength(50);
+    const judged = await waitFor("RolloutChurn ChurnWithinRatio", async () => {
+      const c = await condition("calm", "RolloutChurn");
+      return c?.reason === "ChurnWithinRatio" ? c : undefined;
+    }, 30_000, { explain });
+    expect(judged.status).toBe("False");
+    // Judged at every scrape from here on: a few more intervals, and still nothing paused.
+    const rollout = await waitFor("status.rollout to count both sides' joins", async () => {
+      const r = (await policyStatus("calm")).rollout;
+      return r && r.new.joins >= 25 && r.old.joins >= 25 ? r : undefined;
+    }, 30_000, { explain });
+    expect(rollout.pausedRevision).toBeUndefined();
+    expect((await kube().apps.readNamespacedDeployment({ name: "calm", namespace: ns })).spec!.paused ?? false).toBe(false);
+    expect(events("calm", "RolloutPaused")).toHaveLength(0);
+    expect(events("calm", "RolloutChurn")).toHaveLength(0);
+    for (const s of mine.splice(0)) s.disconnect();
+    await checkInvariants(expect, "a calm rollout");
   }, 600_000);
 
   it.concurrent("the chart's ValidatingAdmissionPolicy lets the operator's ServiceAccount only set spec.paused: true on a Deployment", async ({ expect }) => {
