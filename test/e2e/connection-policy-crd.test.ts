@@ -146,7 +146,7 @@ describe("valid ConnectionPolicies", () => {
     const back = await readBack(name);
     expect(back.spec.limits).toEqual({ joinRatePerSocket: 5, joinBurstPerSocket: 10, joinRatePerPod: 500, joinBurstPerPod: 1000 });
     expect(back.spec.floodProtection).toEqual({ spikeFactor: 10, minRatePerSecond: 20, cooldownSeconds: 300, action: "none" });
-    expect(back.spec.rolloutGuard).toEqual({ maxChurnRatio: 1.5, minConnectionMinutes: 60, minJoins: 100 });
+    expect(back.spec.rolloutGuard).toEqual({ maxChurnRatio: 1.5, minConnectionMinutes: 60, minJoins: 100, action: "none" });
     const side = (revision: string) => ({
       revisions: [revision], pods: 2, connectionMinutes: 120, disconnects: 3, leaves: 1, joins: 400, joinErrors: 2, churnPerConnectionMinute: "0.0333", joinErrorRatio: "0.0050",
     });
