@@ -18,6 +18,11 @@ export interface BudgetClaim {
   noHeadroom?: boolean;
 }
 
+/** What the pods that cannot be told a new budget keep of the cap: each its reservation, never less than it holds. */
+export function reservedTotal(claims: readonly BudgetClaim[]): number {
+  return claims.reduce((sum, c) => sum + (c.reserved === undefined ? 0 : Math.max(c.reserved, c.used)), 0);
+}
+
 /**
  * Splits `cap` among the pods: each live pod gets what it holds plus an even share of the
  * headroom, never more than `perPodCap` (pods marked `noHeadroom` get only what they hold);
@@ -33,8 +38,7 @@ export interface BudgetClaim {
 export function splitCap(cap: number, claims: readonly BudgetClaim[], perPodCap = Infinity): Map<string, number> {
   const budgets = new Map<string, number>();
   const live = claims.filter((c) => c.reserved === undefined).sort((a, b) => a.name.localeCompare(b.name));
-  const reservedTotal = claims.reduce((sum, c) => sum + (c.reserved === undefined ? 0 : Math.max(c.reserved, c.used)), 0);
-  const pool = Math.max(0, Math.floor(cap) - reservedTotal);
+  const pool = Math.max(0, Math.floor(cap) - reservedTotal(claims));
   const usedTotal = live.reduce((sum, c) => sum + c.used, 0);
   if (live.length === 0) return budgets;
   if (usedTotal >= pool) {

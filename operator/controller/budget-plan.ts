@@ -4,7 +4,7 @@
 //     last accepted until the TTL runs out, so that much of the cap stays reserved for it;
 //   - pushes that lower a budget go first (phase 1); pushes that raise one (phase 2) only after,
 //     and a phase-2 push never raises anything when a phase-1 push failed.
-import { splitCap, type BudgetClaim } from "../aggregate/budgets.js";
+import { reservedTotal, splitCap, type BudgetClaim } from "../aggregate/budgets.js";
 import type { PolicySpec } from "../api/types.js";
 import type { SidecarConfig } from "../scrape/sidecar-client.js";
 
@@ -168,7 +168,6 @@ export function withoutRaises(push: PlannedPush, inForce: SidecarConfig | undefi
  */
 function split(cap: number, claims: readonly BudgetClaim[], held: readonly (number | null | undefined)[], perPodCap = Infinity): Map<string, number> {
   const fresh = splitCap(cap, claims, perPodCap);
-  const reserved = claims.reduce((sum, c) => sum + (c.reserved === undefined ? 0 : Math.max(c.reserved, c.used)), 0);
   const out = new Map(fresh);
   const kept: { name: string; over: number }[] = [];
   claims.forEach((c, i) => {
@@ -179,7 +178,7 @@ function split(cap: number, claims: readonly BudgetClaim[], held: readonly (numb
     out.set(c.name, b);
     kept.push({ name: c.name, over: b - f });
   });
-  let total = reserved;
+  let total = reservedTotal(claims);
   for (const b of out.values()) total += b;
   // Over the cap: give back the kept budgets that exceed their fresh share most (each step
   // lowers the total by `over` > 0; with none kept the total is the fresh split's, within it).
