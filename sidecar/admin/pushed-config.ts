@@ -89,13 +89,7 @@ export class PushedConfig {
   /** DELETE /config: the flags' values at once (the operator lifts a deleted policy's budgets). */
   reset(): void {
     if (this.source !== "pushed") return;
-    this.clearTimer();
-    this.source = "flags";
-    this.changes++;
-    this.expiresAtMs = null;
-    this.ttlSeconds = null;
-    this.target.configure(this.flags.limits, this.flags.topics);
-    this.log(`config: pushed values lifted by DELETE /config; back to flag values (${describe(this.flags.limits)})`);
+    this.backToFlags("lifted by DELETE /config");
   }
 
   provenance(): ConfigProvenance {
@@ -119,15 +113,19 @@ export class PushedConfig {
 
   private readonly expire = (): void => {
     if (this.source !== "pushed") return;
-    const ttl = this.ttlSeconds;
+    this.backToFlags(`expired (no PUT /config within ${this.ttlSeconds}s)`);
+  };
+
+  /** The flags' values in force again (a DELETE or an expiry), a new revision, one log line saying `why`. */
+  private backToFlags(why: string): void {
     this.clearTimer();
     this.source = "flags";
     this.changes++;
     this.expiresAtMs = null;
     this.ttlSeconds = null;
     this.target.configure(this.flags.limits, this.flags.topics);
-    this.log(`config: pushed values expired (no PUT /config within ${ttl}s); back to flag values (${describe(this.flags.limits)})`);
-  };
+    this.log(`config: pushed values ${why}; back to flag values (${describe(this.flags.limits)})`);
+  }
 
   private clearTimer(): void {
     if (this.timer !== null) clearTimeout(this.timer);
