@@ -7,6 +7,7 @@ import type { InflateBudget } from "../ws/inflate-budget.js";
 import { encodeCloseFrame, encodeTextFrame } from "./frame-writer.js";
 import type { HoldBudget } from "./hold-budget.js";
 import { JoinGate } from "./join-gate.js";
+import { readIntoSharedBuffer, readSlab } from "./shared-reads.js";
 
 /** The sidecar's server of the virtual topic (issue 17), as a connection sees it. */
 export interface VirtualTopicServer {
@@ -149,6 +150,10 @@ export class TappedConnection implements PhoenixMessageHandler {
 
   /** Starts relaying (right after the 101 went to the client). */
   start(): void {
+    // Reads go to the process-wide buffer (shared-reads.ts); 'data' then brings only bytes
+    // buffered before the switch (the handshake's head), and everything if it cannot switch.
+    readIntoSharedBuffer(this.client, this.onClientRead);
+    readIntoSharedBuffer(this.upstream, this.onUpstreamRead);
     this.client.on("data", this.onClientData);
     this.upstream.on("data", this.onUpstreamData);
     this.client.on("drain", this.resumeUpstream);
@@ -271,6 +276,35 @@ export class TappedConnection implements PhoenixMessageHandler {
     // The socket's close ends its channels; a close frame alone does not (the peer may
     // never answer it), so nothing happens here.
   }
+
+  /**
+   * A read in the process-wide buffer. Where it is forwarded first and parsed at once (no gate
+   * holding, no reader busy, the app's socket not backed up) it goes through a slab copy that
+   * is given back once written and parsed; otherwise it becomes an ordinary buffer of its own.
+   */
+  private readonly onClientRead = (bytes: Buffer): void => {
+    if (this.goingAway) return;
+    const gate = this.gate;
+    const forwardFirst = !this.c2s.busy && this.c2sWaiting.length === 0 && (gate === null || (gate.empty && !this.holdsClientMessages));
+    if (!forwardFirst || this.upstream.writableLength > 0) {
+      this.onClientData(Buffer.from(bytes));
+      return;
+    }
+    const chunk = readSlab.copy(bytes);
+    this.takeClientChunk(chunk);
+    if (!this.c2s.busy && this.upstream.writableLength === 0) readSlab.giveBack(chunk);
+  };
+
+  private readonly onUpstreamRead = (bytes: Buffer): void => {
+    if (this.goingAway) return;
+    if (this.s2c.busy || this.s2cWaiting.length > 0 || this.injections !== null || this.client.writableLength > 0) {
+      this.onUpstreamData(Buffer.from(bytes));
+      return;
+    }
+    const chunk = readSlab.copy(bytes);
+    this.takeServerChunk(chunk);
+    if (!this.s2c.busy && this.serverChunk === null && this.client.writableLength === 0) readSlab.giveBack(chunk);
+  };
 
   private readonly onClientData = (chunk: Buffer): void => {
     if (this.goingAway) return;
