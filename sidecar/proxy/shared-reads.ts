@@ -56,6 +56,16 @@ export function readIntoSharedBuffer(socket: Duplex, onRead: (bytes: Buffer) => 
   return true;
 }
 
+/**
+ * A copy of a read that is its own allocation, as Node's own reads make: for bytes that may be
+ * held for long (a join gate's), so a held byte never keeps a pool or a slab alive.
+ */
+export function ownCopy(bytes: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(copy);
+  return copy;
+}
+
 /** Bytes of one slab: a whole read fits. */
 const SLAB_BYTES = READ_BUFFER_BYTES;
 

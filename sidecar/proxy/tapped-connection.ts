@@ -7,7 +7,7 @@ import type { InflateBudget } from "../ws/inflate-budget.js";
 import { encodeCloseFrame, encodeTextFrame } from "./frame-writer.js";
 import type { HoldBudget } from "./hold-budget.js";
 import { JoinGate } from "./join-gate.js";
-import { readIntoSharedBuffer, readSlab } from "./shared-reads.js";
+import { ownCopy, readIntoSharedBuffer, readSlab } from "./shared-reads.js";
 
 /** The sidecar's server of the virtual topic (issue 17), as a connection sees it. */
 export interface VirtualTopicServer {
@@ -280,14 +280,15 @@ export class TappedConnection implements PhoenixMessageHandler {
   /**
    * A read in the process-wide buffer. Where it is forwarded first and parsed at once (no gate
    * holding, no reader busy, the app's socket not backed up) it goes through a slab copy that
-   * is given back once written and parsed; otherwise it becomes an ordinary buffer of its own.
+   * is given back once written and parsed; otherwise it is copied into a buffer of its own, as
+   * Node's reads would have made it.
    */
   private readonly onClientRead = (bytes: Buffer): void => {
     if (this.goingAway) return;
     const gate = this.gate;
     const forwardFirst = !this.c2s.busy && this.c2sWaiting.length === 0 && (gate === null || (gate.empty && !this.holdsClientMessages));
     if (!forwardFirst || this.upstream.writableLength > 0) {
-      this.onClientData(Buffer.from(bytes));
+      this.onClientData(ownCopy(bytes));
       return;
     }
     const chunk = readSlab.copy(bytes);
@@ -298,7 +299,7 @@ export class TappedConnection implements PhoenixMessageHandler {
   private readonly onUpstreamRead = (bytes: Buffer): void => {
     if (this.goingAway) return;
     if (this.s2c.busy || this.s2cWaiting.length > 0 || this.injections !== null || this.client.writableLength > 0) {
-      this.onUpstreamData(Buffer.from(bytes));
+      this.onUpstreamData(ownCopy(bytes));
       return;
     }
     const chunk = readSlab.copy(bytes);
