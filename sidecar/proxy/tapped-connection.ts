@@ -285,9 +285,7 @@ export class TappedConnection implements PhoenixMessageHandler {
    */
   private readonly onClientRead = (bytes: Buffer): void => {
     if (this.goingAway) return;
-    const gate = this.gate;
-    const forwardFirst = !this.c2s.busy && this.c2sWaiting.length === 0 && (gate === null || (gate.empty && !this.holdsClientMessages));
-    if (!forwardFirst || this.upstream.writableLength > 0) {
+    if (this.clientChunksQueued || !this.clientForwardedFirst || this.upstream.writableLength > 0) {
       this.onClientData(ownCopy(bytes));
       return;
     }
@@ -298,7 +296,7 @@ export class TappedConnection implements PhoenixMessageHandler {
 
   private readonly onUpstreamRead = (bytes: Buffer): void => {
     if (this.goingAway) return;
-    if (this.s2c.busy || this.s2cWaiting.length > 0 || this.injections !== null || this.client.writableLength > 0) {
+    if (this.serverChunksQueued || this.injections !== null || this.client.writableLength > 0) {
       this.onUpstreamData(ownCopy(bytes));
       return;
     }
@@ -309,7 +307,7 @@ export class TappedConnection implements PhoenixMessageHandler {
 
   private readonly onClientData = (chunk: Buffer): void => {
     if (this.goingAway) return;
-    if (this.c2s.busy || this.c2sWaiting.length > 0) {
+    if (this.clientChunksQueued) {
       this.c2sWaiting.push(chunk); // a read that raced the pause: it waits its turn
       this.client.pause();
       return;
@@ -317,15 +315,29 @@ export class TappedConnection implements PhoenixMessageHandler {
     this.takeClientChunk(chunk);
   };
 
-  private takeClientChunk(chunk: Buffer): void {
+  /** A chunk reaching the relay now waits its turn: its reader is busy, or earlier chunks wait. */
+  private get clientChunksQueued(): boolean {
+    return this.c2s.busy || this.c2sWaiting.length > 0;
+  }
+
+  private get serverChunksQueued(): boolean {
+    return this.s2c.busy || this.s2cWaiting.length > 0;
+  }
+
+  /** Nothing held and nothing to decide: client bytes are forwarded first and parsed second. */
+  private get clientForwardedFirst(): boolean {
     const gate = this.gate;
-    if (gate === null || (gate.empty && !this.holdsClientMessages)) {
-      // Nothing can be refused: forward first, parse second.
-      gate?.passed(chunk.length);
+    return gate === null || (gate.empty && !this.holdsClientMessages);
+  }
+
+  private takeClientChunk(chunk: Buffer): void {
+    if (this.clientForwardedFirst) {
+      this.gate?.passed(chunk.length);
       if (!this.upstream.write(chunk)) this.client.pause();
       if (this.tapped && !this.c2s.push(chunk)) this.waitForReader(true);
       return;
     }
+    const gate = this.gate!; // only a gate holds bytes back
     gate.hold(chunk);
     // The gate decides on whole chunks: it is flushed once the reader has parsed all of this one.
     if (this.c2s.push(chunk)) {
@@ -346,7 +358,7 @@ export class TappedConnection implements PhoenixMessageHandler {
 
   private readonly onUpstreamData = (chunk: Buffer): void => {
     if (this.goingAway) return;
-    if (this.s2c.busy || this.s2cWaiting.length > 0) {
+    if (this.serverChunksQueued) {
       this.s2cWaiting.push(chunk);
       this.upstream.pause();
       return;
@@ -469,11 +481,11 @@ export class TappedConnection implements PhoenixMessageHandler {
   // A source is read again only when every reason to pause it is gone: its destination's
   // backpressure, its reader still busy with a chunk, and (client) too many joins pending.
   private readonly resumeUpstream = (): void => {
-    if (!this.s2c.busy && this.s2cWaiting.length === 0 && !this.client.writableNeedDrain) this.upstream.resume();
+    if (!this.serverChunksQueued && !this.client.writableNeedDrain) this.upstream.resume();
   };
 
   private readonly resumeClient = (): void => {
-    if (!this.pausedForJoins && this.gate?.pausedForBudget !== true && !this.c2s.busy && this.c2sWaiting.length === 0 && !this.upstream.writableNeedDrain) this.client.resume();
+    if (!this.pausedForJoins && this.gate?.pausedForBudget !== true && !this.clientChunksQueued && !this.upstream.writableNeedDrain) this.client.resume();
   };
 
   private resumeAfterJoins(): void {
