@@ -30,8 +30,22 @@ interface SocketInternals {
   _handle?: { useUserBuffer?: (buf: Uint8Array) => void } | null;
 }
 
-function ownSymbol(socket: object, name: string): symbol | undefined {
-  return Object.getOwnPropertySymbols(socket).find((s) => s.description === name);
+/** The symbols of the fields `onread` sets: the same on every socket. */
+interface OnreadFields {
+  kBuffer: symbol;
+  kBufferCb: symbol;
+  kBufferGen: symbol;
+}
+
+/** Looked up on the first socket; null: this Node has no such fields, or shared reads are off. */
+let onreadFields: OnreadFields | null | undefined;
+
+function lookUpOnreadFields(socket: Socket): OnreadFields | null {
+  if (process.env.CONNMETER_SHARED_READS === "off") return null;
+  const symbols = Object.getOwnPropertySymbols(socket);
+  const named = (name: string) => symbols.find((s) => s.description === name);
+  const [kBuffer, kBufferCb, kBufferGen] = [named("kBuffer"), named("kBufferCb"), named("kBufferGen")];
+  return kBuffer === undefined || kBufferCb === undefined || kBufferGen === undefined ? null : { kBuffer, kBufferCb, kBufferGen };
 }
 
 /**
@@ -42,16 +56,14 @@ function ownSymbol(socket: object, name: string): symbol | undefined {
  * nothing, when the socket cannot be switched.
  */
 export function readIntoSharedBuffer(socket: Duplex, onRead: (bytes: Buffer) => void): boolean {
-  if (socket.constructor !== Socket || process.env.CONNMETER_SHARED_READS === "off") return false;
+  if (socket.constructor !== Socket) return false;
+  const fields = (onreadFields ??= lookUpOnreadFields(socket as Socket));
   const handle = (socket as SocketInternals)._handle;
-  const kBuffer = ownSymbol(socket, "kBuffer");
-  const kBufferCb = ownSymbol(socket, "kBufferCb");
-  const kBufferGen = ownSymbol(socket, "kBufferGen");
-  if (handle == null || typeof handle.useUserBuffer !== "function" || kBuffer === undefined || kBufferCb === undefined || kBufferGen === undefined) return false;
-  const fields = socket as unknown as Record<symbol, unknown>;
-  fields[kBuffer] = sharedBuffer;
-  fields[kBufferGen] = null; // the same buffer for every read
-  fields[kBufferCb] = (n: number, buf: Buffer): void => onRead(buf.subarray(0, n));
+  if (fields === null || handle == null || typeof handle.useUserBuffer !== "function") return false;
+  const own = socket as unknown as Record<symbol, unknown>;
+  own[fields.kBuffer] = sharedBuffer;
+  own[fields.kBufferGen] = null; // the same buffer for every read
+  own[fields.kBufferCb] = (n: number, buf: Buffer): void => onRead(buf.subarray(0, n));
   handle.useUserBuffer(sharedBuffer);
   return true;
 }
