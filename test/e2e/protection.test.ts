@@ -66,6 +66,31 @@ async function joinBurst(pod: V1Pod, socketCount: number, joins: number, prefix:
   return replies.flat();
 }
 
+/**
+ * A one-replica Deployment `name` under a policy with rolloutGuard (action pause), rolled out
+ * from v1 to v2 with both revisions running. At 1 replica the default maxUnavailable (25 %)
+ * rounds down to 0: the old pod stays until the new one is available, which minReadySeconds
+ * puts 5 minutes away (under the default progressDeadlineSeconds, 600, as the API server
+ * requires). Returns once the operator has seen v1 alone (a revision it saw from the start is
+ * not "new") and has scraped both pods once (the new pod's first counters are its baseline).
+ */
+async function rollOutBesideOld(name: string): Promise<{ old: V1Pod; fresh: V1Pod }> {
+  const deployment = (release: string) => meteredAppDeployment({ name, replicas: 1, minReadySeconds: 300, appEnv: { RELEASE: release }, sidecarEnv });
+  const churnReason = async () => (await condition(name, "RolloutChurn"))?.reason;
+  await applyYaml(ns, deployment("v1"));
+  const [old] = (await waitForPodsReady(ns, `app=${name}`, 1, 90_000)) as [V1Pod];
+  await applyYaml(ns, connectionPolicy({
+    name, scrapeIntervalSeconds: INTERVAL_S,
+    spec: { rolloutGuard: { maxChurnRatio: 2, minConnectionMinutes: 100000, minJoins: 20, action: "pause" } },
+  }));
+  await waitFor(`RolloutChurn NoRollout (${name})`, async () => (await churnReason()) === "NoRollout", 30_000, { explain });
+  await applyYaml(ns, deployment("v2"));
+  const both = await waitForPodsReady(ns, `app=${name}`, 2, 90_000);
+  const fresh = both.find((p) => p.metadata!.name !== old.metadata!.name)!;
+  await waitFor(`RolloutChurn CollectingSample (${name})`, async () => (await churnReason()) === "CollectingSample", 30_000, { explain });
+  return { old, fresh };
+}
+
 const explain = async () => `${await describeNamespace(ns)}\noperator log (tail):\n${operator.logs().slice(-4000)}`;
 
 // The two tests check the invariants in turn (each adds one connection to policy "other").
@@ -159,25 +184,8 @@ describe("join-flood protection and the rollout guard", () => {
 
   it.concurrent("RolloutChurn with action pause: pauses a rollout whose new pods refuse joins once, and leaves a user's resume alone", async ({ expect }) => {
     const mine: Socket[] = [];
-    // At 1 replica the default maxUnavailable (25 %) rounds down to 0: the old pod stays until
-    // the new one is available, which minReadySeconds puts 5 minutes away (under the default
-    // progressDeadlineSeconds, 600, as the API server requires). Both revisions run meanwhile.
-    const web = (release: string) => meteredAppDeployment({ name: "web", replicas: 1, minReadySeconds: 300, appEnv: { RELEASE: release }, sidecarEnv });
-    await applyYaml(ns, web("v1"));
-    const [old] = (await waitForPodsReady(ns, "app=web", 1, 90_000)) as [V1Pod];
-    await applyYaml(ns, connectionPolicy({
-      name: "web", scrapeIntervalSeconds: INTERVAL_S,
-      spec: { rolloutGuard: { maxChurnRatio: 2, minConnectionMinutes: 100000, minJoins: 20, action: "pause" } },
-    }));
-    // The operator must see one revision first: a revision it saw from the start is not "new".
-    await waitFor("RolloutChurn NoRollout", async () => (await condition("web", "RolloutChurn"))?.reason === "NoRollout", 30_000, { explain });
-
-    await applyYaml(ns, web("v2"));
-    const both = await waitForPodsReady(ns, "app=web", 2, 90_000);
-    const fresh = both.find((p) => p.metadata!.name !== old.metadata!.name)!;
+    const { old, fresh } = await rollOutBesideOld("web");
     const newRevision = fresh.metadata!.labels!["pod-template-hash"]!;
-    // both pods scraped once (the new pod's first counters are its baseline)
-    await waitFor("RolloutChurn CollectingSample", async () => (await condition("web", "RolloutChurn"))?.reason === "CollectingSample", 30_000, { explain });
 
     // 25 joins on each: the old release accepts them, the new one refuses them.
     const oldReplies = await joinBurst(old, 1, 25, "room:web-", mine);
@@ -230,19 +238,7 @@ describe("join-flood protection and the rollout guard", () => {
 
   it.concurrent("a rollout whose new pods behave like the old ones is judged ChurnWithinRatio and not paused", async ({ expect }) => {
     const mine: Socket[] = [];
-    // As above: minReadySeconds keeps both revisions running while the guard compares them.
-    const calm = (release: string) => meteredAppDeployment({ name: "calm", replicas: 1, minReadySeconds: 300, appEnv: { RELEASE: release }, sidecarEnv });
-    await applyYaml(ns, calm("v1"));
-    const [old] = (await waitForPodsReady(ns, "app=calm", 1, 90_000)) as [V1Pod];
-    await applyYaml(ns, connectionPolicy({
-      name: "calm", scrapeIntervalSeconds: INTERVAL_S,
-      spec: { rolloutGuard: { maxChurnRatio: 2, minConnectionMinutes: 100000, minJoins: 20, action: "pause" } },
-    }));
-    await waitFor("RolloutChurn NoRollout (calm)", async () => (await condition("calm", "RolloutChurn"))?.reason === "NoRollout", 30_000, { explain });
-    await applyYaml(ns, calm("v2"));
-    const both = await waitForPodsReady(ns, "app=calm", 2, 90_000);
-    const fresh = both.find((p) => p.metadata!.name !== old.metadata!.name)!;
-    await waitFor("RolloutChurn CollectingSample (calm)", async () => (await condition("calm", "RolloutChurn"))?.reason === "CollectingSample", 30_000, { explain });
+    const { old, fresh } = await rollOutBesideOld("calm");
 
     // 25 accepted joins on each revision: the same (zero) error ratio on both sides.
     const replies = [...await joinBurst(old, 1, 25, "room:calm-old-", mine), ...await joinBurst(fresh, 1, 25, "room:calm-new-", mine)];
